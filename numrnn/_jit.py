@@ -1,0 +1,94 @@
+"""The one place where Numba decorator options live.
+
+Every CPU kernel in numrnn is compiled through :func:`cpu_kernel` (drivers) or
+:func:`cpu_function` (scalar cell math called from drivers), so that caching,
+fast-math flags and the error model are chosen here and nowhere else.  The CUDA
+backend compiles the very same scalar functions with :func:`cuda_device`.
+
+Fast-math: we allow the flags that only re-associate or contract arithmetic
+(``contract``, ``reassoc``, ``nsz``, ``arcp``, ``afn``) but never ``nnan`` or
+``ninf``, because the stable sigmoid/tanh rely on IEEE behaviour for huge inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+
+import numba
+
+#: Fast-math flags for every kernel (no ``nnan``/``ninf``: see module docstring).
+FASTMATH = frozenset({"contract", "reassoc", "nsz", "arcp", "afn"})
+
+#: ``cache=True`` keeps compiled code across processes (``NUMRNN_NO_CACHE=1`` disables it).
+CACHE = os.environ.get("NUMRNN_NO_CACHE", "0") != "1"
+
+CPU_OPTIONS = dict(cache=CACHE, fastmath=set(FASTMATH), error_model="numpy", nogil=True)
+
+
+_SCALAR_MODULE_PREFIX = "numrnn.cells"
+_compiled_scalars: dict = {}
+
+
+def compile_scalar(fn, target):
+    """Compile a plain scalar function of :mod:`numrnn.cells` for ``target`` ("cpu" or "cuda").
+
+    Cell functions call each other (``lstm.forward`` calls ``activations.sigmoid``) as
+    ordinary Python.  To compile one, we rebuild it over a copy of its globals in which
+    every other cell function it names is replaced by that function's compiled form
+    for the same target, recursively.  The Python originals stay untouched, so the
+    formulas exist once and serve the CPU, the GPU and plain-Python tests alike.
+    """
+    key = (target, fn)
+    if key in _compiled_scalars:
+        return _compiled_scalars[key]
+    namespace = dict(fn.__globals__)
+    for global_name in fn.__code__.co_names:
+        value = namespace.get(global_name)
+        if value is fn:  # co_names also lists attribute names, e.g. "tanh" in math.tanh
+            continue
+        if isinstance(value, types.FunctionType) and value.__module__.startswith(_SCALAR_MODULE_PREFIX):
+            namespace[global_name] = compile_scalar(value, target)
+    clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    clone.__qualname__ = fn.__qualname__
+    clone.__module__ = fn.__module__
+    clone.__doc__ = fn.__doc__
+    if target == "cpu":
+        compiled = numba.njit(**CPU_OPTIONS)(clone)
+    elif target == "cuda":
+        from numba import cuda
+
+        compiled = cuda.jit(device=True, fastmath=True)(clone)
+    else:
+        raise ValueError(f"target must be 'cpu' or 'cuda', got {target!r}")
+    _compiled_scalars[key] = compiled
+    return compiled
+
+
+def cpu_function(fn):
+    """Compile a scalar helper for the CPU; LLVM inlines it into the drivers.
+
+    Cell functions (:mod:`numrnn.cells`) go through :func:`compile_scalar`, so the
+    cell functions they call are compiled too.
+    """
+    if fn.__module__.startswith(_SCALAR_MODULE_PREFIX):
+        return compile_scalar(fn, "cpu")
+    return numba.njit(**CPU_OPTIONS)(fn)
+
+
+def cpu_kernel(fn=None, *, parallel=False):
+    """Compile a CPU driver kernel with the house options."""
+
+    def wrap(f):
+        return numba.njit(parallel=parallel, **CPU_OPTIONS)(f)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def cuda_device(fn):
+    """Compile a scalar helper as a CUDA device function (imports numba.cuda lazily)."""
+    if fn.__module__.startswith(_SCALAR_MODULE_PREFIX):
+        return compile_scalar(fn, "cuda")
+    from numba import cuda
+
+    return cuda.jit(device=True, fastmath=True)(fn)

@@ -1,0 +1,89 @@
+"""Checks at the API border: every public entry point validates here, kernels trust.
+
+All functions raise ``TypeError`` (wrong kind of object or dtype) or
+``ValueError`` (wrong shape or value) with a message that names the argument,
+what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype, name="dtype"):
+    """Return ``np.dtype(dtype)``, which must be float32 or float64."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from exc
+    if resolved not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {resolved}")
+    return resolved
+
+
+def check_positive_int(value, name):
+    """An integer >= 1 (bools rejected)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= 1, got {value!r} of type {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value}")
+    return int(value)
+
+
+def check_bool(value, name):
+    """A Python or NumPy bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r} of type {type(value).__name__}")
+    return bool(value)
+
+
+def as_float_array(value, name, dtype, allow_nonfinite=False):
+    """Convert ``value`` (array-like of real numbers) to a C-contiguous array of ``dtype``.
+
+    Rejects complex, string and object data with ``TypeError`` and NaN/inf with
+    ``ValueError``.  Integer, bool and other float dtypes are cast.
+    """
+    if value is None:
+        raise TypeError(f"{name} must be an array of real numbers, got None")
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
+    kind = array.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name} must hold real numbers, got complex dtype {array.dtype}")
+    if kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    array = np.ascontiguousarray(array, dtype=dtype)
+    if not allow_nonfinite and not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return array
+
+
+def check_shape(array, expected, name):
+    """Check ``array.shape == expected`` (``None`` entries match anything)."""
+    ok = array.ndim == len(expected) and all(e is None or e == a for e, a in zip(expected, array.shape))
+    if not ok:
+        shown = tuple("*" if e is None else e for e in expected)
+        raise ValueError(f"{name} must have shape {shown}, got {array.shape}")
+    return array
+
+
+def check_lengths(lengths, batch, steps, name="lengths"):
+    """Sequence lengths: ``batch`` integers in ``[1, steps]``; ``None`` means all ``steps``."""
+    if lengths is None:
+        return np.full(batch, steps, dtype=np.int64)
+    array = np.asarray(lengths)
+    if array.dtype.kind == "f" and array.size and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+        array = array.astype(np.int64)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integers, got dtype {array.dtype}")
+    if array.ndim != 1 or array.shape[0] != batch:
+        raise ValueError(f"{name} must have shape ({batch},) (one length per sequence), got {array.shape}")
+    if array.size and (array.min() < 1 or array.max() > steps):
+        raise ValueError(f"{name} must lie in [1, {steps}] (the sequence length), got min {array.min()}, max {array.max()}")
+    return np.ascontiguousarray(array, dtype=np.int64)

@@ -1,0 +1,451 @@
+r"""CPU backend: ``@njit`` drivers for one layer-direction of each cell family.
+
+Every driver runs a whole sequence in one call, so no Python runs per timestep:
+
+* the input projection of all timesteps is one matrix product
+  ``(T*B, I) @ (I, G*H)`` (BLAS);
+* per timestep, one recurrent product ``(B, H) @ (H, G*H)`` for all gates, written
+  into a buffer allocated once, then one fused pointwise pass built from the
+  scalar cell functions of :mod:`numrnn.cells`;
+* in backward, the weight gradients are matrix products over all timesteps after
+  the time loop: ``dW_ih = dA_x^T X``, ``dW_hh = dA_h^T H_prev``.
+
+Conventions shared by every driver (arrays are contiguous and of one float
+dtype; validation happened at the API):
+
+``x`` (T, B, I)
+    Time-major input.
+``lengths`` (B,) int64
+    Valid length of each sequence, in ``[1, T]``.  At step ``s`` sequence ``b``
+    is active when ``s < lengths[b]``; it then processes time index
+    ``t = s`` (forward) or ``t = lengths[b] - 1 - s`` (``reverse=True``).
+    Inactive sequences keep their state and write no output.
+``y`` (T, B, H)
+    Output buffer (may be a strided view into the layer output), pre-filled with
+    zeros; drivers write active positions only.
+Saved arrays are indexed by time ``t`` (zero where inactive), so that the
+weight gradients are plain matrix products over ``T*B`` rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numrnn._jit import cpu_function, cpu_kernel
+from numrnn.cells import gru as gru_cell
+from numrnn.cells import lstm as lstm_cell
+from numrnn.cells import rnn as rnn_cell
+
+name = "cpu"
+
+lstm_pointwise = cpu_function(lstm_cell.forward)
+lstm_pointwise_backward = cpu_function(lstm_cell.backward)
+gru_gates = cpu_function(gru_cell.gates)
+gru_candidate_update = cpu_function(gru_cell.candidate_update)
+gru_candidate_update_backward = cpu_function(gru_cell.candidate_update_backward)
+gru_gates_backward = cpu_function(gru_cell.gates_backward)
+rnn_tanh = cpu_function(rnn_cell.tanh_forward)
+rnn_tanh_backward = cpu_function(rnn_cell.tanh_backward)
+rnn_relu = cpu_function(rnn_cell.relu_forward)
+rnn_relu_backward = cpu_function(rnn_cell.relu_backward)
+
+
+@cpu_function
+def time_index(step, length, reverse):
+    """Time index processed at ``step`` by a sequence of ``length`` (-1 when inactive)."""
+    if step >= length:
+        return -1
+    return length - 1 - step if reverse else step
+
+
+@cpu_kernel
+def project_inputs(x, w_ih, bias):
+    """``x @ w_ih.T + bias`` for all timesteps at once: (T, B, I) -> (T, B, G*H)."""
+    steps, batch, features = x.shape
+    out = np.dot(x.reshape(steps * batch, features), w_ih.T)
+    out += bias
+    return out.reshape(steps, batch, w_ih.shape[0])
+
+
+@cpu_kernel
+def weight_gradients(x, h_prev_seq, d_pre_x, d_pre_h):
+    """Gradients of ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` from per-step
+    pre-activation gradients: products over all ``T*B`` rows."""
+    steps, batch, features = x.shape
+    hidden = h_prev_seq.shape[2]
+    rows = steps * batch
+    dx_rows = d_pre_x.reshape(rows, d_pre_x.shape[2])
+    dh_rows = d_pre_h.reshape(rows, d_pre_h.shape[2])
+    d_w_ih = np.dot(dx_rows.T, x.reshape(rows, features))
+    d_w_hh = np.dot(dh_rows.T, h_prev_seq.reshape(rows, hidden))
+    return d_w_ih, d_w_hh, dx_rows.sum(axis=0), dh_rows.sum(axis=0)
+
+
+@cpu_kernel
+def input_gradient(d_pre_x, w_ih):
+    """``dx = dA_x @ W_ih``: (T, B, G*H) -> (T, B, I)."""
+    steps, batch, gates = d_pre_x.shape
+    return np.dot(d_pre_x.reshape(steps * batch, gates), w_ih).reshape(steps, batch, w_ih.shape[1])
+
+
+# ----------------------------------------------------------------------------- RNN
+
+
+@cpu_kernel
+def rnn_forward(x, lengths, reverse, relu, w_ih, w_hh, b_ih, b_hh, h0, y):
+    """Elman RNN over a sequence. Returns ``(h_n, h_seq, h_prev_seq)``."""
+    steps, batch, _ = x.shape
+    hidden = h0.shape[1]
+    pre_x = project_inputs(x, w_ih, b_ih + b_hh)
+    h = h0.copy()
+    pre_h = np.empty((batch, hidden), dtype=h0.dtype)
+    h_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
+    h_prev_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
+    w_hh_t = w_hh.T
+    for s in range(steps):
+        np.dot(h, w_hh_t, pre_h)
+        for b in range(batch):
+            t = time_index(s, lengths[b], reverse)
+            if t < 0:
+                continue
+            for j in range(hidden):
+                a = pre_x[t, b, j] + pre_h[b, j]
+                h_new = rnn_relu(a) if relu else rnn_tanh(a)
+                h_prev_seq[t, b, j] = h[b, j]
+                h_seq[t, b, j] = h_new
+                y[t, b, j] = h_new
+                h[b, j] = h_new
+    return h, h_seq, h_prev_seq
+
+
+@cpu_kernel
+def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, h_seq, h_prev_seq):
+    """Backward of :func:`rnn_forward`.
+
+    Returns ``(dx, dh0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
+    """
+    steps, batch, _ = x.shape
+    hidden = dh_n.shape[1]
+    dh = dh_n.copy()
+    d_pre = np.zeros((steps, batch, hidden), dtype=dh_n.dtype)
+    d_step = np.zeros((batch, hidden), dtype=dh_n.dtype)
+    dh_rec = np.empty((batch, hidden), dtype=dh_n.dtype)
+    for s in range(steps - 1, -1, -1):
+        for b in range(batch):
+            t = time_index(s, lengths[b], reverse)
+            for j in range(hidden):
+                if t < 0:
+                    d_step[b, j] = 0.0
+                    continue
+                dh_total = dh[b, j] + dy[t, b, j]
+                h_new = h_seq[t, b, j]
+                if relu:
+                    d_a = rnn_relu_backward(dh_total, h_new)
+                else:
+                    d_a = rnn_tanh_backward(dh_total, h_new)
+                d_pre[t, b, j] = d_a
+                d_step[b, j] = d_a
+        np.dot(d_step, w_hh, dh_rec)
+        for b in range(batch):
+            if s < lengths[b]:
+                dh[b, :] = dh_rec[b, :]
+    dx = input_gradient(d_pre, w_ih)
+    d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre, d_pre)
+    return dx, dh, d_w_ih, d_w_hh, d_b_ih, d_b_hh
+
+
+# ---------------------------------------------------------------------------- LSTM
+
+
+@cpu_kernel
+def lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, y):
+    """LSTM over a sequence.
+
+    Returns ``(h_n, c_n, gates, c_seq, h_prev_seq, c_prev_seq)`` where ``gates``
+    (T, B, 4H) holds the activated i, f, g, o blocks.
+    """
+    steps, batch, _ = x.shape
+    hidden = h0.shape[1]
+    pre_x = project_inputs(x, w_ih, b_ih + b_hh)
+    h = h0.copy()
+    c = c0.copy()
+    pre_h = np.empty((batch, 4 * hidden), dtype=h0.dtype)
+    gates = np.zeros((steps, batch, 4 * hidden), dtype=h0.dtype)
+    c_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
+    h_prev_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
+    c_prev_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
+    w_hh_t = w_hh.T
+    for s in range(steps):
+        np.dot(h, w_hh_t, pre_h)
+        for b in range(batch):
+            t = time_index(s, lengths[b], reverse)
+            if t < 0:
+                continue
+            for j in range(hidden):
+                i_g, f_g, g_g, o_g, c_new, h_new = lstm_pointwise(
+                    pre_x[t, b, j] + pre_h[b, j],
+                    pre_x[t, b, hidden + j] + pre_h[b, hidden + j],
+                    pre_x[t, b, 2 * hidden + j] + pre_h[b, 2 * hidden + j],
+                    pre_x[t, b, 3 * hidden + j] + pre_h[b, 3 * hidden + j],
+                    c[b, j],
+                )
+                gates[t, b, j] = i_g
+                gates[t, b, hidden + j] = f_g
+                gates[t, b, 2 * hidden + j] = g_g
+                gates[t, b, 3 * hidden + j] = o_g
+                h_prev_seq[t, b, j] = h[b, j]
+                c_prev_seq[t, b, j] = c[b, j]
+                c_seq[t, b, j] = c_new
+                y[t, b, j] = h_new
+                h[b, j] = h_new
+                c[b, j] = c_new
+    return h, c, gates, c_seq, h_prev_seq, c_prev_seq
+
+
+@cpu_kernel
+def lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dh_n, dc_n, gates, c_seq, h_prev_seq, c_prev_seq):
+    """Backward of :func:`lstm_forward`.
+
+    Returns ``(dx, dh0, dc0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
+    """
+    steps, batch, _ = x.shape
+    hidden = dh_n.shape[1]
+    dh = dh_n.copy()
+    dc = dc_n.copy()
+    d_pre = np.zeros((steps, batch, 4 * hidden), dtype=dh_n.dtype)
+    d_step = np.zeros((batch, 4 * hidden), dtype=dh_n.dtype)
+    dh_rec = np.empty((batch, hidden), dtype=dh_n.dtype)
+    for s in range(steps - 1, -1, -1):
+        for b in range(batch):
+            t = time_index(s, lengths[b], reverse)
+            if t < 0:
+                d_step[b, :] = 0.0
+                continue
+            for j in range(hidden):
+                d_i, d_f, d_g, d_o, dc_prev = lstm_pointwise_backward(
+                    dh[b, j] + dy[t, b, j],
+                    dc[b, j],
+                    gates[t, b, j],
+                    gates[t, b, hidden + j],
+                    gates[t, b, 2 * hidden + j],
+                    gates[t, b, 3 * hidden + j],
+                    c_seq[t, b, j],
+                    c_prev_seq[t, b, j],
+                )
+                d_pre[t, b, j] = d_i
+                d_pre[t, b, hidden + j] = d_f
+                d_pre[t, b, 2 * hidden + j] = d_g
+                d_pre[t, b, 3 * hidden + j] = d_o
+                d_step[b, j] = d_i
+                d_step[b, hidden + j] = d_f
+                d_step[b, 2 * hidden + j] = d_g
+                d_step[b, 3 * hidden + j] = d_o
+                dc[b, j] = dc_prev
+        np.dot(d_step, w_hh, dh_rec)
+        for b in range(batch):
+            if s < lengths[b]:
+                dh[b, :] = dh_rec[b, :]
+    dx = input_gradient(d_pre, w_ih)
+    d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre, d_pre)
+    return dx, dh, dc, d_w_ih, d_w_hh, d_b_ih, d_b_hh
+
+
+# ----------------------------------------------------------------------------- GRU
+
+
+@cpu_kernel
+def gru_forward(x, lengths, reverse, reset_after, w_ih, w_hh, b_ih, b_hh, h0, y):
+    """GRU over a sequence, either form (see :mod:`numrnn.cells.gru`).
+
+    Returns ``(h_n, gates, h_prev_seq, aux_seq)``: ``gates`` (T, B, 3H) holds r, z, n;
+    ``aux_seq`` (T, B, H) holds ``W_hn h + b_hn`` (``reset_after``) or ``r * h_prev``
+    (Cho form), whichever backward needs.
+    """
+    steps, batch, _ = x.shape
+    hidden = h0.shape[1]
+    bias = b_ih.copy()
+    bias[: 2 * hidden] += b_hh[: 2 * hidden]
+    pre_x = project_inputs(x, w_ih, bias)
+    b_hn = b_hh[2 * hidden :]
+    h = h0.copy()
+    gates = np.zeros((steps, batch, 3 * hidden), dtype=h0.dtype)
+    h_prev_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
+    aux_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
+    # reset_after: one product for all three blocks; Cho form: r, z first, n after the reset
+    w_rec = w_hh if reset_after else np.ascontiguousarray(w_hh[: 2 * hidden])
+    w_rec_t = w_rec.T
+    w_hn_t = np.ascontiguousarray(w_hh[2 * hidden :]).T
+    pre_h = np.empty((batch, w_rec.shape[0]), dtype=h0.dtype)
+    reset_h = np.zeros((batch, hidden), dtype=h0.dtype)
+    pre_hn = np.empty((batch, hidden), dtype=h0.dtype)
+    for s in range(steps):
+        np.dot(h, w_rec_t, pre_h)
+        for b in range(batch):
+            t = time_index(s, lengths[b], reverse)
+            if t < 0:
+                continue
+            for j in range(hidden):
+                r_g, z_g = gru_gates(pre_x[t, b, j] + pre_h[b, j], pre_x[t, b, hidden + j] + pre_h[b, hidden + j])
+                gates[t, b, j] = r_g
+                gates[t, b, hidden + j] = z_g
+                reset_h[b, j] = r_g * h[b, j]
+        if not reset_after:
+            np.dot(reset_h, w_hn_t, pre_hn)
+        for b in range(batch):
+            t = time_index(s, lengths[b], reverse)
+            if t < 0:
+                continue
+            for j in range(hidden):
+                r_g = gates[t, b, j]
+                if reset_after:
+                    hn = pre_h[b, 2 * hidden + j] + b_hn[j]
+                    a_n = pre_x[t, b, 2 * hidden + j] + r_g * hn
+                    aux_seq[t, b, j] = hn
+                else:
+                    a_n = pre_x[t, b, 2 * hidden + j] + pre_hn[b, j] + b_hn[j]
+                    aux_seq[t, b, j] = reset_h[b, j]
+                n_g, h_new = gru_candidate_update(a_n, gates[t, b, hidden + j], h[b, j])
+                gates[t, b, 2 * hidden + j] = n_g
+                h_prev_seq[t, b, j] = h[b, j]
+                y[t, b, j] = h_new
+                h[b, j] = h_new
+    return h, gates, h_prev_seq, aux_seq
+
+
+@cpu_kernel
+def gru_backward(x, lengths, reverse, reset_after, w_ih, w_hh, dy, dh_n, gates, h_prev_seq, aux_seq):
+    """Backward of :func:`gru_forward`.
+
+    Returns ``(dx, dh0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
+    """
+    steps, batch, _ = x.shape
+    hidden = dh_n.shape[1]
+    dtype = dh_n.dtype
+    dh = dh_n.copy()
+    d_pre_x = np.zeros((steps, batch, 3 * hidden), dtype=dtype)
+    d_pre_h = np.zeros((steps, batch, 3 * hidden), dtype=dtype)
+    dh_direct = np.zeros((batch, hidden), dtype=dtype)
+    d_update = np.zeros((batch, hidden), dtype=dtype)
+    d_candidate = np.zeros((batch, hidden), dtype=dtype)
+    d_reset_h = np.zeros((batch, hidden), dtype=dtype)
+    w_rec = w_hh if reset_after else np.ascontiguousarray(w_hh[: 2 * hidden])
+    w_hn = np.ascontiguousarray(w_hh[2 * hidden :])
+    d_step = np.zeros((batch, w_rec.shape[0]), dtype=dtype)
+    dh_rec = np.empty((batch, hidden), dtype=dtype)
+    for s in range(steps - 1, -1, -1):
+        for b in range(batch):
+            t = time_index(s, lengths[b], reverse)
+            for j in range(hidden):
+                if t < 0:
+                    d_candidate[b, j] = 0.0
+                    continue
+                d_a_n, d_z, d_h_direct = gru_candidate_update_backward(
+                    dh[b, j] + dy[t, b, j], gates[t, b, hidden + j], gates[t, b, 2 * hidden + j], h_prev_seq[t, b, j]
+                )
+                d_candidate[b, j] = d_a_n
+                d_update[b, j] = d_z
+                dh_direct[b, j] = d_h_direct
+        if not reset_after:
+            np.dot(d_candidate, w_hn, d_reset_h)
+        for b in range(batch):
+            t = time_index(s, lengths[b], reverse)
+            if t < 0:
+                d_step[b, :] = 0.0
+                continue
+            for j in range(hidden):
+                r_g = gates[t, b, j]
+                d_a_n = d_candidate[b, j]
+                if reset_after:
+                    d_r = d_a_n * aux_seq[t, b, j]
+                    d_pre_h[t, b, 2 * hidden + j] = d_a_n * r_g
+                    d_step[b, 2 * hidden + j] = d_a_n * r_g
+                else:
+                    d_r = d_reset_h[b, j] * h_prev_seq[t, b, j]
+                    dh_direct[b, j] += d_reset_h[b, j] * r_g
+                    d_pre_h[t, b, 2 * hidden + j] = d_a_n
+                d_a_r, d_a_z = gru_gates_backward(d_r, d_update[b, j], r_g, gates[t, b, hidden + j])
+                d_pre_x[t, b, j] = d_a_r
+                d_pre_x[t, b, hidden + j] = d_a_z
+                d_pre_x[t, b, 2 * hidden + j] = d_a_n
+                d_pre_h[t, b, j] = d_a_r
+                d_pre_h[t, b, hidden + j] = d_a_z
+                d_step[b, j] = d_a_r
+                d_step[b, hidden + j] = d_a_z
+        np.dot(d_step, w_rec, dh_rec)
+        for b in range(batch):
+            if s < lengths[b]:
+                for j in range(hidden):
+                    dh[b, j] = dh_direct[b, j] + dh_rec[b, j]
+    dx = input_gradient(d_pre_x, w_ih)
+    d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre_x, d_pre_h)
+    if not reset_after:
+        # in the Cho form the n rows of W_hh multiply r * h_prev (saved in aux_seq), not h_prev
+        rows = steps * batch
+        d_n_rows = np.ascontiguousarray(d_pre_h[:, :, 2 * hidden :]).reshape(rows, hidden)
+        d_w_hh[2 * hidden :] = np.dot(d_n_rows.T, aux_seq.reshape(rows, hidden))
+    return dx, dh, d_w_ih, d_w_hh, d_b_ih, d_b_hh
+
+
+# ------------------------------------------------------------------ backend object
+
+
+class CPUBackend:
+    """Runs one layer-direction at a time with the ``@njit`` drivers above.
+
+    The layer classes (:mod:`numrnn.layers`) talk to a backend only through
+    :meth:`layer_forward` and :meth:`layer_backward`; arrays are NumPy, contiguous
+    (except ``y``/``dy``, which may be strided views into the layer output) and of
+    the layer's dtype.
+    """
+
+    name = name
+
+    def layer_forward(self, cell, x, lengths, reverse, weights, state0, y):
+        """Run a sequence; write outputs into ``y`` and return ``(state_n, saved)``.
+
+        Parameters
+        ----------
+        cell : {"rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before"}
+        x : ndarray, shape (T, B, I)
+        lengths : ndarray of int64, shape (B,)
+        reverse : bool
+        weights : tuple of ndarray
+            ``(weight_ih (G*H, I), weight_hh (G*H, H), bias_ih (G*H,), bias_hh (G*H,))``.
+        state0 : tuple of ndarray, each (B, H)
+            ``(h0,)``, or ``(h0, c0)`` for the LSTM.
+        y : ndarray, shape (T, B, H)
+            Zero-filled output buffer.
+
+        Returns
+        -------
+        state_n : tuple of ndarray, each (B, H)
+        saved : tuple
+            Whatever :meth:`layer_backward` needs.
+        """
+        w_ih, w_hh, b_ih, b_hh = weights
+        if cell == "lstm":
+            h_n, c_n, *buffers = lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, state0[0], state0[1], y)
+            state_n = (h_n, c_n)
+        elif cell in ("gru", "gru_reset_before"):
+            h_n, *buffers = gru_forward(x, lengths, reverse, cell == "gru", w_ih, w_hh, b_ih, b_hh, state0[0], y)
+            state_n = (h_n,)
+        else:
+            h_n, *buffers = rnn_forward(x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, state0[0], y)
+            state_n = (h_n,)
+        return state_n, (cell, x, lengths, reverse, w_ih, w_hh, tuple(buffers))
+
+    def layer_backward(self, saved, dy, dstate_n):
+        """Backward of one :meth:`layer_forward` call.
+
+        Returns ``(dx (T, B, I), dstate0 (tuple of (B, H)), (d_weight_ih, d_weight_hh,
+        d_bias_ih, d_bias_hh))``.
+        """
+        cell, x, lengths, reverse, w_ih, w_hh, buffers = saved
+        if cell == "lstm":
+            dx, dh0, dc0, *grads = lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dstate_n[0], dstate_n[1], *buffers)
+            return dx, (dh0, dc0), tuple(grads)
+        if cell in ("gru", "gru_reset_before"):
+            dx, dh0, *grads = gru_backward(x, lengths, reverse, cell == "gru", w_ih, w_hh, dy, dstate_n[0], *buffers)
+        else:
+            dx, dh0, *grads = rnn_backward(x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, dy, dstate_n[0], *buffers)
+        return dx, (dh0,), tuple(grads)
