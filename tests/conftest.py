@@ -1,0 +1,39 @@
+"""Pytest set-up shared by every test module.
+
+- ``tests/`` is put on ``sys.path`` so tests can ``import naive`` (the pure-NumPy
+  reference) and ``import helpers``.
+- Hypothesis profiles: ``default`` (random exploration, no deadline, because the
+  first call of a Numba kernel compiles) and ``ci`` (the same, derandomized so a CI
+  run is reproducible); ``ci`` is chosen when the environment has ``CI=true``, or
+  explicitly with ``--hypothesis-profile=ci``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # hypothesis is in the "test" extra; without it the property tests skip
+    pass
+else:
+    settings.register_profile(
+        "default", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    settings.register_profile(
+        "ci", deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+    )
+    settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true" else "default")
+
+
+@pytest.fixture
+def rng(request):
+    """A NumPy generator seeded from the test's name, so every test is reproducible."""
+    seed = sum(ord(ch) * (k + 1) for k, ch in enumerate(request.node.nodeid)) % (2**32)
+    return np.random.default_rng(seed)
