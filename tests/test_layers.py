@@ -440,3 +440,50 @@ def test_huge_inputs_give_finite_results_without_warnings(mode, dtype, magnitude
         assert np.all(np.isfinite(array))
     for name, grad in layer.grads.items():
         assert np.all(np.isfinite(grad)), name
+
+
+# --------------------------------------------------------------------------- aliasing
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("changed", ["inputs", "outputs"])
+def test_backward_unaffected_by_caller_changing_arrays_after_forward(mode, changed, rng):
+    """backward differentiates the forward call as it was, even if the caller reuses
+    the input buffers (x, h0, c0) or changes the returned outputs in place before
+    backward.  (PyTorch raises on such a change; silently wrong gradients are worse.)"""
+    case = Case(mode, num_layers=2)
+    params = random_params(case, rng)
+    inp = random_inputs(case, rng)
+
+    reference = make_layer(case)
+    set_params(reference, params)
+    forward(reference, case, inp["x"].copy(), inp["h0"].copy(),
+            None if inp["c0"] is None else inp["c0"].copy())
+    want = backward(reference, case, inp["dy"], inp["dh_n"], inp["dc_n"])
+
+    layer = make_layer(case)
+    set_params(layer, params)
+    x, h0 = inp["x"].copy(), inp["h0"].copy()
+    c0 = None if inp["c0"] is None else inp["c0"].copy()
+    outputs = forward(layer, case, x, h0, c0)
+    for array in (x, h0, c0) if changed == "inputs" else outputs:
+        if array is not None:
+            array[...] = 7.0  # a data loader refilling its buffer, an in-place activation
+    got = backward(layer, case, inp["dy"], inp["dh_n"], inp["dc_n"])
+    for a, b in zip(got, want):
+        if b is not None:
+            np.testing.assert_allclose(a, b, **FORWARD_TOL)
+    for name, grad in layer.grads.items():
+        np.testing.assert_allclose(grad, reference.grads[name], err_msg=name, **FORWARD_TOL)
+
+
+def test_reset_parameters_keeps_the_arrays(rng):
+    """reset_parameters redraws in place, so an optimizer holding the arrays keeps working."""
+    layer = make_layer(Case("lstm", num_layers=2), seed=0)
+    params, grads = dict(layer.params), dict(layer.grads)
+    before = {k: v.copy() for k, v in params.items()}
+    layer.reset_parameters(seed=1)
+    for name in params:
+        assert layer.params[name] is params[name], name
+        assert layer.grads[name] is grads[name], name
+        assert not np.array_equal(layer.params[name], before[name]), name
