@@ -1,0 +1,1 @@
+"""asv benchmarks of numrnn, one module per public module (layers, forecast)."""
