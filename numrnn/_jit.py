@@ -28,6 +28,17 @@ CPU_OPTIONS = dict(cache=CACHE, fastmath=set(FASTMATH), error_model="numpy", nog
 
 _SCALAR_MODULE_PREFIX = "numrnn.cells"
 _compiled_scalars: dict = {}
+_scalar_overrides: dict = {}
+
+
+def override_scalar(target, original, replacement):
+    """Make :func:`compile_scalar` use ``replacement`` wherever cell code calls ``original``.
+
+    For implementations of one function that are faster on one target, e.g. a
+    vectorisable float32 ``tanh`` on the CPU.  ``replacement`` is used as is (a
+    Numba-callable object), so register it before any cell function is compiled.
+    """
+    _scalar_overrides[(target, original)] = replacement
 
 
 def compile_scalar(fn, target):
@@ -47,14 +58,18 @@ def compile_scalar(fn, target):
         value = namespace.get(global_name)
         if value is fn:  # co_names also lists attribute names, e.g. "tanh" in math.tanh
             continue
-        if isinstance(value, types.FunctionType) and value.__module__.startswith(_SCALAR_MODULE_PREFIX):
+        if (target, value) in _scalar_overrides:
+            namespace[global_name] = _scalar_overrides[(target, value)]
+        elif isinstance(value, types.FunctionType) and value.__module__.startswith(_SCALAR_MODULE_PREFIX):
             namespace[global_name] = compile_scalar(value, target)
     clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
     clone.__qualname__ = fn.__qualname__
     clone.__module__ = fn.__module__
     clone.__doc__ = fn.__doc__
     if target == "cpu":
-        compiled = numba.njit(**CPU_OPTIONS)(clone)
+        # inline at Numba-IR level: LLVM does not inline across Numba's per-function
+        # modules, and an un-inlined call blocks vectorising the pointwise loops
+        compiled = numba.njit(inline="always", **CPU_OPTIONS)(clone)
     elif target == "cuda":
         from numba import cuda
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from numrnn._jit import cpu_function, cpu_kernel
+from numrnn.backends import cpu_activations  # noqa: F401  (registers the float32 activations)
 from numrnn.cells import gru as gru_cell
 from numrnn.cells import lstm as lstm_cell
 from numrnn.cells import rnn as rnn_cell

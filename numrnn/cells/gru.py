@@ -20,7 +20,7 @@ The pointwise math splits into the gates (:func:`gates`) and the candidate/updat
 candidate needs :math:`r_t` first.
 """
 
-from numrnn.cells.activations import sigmoid, sigmoid_grad, tanh, tanh_grad
+from numrnn.cells.activations import ONE, sigmoid, sigmoid_grad, tanh, tanh_grad
 
 GATES = 3
 
@@ -45,7 +45,7 @@ def candidate_update_backward(dh, update_gate, candidate, h_prev):
     Returns ``(d_a_candidate, d_update_gate, d_h_prev_direct)``, where the last is the
     gradient through the ``z * h_prev`` path only.
     """
-    d_a_candidate = dh * (1.0 - update_gate) * tanh_grad(candidate)
+    d_a_candidate = dh * (ONE - update_gate) * tanh_grad(candidate)
     return d_a_candidate, dh * (h_prev - candidate), dh * update_gate
 
 
