@@ -157,14 +157,16 @@ def load_npz(path, kind=None):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path!r}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):
+        with open(path, "rb") as fh:  # our handle: closed even when np.load fails half-way
+            npz = np.load(fh, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise ValueError("it holds a single array, not an .npz archive")
-            names = list(npz.files)
-            if _META not in names:
-                raise ValueError(f"it has no {_META!r} entry (not written by numrnn)")
-            text = npz[_META]
-            arrays = {name: npz[name] for name in names if name != _META}
+            with npz:
+                names = list(npz.files)
+                if _META not in names:
+                    raise ValueError(f"it has no {_META!r} entry (not written by numrnn)")
+                text = npz[_META]
+                arrays = {name: npz[name] for name in names if name != _META}
     except ValueError as exc:
         raise ValueError(f"cannot load {path!r} as a numrnn file: {exc}") from None
     except (zipfile.BadZipFile, OSError, EOFError, KeyError, RuntimeError) as exc:
