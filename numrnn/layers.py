@@ -148,15 +148,21 @@ class RNNBase:
 
     def _reset_parameters(self, rng):
         bound = 1.0 / math.sqrt(self.hidden_size)
-        self.params = {
-            name: rng.uniform(-bound, bound, size=shape).astype(self.dtype)
-            for name, shape in self._param_shapes().items()
-        }
+        for name, shape in self._param_shapes().items():
+            values = rng.uniform(-bound, bound, size=shape).astype(self.dtype)
+            if name in self.params:
+                self.params[name][...] = values
+            else:
+                self.params[name] = values
 
     def reset_parameters(self, seed=None):
-        """Draw new weights from ``U(-1/sqrt(H), 1/sqrt(H))`` (in place) and zero the gradients."""
+        """Draw new weights from ``U(-1/sqrt(H), 1/sqrt(H))`` and zero the gradients, in place.
+
+        The arrays in :attr:`params` and :attr:`grads` stay the same objects, so an
+        optimiser holding them keeps working.
+        """
         self._reset_parameters(np.random.default_rng(seed))
-        self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
+        self.zero_grad()
         self._saved = None
 
     def _weights(self, layer, direction):
@@ -243,7 +249,8 @@ class RNNBase:
     # ------------------------------------------------------------------ validation
 
     def _check_input(self, x):
-        """Return (x time-major contiguous (T, B, I), batched flag)."""
+        """Return (x time-major contiguous (T, B, I), owned by the layer; batched flag)."""
+        original = x
         x = check.as_float_array(x, "x", self.dtype)
         if x.ndim not in (2, 3):
             raise ValueError(f"x must be 3-D (T, B, I) or 2-D unbatched (T, I), got {x.ndim}-D with shape {x.shape}")
@@ -258,7 +265,10 @@ class RNNBase:
             raise ValueError("x must hold at least one timestep, got a sequence of length 0")
         if x.shape[1] == 0:
             raise ValueError("x must hold at least one sequence, got a batch of size 0")
-        return np.ascontiguousarray(x), batched
+        x = np.ascontiguousarray(x)
+        if np.shares_memory(x, original):
+            x = x.copy()  # backward uses x: the caller may change their array in between
+        return x, batched
 
     def _check_state(self, state, batch, batched, name):
         """Return a tuple of ``state_size`` arrays (L*D, B, H), zeros for None."""
@@ -271,7 +281,7 @@ class RNNBase:
             parts = state
             labels = (f"{name}[0] (h)", f"{name}[1] (c)")
         else:
-            if isinstance(state, (tuple, list)) and len(state) == 2 and not np.isscalar(state[0]) and np.ndim(state[0]) >= 2:
+            if isinstance(state, tuple) and len(state) == 2 and all(isinstance(p, np.ndarray) or p is None for p in state):
                 raise TypeError(f"{name} of {type(self).__name__} must be a single array h, got a pair")
             parts = (state,)
             labels = (name,)
@@ -312,13 +322,13 @@ class RNNBase:
         if not batched and not np.all(lengths == steps):
             raise ValueError("lengths must be None for unbatched (2-D) input")
         state0 = self._check_state(state, batch, batched, "state")
-        y, state_n, saved = self._run(x, lengths, state0, save=True, dropout=self.training)
+        y, state_n, saved = self._run(x, lengths, state0, save=True, dropout=self.training, batched=batched)
         self._saved = saved
         return self._present(y, state_n, batched)
 
     __call__ = forward
 
-    def _run(self, x, lengths, state0, save, dropout):
+    def _run(self, x, lengths, state0, save, dropout, batched=True):
         """Time-major forward through all layers; returns (y, state_n tuple, saved)."""
         backend = self._backend
         steps, batch = x.shape[:2]
@@ -329,11 +339,11 @@ class RNNBase:
         layer_input = x
         saved_layers, masks = [], []
         for layer in range(self.num_layers):
-            y = np.zeros((steps, batch, directions * hidden), dtype=self.dtype)
-            saved_dirs = []
+            outputs, saved_dirs = [], []
             for direction in range(directions):
                 index = layer * directions + direction
-                out = y[:, :, direction * hidden : (direction + 1) * hidden]
+                out = np.zeros((steps, batch, hidden), dtype=self.dtype)
+                outputs.append(out)
                 final, saved = backend.layer_forward(
                     self.cell,
                     layer_input,
@@ -347,6 +357,7 @@ class RNNBase:
                     state_n[k][index] = value
                 saved_dirs.append(saved)
             saved_layers.append(saved_dirs)
+            y = outputs[0] if directions == 1 else np.concatenate(outputs, axis=2)
             if use_dropout and layer < self.num_layers - 1:
                 mask = (self._dropout_rng.random(y.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
                 masks.append(mask)
@@ -356,7 +367,7 @@ class RNNBase:
                 layer_input = y
         saved = None
         if save:
-            saved = {"saved_layers": saved_layers, "masks": masks, "shape": (steps, batch), "lengths": lengths}
+            saved = {"saved_layers": saved_layers, "masks": masks, "shape": (steps, batch), "lengths": lengths, "batched": batched}
         return layer_input, state_n, saved
 
     def _present(self, y, state_n, batched):
@@ -394,14 +405,11 @@ class RNNBase:
             raise RuntimeError("backward() called before forward(): run the layer on an input first")
         saved = self._saved
         steps, batch = saved["shape"]
-        batched = True
+        batched = saved["batched"]
         dy_arr = check.as_float_array(dy, "dy", self.dtype)
         out_features = self.num_directions * self.hidden_size
-        if dy_arr.ndim == 2:
+        if not batched:
             check.check_shape(dy_arr, (steps, out_features), "dy")
-            if batch != 1:
-                raise ValueError(f"dy must have shape {(steps, batch, out_features)}, got {dy_arr.shape}")
-            batched = False
             dy_arr = dy_arr[:, None, :]
         elif self.batch_first:
             check.check_shape(dy_arr, (batch, steps, out_features), "dy")
@@ -419,7 +427,7 @@ class RNNBase:
             dx = None
             for direction in range(directions):
                 index = layer * directions + direction
-                d_y = d_out[:, :, direction * hidden : (direction + 1) * hidden]
+                d_y = d_out if directions == 1 else np.ascontiguousarray(d_out[:, :, direction * hidden : (direction + 1) * hidden])
                 dx_dir, d_state, grads = self._backend.layer_backward(
                     saved["saved_layers"][layer][direction], d_y, tuple(s[index] for s in dstate_n)
                 )

@@ -4,11 +4,16 @@ Every driver runs a whole sequence in one call, so no Python runs per timestep:
 
 * the input projection of all timesteps is one matrix product
   ``(T*B, I) @ (I, G*H)`` (BLAS);
-* per timestep, one recurrent product ``(B, H) @ (H, G*H)`` for all gates, written
-  into a buffer allocated once, then one fused pointwise pass built from the
-  scalar cell functions of :mod:`numrnn.cells`;
+* the recurrence is split over blocks of the batch, run in parallel with
+  ``prange`` (one block per thread); each block owns its rows for the *whole*
+  sequence, so threads never synchronise between timesteps.  Per timestep a
+  block does one recurrent product ``(rows, H) @ (H, G*H)`` for all gates
+  (:func:`matmul_into`, a plain loop that LLVM vectorises; no BLAS call inside
+  the parallel region, so no oversubscription), then one fused pointwise pass
+  built from the scalar cell functions of :mod:`numrnn.cells`.  Buffers are
+  allocated once per block, never inside the time loop;
 * in backward, the weight gradients are matrix products over all timesteps after
-  the time loop: ``dW_ih = dA_x^T X``, ``dW_hh = dA_h^T H_prev``.
+  the time loop: ``dW_ih = dA_x^T X``, ``dW_hh = dA_h^T H_prev`` (BLAS).
 
 Conventions shared by every driver (arrays are contiguous and of one float
 dtype; validation happened at the API):
@@ -20,15 +25,18 @@ dtype; validation happened at the API):
     is active when ``s < lengths[b]``; it then processes time index
     ``t = s`` (forward) or ``t = lengths[b] - 1 - s`` (``reverse=True``).
     Inactive sequences keep their state and write no output.
+``blocks`` int
+    Number of batch blocks run in parallel (:func:`batch_blocks`).
 ``y`` (T, B, H)
-    Output buffer (may be a strided view into the layer output), pre-filled with
-    zeros; drivers write active positions only.
+    Contiguous output buffer, pre-filled with zeros; drivers write active
+    positions only.
 Saved arrays are indexed by time ``t`` (zero where inactive), so that the
 weight gradients are plain matrix products over ``T*B`` rows.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from numrnn._jit import cpu_function, cpu_kernel
@@ -57,6 +65,38 @@ def time_index(step, length, reverse):
     if step >= length:
         return -1
     return length - 1 - step if reverse else step
+
+
+
+@cpu_function
+def matmul_into(a, b, out):
+    """``out[...] = a @ b`` for small C-contiguous 2-D arrays, without BLAS.
+
+    Row by row, accumulating ``a[i, k] * b[k, :]``: the inner loop is a
+    contiguous axpy that LLVM vectorises, and ``b`` stays in cache across rows.
+    """
+    rows, inner = a.shape
+    cols = b.shape[1]
+    for i in range(rows):
+        out_row = out[i]
+        for j in range(cols):
+            out_row[j] = 0
+        for k in range(inner):
+            a_ik = a[i, k]
+            b_row = b[k]
+            for j in range(cols):
+                out_row[j] += a_ik * b_row[j]
+
+
+def batch_blocks(batch):
+    """Number of row blocks for the parallel recurrence: one per Numba thread, at most ``batch``."""
+    return max(1, min(batch, numba.get_num_threads()))
+
+
+@cpu_function
+def block_bounds(block, blocks, batch):
+    """Rows ``[lo, hi)`` of ``block`` out of ``blocks`` near-equal blocks."""
+    return block * batch // blocks, (block + 1) * batch // blocks
 
 
 @cpu_kernel
@@ -92,75 +132,135 @@ def input_gradient(d_pre_x, w_ih):
 # ----------------------------------------------------------------------------- RNN
 
 
-@cpu_kernel
-def rnn_forward(x, lengths, reverse, relu, w_ih, w_hh, b_ih, b_hh, h0, y):
-    """Elman RNN over a sequence. Returns ``(h_n, h_seq, h_prev_seq)``."""
-    steps, batch, _ = x.shape
+@cpu_function
+def rnn_forward_rows(lo, hi, pre_x, lengths, reverse, relu, w_hh_t, h0, y, h_prev_seq, h_n):
+    """Rows ``[lo, hi)`` of :func:`rnn_forward` over the whole sequence."""
+    steps = pre_x.shape[0]
     hidden = h0.shape[1]
-    pre_x = project_inputs(x, w_ih, b_ih + b_hh)
-    h = h0.copy()
-    pre_h = np.empty((batch, hidden), dtype=h0.dtype)
-    h_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
-    h_prev_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
-    w_hh_t = w_hh.T
+    h = h0[lo:hi].copy()
+    pre_h = np.empty((hi - lo, hidden), dtype=h0.dtype)
     for s in range(steps):
-        np.dot(h, w_hh_t, pre_h)
-        for b in range(batch):
+        matmul_into(h, w_hh_t, pre_h)
+        for r in range(hi - lo):
+            b = lo + r
             t = time_index(s, lengths[b], reverse)
             if t < 0:
                 continue
             for j in range(hidden):
-                a = pre_x[t, b, j] + pre_h[b, j]
+                a = pre_x[t, b, j] + pre_h[r, j]
                 h_new = rnn_relu(a) if relu else rnn_tanh(a)
-                h_prev_seq[t, b, j] = h[b, j]
-                h_seq[t, b, j] = h_new
+                h_prev_seq[t, b, j] = h[r, j]
                 y[t, b, j] = h_new
-                h[b, j] = h_new
-    return h, h_seq, h_prev_seq
+                h[r, j] = h_new
+    h_n[lo:hi] = h
 
 
-@cpu_kernel
-def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, h_seq, h_prev_seq):
-    """Backward of :func:`rnn_forward`.
+@cpu_kernel(parallel=True)
+def rnn_forward(x, lengths, reverse, relu, w_ih, w_hh, b_ih, b_hh, h0, y, blocks):
+    """Elman RNN over a sequence; outputs go to ``y``. Returns ``(h_n, h_prev_seq)``."""
+    steps, batch, _ = x.shape
+    hidden = h0.shape[1]
+    pre_x = project_inputs(x, w_ih, b_ih + b_hh)
+    w_hh_t = np.ascontiguousarray(w_hh.T)
+    h_prev_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
+    h_n = np.empty_like(h0)
+    for block in numba.prange(blocks):
+        lo, hi = block_bounds(block, blocks, batch)
+        rnn_forward_rows(lo, hi, pre_x, lengths, reverse, relu, w_hh_t, h0, y, h_prev_seq, h_n)
+    return h_n, h_prev_seq
+
+
+@cpu_function
+def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, y, d_pre, dh0):
+    """Rows ``[lo, hi)`` of :func:`rnn_backward` over the whole sequence."""
+    steps = dy.shape[0]
+    hidden = dh_n.shape[1]
+    dh = dh_n[lo:hi].copy()
+    d_step = np.zeros((hi - lo, hidden), dtype=dh_n.dtype)
+    dh_rec = np.empty((hi - lo, hidden), dtype=dh_n.dtype)
+    for s in range(steps - 1, -1, -1):
+        for r in range(hi - lo):
+            b = lo + r
+            t = time_index(s, lengths[b], reverse)
+            for j in range(hidden):
+                if t < 0:
+                    d_step[r, j] = 0
+                    continue
+                dh_total = dh[r, j] + dy[t, b, j]
+                if relu:
+                    d_a = rnn_relu_backward(dh_total, y[t, b, j])
+                else:
+                    d_a = rnn_tanh_backward(dh_total, y[t, b, j])
+                d_pre[t, b, j] = d_a
+                d_step[r, j] = d_a
+        matmul_into(d_step, w_hh, dh_rec)
+        for r in range(hi - lo):
+            if s < lengths[lo + r]:
+                dh[r, :] = dh_rec[r, :]
+    dh0[lo:hi] = dh
+
+
+@cpu_kernel(parallel=True)
+def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, y, h_prev_seq, blocks):
+    """Backward of :func:`rnn_forward` (``y`` is its output).
 
     Returns ``(dx, dh0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
     """
     steps, batch, _ = x.shape
     hidden = dh_n.shape[1]
-    dh = dh_n.copy()
     d_pre = np.zeros((steps, batch, hidden), dtype=dh_n.dtype)
-    d_step = np.zeros((batch, hidden), dtype=dh_n.dtype)
-    dh_rec = np.empty((batch, hidden), dtype=dh_n.dtype)
-    for s in range(steps - 1, -1, -1):
-        for b in range(batch):
-            t = time_index(s, lengths[b], reverse)
-            for j in range(hidden):
-                if t < 0:
-                    d_step[b, j] = 0.0
-                    continue
-                dh_total = dh[b, j] + dy[t, b, j]
-                h_new = h_seq[t, b, j]
-                if relu:
-                    d_a = rnn_relu_backward(dh_total, h_new)
-                else:
-                    d_a = rnn_tanh_backward(dh_total, h_new)
-                d_pre[t, b, j] = d_a
-                d_step[b, j] = d_a
-        np.dot(d_step, w_hh, dh_rec)
-        for b in range(batch):
-            if s < lengths[b]:
-                dh[b, :] = dh_rec[b, :]
+    dh0 = np.empty_like(dh_n)
+    for block in numba.prange(blocks):
+        lo, hi = block_bounds(block, blocks, batch)
+        rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, y, d_pre, dh0)
     dx = input_gradient(d_pre, w_ih)
     d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre, d_pre)
-    return dx, dh, d_w_ih, d_w_hh, d_b_ih, d_b_hh
+    return dx, dh0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 
 # ---------------------------------------------------------------------------- LSTM
 
 
-@cpu_kernel
-def lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, y):
-    """LSTM over a sequence.
+@cpu_function
+def lstm_forward_rows(lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, gates, c_seq, h_prev_seq, c_prev_seq, h_n, c_n):
+    """Rows ``[lo, hi)`` of :func:`lstm_forward` over the whole sequence."""
+    steps = pre_x.shape[0]
+    hidden = h0.shape[1]
+    h = h0[lo:hi].copy()
+    c = c0[lo:hi].copy()
+    pre_h = np.empty((hi - lo, 4 * hidden), dtype=h0.dtype)
+    for s in range(steps):
+        matmul_into(h, w_hh_t, pre_h)
+        for r in range(hi - lo):
+            b = lo + r
+            t = time_index(s, lengths[b], reverse)
+            if t < 0:
+                continue
+            for j in range(hidden):
+                i_g, f_g, g_g, o_g, c_new, h_new = lstm_pointwise(
+                    pre_x[t, b, j] + pre_h[r, j],
+                    pre_x[t, b, hidden + j] + pre_h[r, hidden + j],
+                    pre_x[t, b, 2 * hidden + j] + pre_h[r, 2 * hidden + j],
+                    pre_x[t, b, 3 * hidden + j] + pre_h[r, 3 * hidden + j],
+                    c[r, j],
+                )
+                gates[t, b, j] = i_g
+                gates[t, b, hidden + j] = f_g
+                gates[t, b, 2 * hidden + j] = g_g
+                gates[t, b, 3 * hidden + j] = o_g
+                h_prev_seq[t, b, j] = h[r, j]
+                c_prev_seq[t, b, j] = c[r, j]
+                c_seq[t, b, j] = c_new
+                y[t, b, j] = h_new
+                h[r, j] = h_new
+                c[r, j] = c_new
+    h_n[lo:hi] = h
+    c_n[lo:hi] = c
+
+
+@cpu_kernel(parallel=True)
+def lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, y, blocks):
+    """LSTM over a sequence; outputs go to ``y``.
 
     Returns ``(h_n, c_n, gates, c_seq, h_prev_seq, c_prev_seq)`` where ``gates``
     (T, B, 4H) holds the activated i, f, g, o blocks.
@@ -168,64 +268,41 @@ def lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, y):
     steps, batch, _ = x.shape
     hidden = h0.shape[1]
     pre_x = project_inputs(x, w_ih, b_ih + b_hh)
-    h = h0.copy()
-    c = c0.copy()
-    pre_h = np.empty((batch, 4 * hidden), dtype=h0.dtype)
+    w_hh_t = np.ascontiguousarray(w_hh.T)
     gates = np.zeros((steps, batch, 4 * hidden), dtype=h0.dtype)
     c_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
     h_prev_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
     c_prev_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
-    w_hh_t = w_hh.T
-    for s in range(steps):
-        np.dot(h, w_hh_t, pre_h)
-        for b in range(batch):
-            t = time_index(s, lengths[b], reverse)
-            if t < 0:
-                continue
-            for j in range(hidden):
-                i_g, f_g, g_g, o_g, c_new, h_new = lstm_pointwise(
-                    pre_x[t, b, j] + pre_h[b, j],
-                    pre_x[t, b, hidden + j] + pre_h[b, hidden + j],
-                    pre_x[t, b, 2 * hidden + j] + pre_h[b, 2 * hidden + j],
-                    pre_x[t, b, 3 * hidden + j] + pre_h[b, 3 * hidden + j],
-                    c[b, j],
-                )
-                gates[t, b, j] = i_g
-                gates[t, b, hidden + j] = f_g
-                gates[t, b, 2 * hidden + j] = g_g
-                gates[t, b, 3 * hidden + j] = o_g
-                h_prev_seq[t, b, j] = h[b, j]
-                c_prev_seq[t, b, j] = c[b, j]
-                c_seq[t, b, j] = c_new
-                y[t, b, j] = h_new
-                h[b, j] = h_new
-                c[b, j] = c_new
-    return h, c, gates, c_seq, h_prev_seq, c_prev_seq
+    h_n = np.empty_like(h0)
+    c_n = np.empty_like(c0)
+    for block in numba.prange(blocks):
+        lo, hi = block_bounds(block, blocks, batch)
+        lstm_forward_rows(
+            lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, gates, c_seq, h_prev_seq, c_prev_seq, h_n, c_n
+        )
+    return h_n, c_n, gates, c_seq, h_prev_seq, c_prev_seq
 
 
-@cpu_kernel
-def lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dh_n, dc_n, gates, c_seq, h_prev_seq, c_prev_seq):
-    """Backward of :func:`lstm_forward`.
-
-    Returns ``(dx, dh0, dc0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
-    """
-    steps, batch, _ = x.shape
+@cpu_function
+def lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_seq, c_prev_seq, d_pre, dh0, dc0):
+    """Rows ``[lo, hi)`` of :func:`lstm_backward` over the whole sequence."""
+    steps = dy.shape[0]
     hidden = dh_n.shape[1]
-    dh = dh_n.copy()
-    dc = dc_n.copy()
-    d_pre = np.zeros((steps, batch, 4 * hidden), dtype=dh_n.dtype)
-    d_step = np.zeros((batch, 4 * hidden), dtype=dh_n.dtype)
-    dh_rec = np.empty((batch, hidden), dtype=dh_n.dtype)
+    dh = dh_n[lo:hi].copy()
+    dc = dc_n[lo:hi].copy()
+    d_step = np.zeros((hi - lo, 4 * hidden), dtype=dh_n.dtype)
+    dh_rec = np.empty((hi - lo, hidden), dtype=dh_n.dtype)
     for s in range(steps - 1, -1, -1):
-        for b in range(batch):
+        for r in range(hi - lo):
+            b = lo + r
             t = time_index(s, lengths[b], reverse)
             if t < 0:
-                d_step[b, :] = 0.0
+                d_step[r, :] = 0
                 continue
             for j in range(hidden):
                 d_i, d_f, d_g, d_o, dc_prev = lstm_pointwise_backward(
-                    dh[b, j] + dy[t, b, j],
-                    dc[b, j],
+                    dh[r, j] + dy[t, b, j],
+                    dc[r, j],
                     gates[t, b, j],
                     gates[t, b, hidden + j],
                     gates[t, b, 2 * hidden + j],
@@ -237,26 +314,89 @@ def lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dh_n, dc_n, gates, c_seq,
                 d_pre[t, b, hidden + j] = d_f
                 d_pre[t, b, 2 * hidden + j] = d_g
                 d_pre[t, b, 3 * hidden + j] = d_o
-                d_step[b, j] = d_i
-                d_step[b, hidden + j] = d_f
-                d_step[b, 2 * hidden + j] = d_g
-                d_step[b, 3 * hidden + j] = d_o
-                dc[b, j] = dc_prev
-        np.dot(d_step, w_hh, dh_rec)
-        for b in range(batch):
-            if s < lengths[b]:
-                dh[b, :] = dh_rec[b, :]
+                d_step[r, j] = d_i
+                d_step[r, hidden + j] = d_f
+                d_step[r, 2 * hidden + j] = d_g
+                d_step[r, 3 * hidden + j] = d_o
+                dc[r, j] = dc_prev
+        matmul_into(d_step, w_hh, dh_rec)
+        for r in range(hi - lo):
+            if s < lengths[lo + r]:
+                dh[r, :] = dh_rec[r, :]
+    dh0[lo:hi] = dh
+    dc0[lo:hi] = dc
+
+
+@cpu_kernel(parallel=True)
+def lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dh_n, dc_n, gates, c_seq, h_prev_seq, c_prev_seq, blocks):
+    """Backward of :func:`lstm_forward`.
+
+    Returns ``(dx, dh0, dc0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
+    """
+    steps, batch, _ = x.shape
+    hidden = dh_n.shape[1]
+    d_pre = np.zeros((steps, batch, 4 * hidden), dtype=dh_n.dtype)
+    dh0 = np.empty_like(dh_n)
+    dc0 = np.empty_like(dc_n)
+    for block in numba.prange(blocks):
+        lo, hi = block_bounds(block, blocks, batch)
+        lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_seq, c_prev_seq, d_pre, dh0, dc0)
     dx = input_gradient(d_pre, w_ih)
     d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre, d_pre)
-    return dx, dh, dc, d_w_ih, d_w_hh, d_b_ih, d_b_hh
+    return dx, dh0, dc0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 
 # ----------------------------------------------------------------------------- GRU
 
 
-@cpu_kernel
-def gru_forward(x, lengths, reverse, reset_after, w_ih, w_hh, b_ih, b_hh, h0, y):
-    """GRU over a sequence, either form (see :mod:`numrnn.cells.gru`).
+@cpu_function
+def gru_forward_rows(lo, hi, pre_x, lengths, reverse, reset_after, w_rec_t, w_hn_t, b_hn, h0, y, gates, h_prev_seq, aux_seq, h_n):
+    """Rows ``[lo, hi)`` of :func:`gru_forward` over the whole sequence."""
+    steps = pre_x.shape[0]
+    hidden = h0.shape[1]
+    rows = hi - lo
+    h = h0[lo:hi].copy()
+    pre_h = np.empty((rows, w_rec_t.shape[1]), dtype=h0.dtype)
+    reset_h = np.zeros((rows, hidden), dtype=h0.dtype)
+    pre_hn = np.zeros((rows, hidden), dtype=h0.dtype)
+    for s in range(steps):
+        matmul_into(h, w_rec_t, pre_h)
+        for r in range(rows):
+            b = lo + r
+            t = time_index(s, lengths[b], reverse)
+            if t < 0:
+                continue
+            for j in range(hidden):
+                r_g, z_g = gru_gates(pre_x[t, b, j] + pre_h[r, j], pre_x[t, b, hidden + j] + pre_h[r, hidden + j])
+                gates[t, b, j] = r_g
+                gates[t, b, hidden + j] = z_g
+                reset_h[r, j] = r_g * h[r, j]
+        if not reset_after:
+            matmul_into(reset_h, w_hn_t, pre_hn)
+        for r in range(rows):
+            b = lo + r
+            t = time_index(s, lengths[b], reverse)
+            if t < 0:
+                continue
+            for j in range(hidden):
+                if reset_after:
+                    hn = pre_h[r, 2 * hidden + j] + b_hn[j]
+                    a_n = pre_x[t, b, 2 * hidden + j] + gates[t, b, j] * hn
+                    aux_seq[t, b, j] = hn
+                else:
+                    a_n = pre_x[t, b, 2 * hidden + j] + pre_hn[r, j] + b_hn[j]
+                    aux_seq[t, b, j] = reset_h[r, j]
+                n_g, h_new = gru_candidate_update(a_n, gates[t, b, hidden + j], h[r, j])
+                gates[t, b, 2 * hidden + j] = n_g
+                h_prev_seq[t, b, j] = h[r, j]
+                y[t, b, j] = h_new
+                h[r, j] = h_new
+    h_n[lo:hi] = h
+
+
+@cpu_kernel(parallel=True)
+def gru_forward(x, lengths, reverse, reset_after, w_ih, w_hh, b_ih, b_hh, h0, y, blocks):
+    """GRU over a sequence, either form (see :mod:`numrnn.cells.gru`); outputs go to ``y``.
 
     Returns ``(h_n, gates, h_prev_seq, aux_seq)``: ``gates`` (T, B, 3H) holds r, z, n;
     ``aux_seq`` (T, B, H) holds ``W_hn h + b_hn`` (``reset_after``) or ``r * h_prev``
@@ -267,116 +407,99 @@ def gru_forward(x, lengths, reverse, reset_after, w_ih, w_hh, b_ih, b_hh, h0, y)
     bias = b_ih.copy()
     bias[: 2 * hidden] += b_hh[: 2 * hidden]
     pre_x = project_inputs(x, w_ih, bias)
-    b_hn = b_hh[2 * hidden :]
-    h = h0.copy()
+    b_hn = b_hh[2 * hidden :].copy()
+    # reset_after: one product for all three blocks; Cho form: r, z first, n after the reset
+    w_rec_t = np.ascontiguousarray(w_hh.T) if reset_after else np.ascontiguousarray(w_hh[: 2 * hidden].T)
+    w_hn_t = np.ascontiguousarray(w_hh[2 * hidden :].T)
     gates = np.zeros((steps, batch, 3 * hidden), dtype=h0.dtype)
     h_prev_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
     aux_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
-    # reset_after: one product for all three blocks; Cho form: r, z first, n after the reset
-    w_rec = w_hh if reset_after else np.ascontiguousarray(w_hh[: 2 * hidden])
-    w_rec_t = w_rec.T
-    w_hn_t = np.ascontiguousarray(w_hh[2 * hidden :]).T
-    pre_h = np.empty((batch, w_rec.shape[0]), dtype=h0.dtype)
-    reset_h = np.zeros((batch, hidden), dtype=h0.dtype)
-    pre_hn = np.empty((batch, hidden), dtype=h0.dtype)
-    for s in range(steps):
-        np.dot(h, w_rec_t, pre_h)
-        for b in range(batch):
+    h_n = np.empty_like(h0)
+    for block in numba.prange(blocks):
+        lo, hi = block_bounds(block, blocks, batch)
+        gru_forward_rows(lo, hi, pre_x, lengths, reverse, reset_after, w_rec_t, w_hn_t, b_hn, h0, y, gates, h_prev_seq, aux_seq, h_n)
+    return h_n, gates, h_prev_seq, aux_seq
+
+
+@cpu_function
+def gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh_n, gates, h_prev_seq, aux_seq, d_pre_x, d_pre_h, dh0):
+    """Rows ``[lo, hi)`` of :func:`gru_backward` over the whole sequence."""
+    steps = dy.shape[0]
+    hidden = dh_n.shape[1]
+    rows = hi - lo
+    dtype = dh_n.dtype
+    dh = dh_n[lo:hi].copy()
+    dh_direct = np.zeros((rows, hidden), dtype=dtype)
+    d_update = np.zeros((rows, hidden), dtype=dtype)
+    d_candidate = np.zeros((rows, hidden), dtype=dtype)
+    d_reset_h = np.zeros((rows, hidden), dtype=dtype)
+    d_step = np.zeros((rows, w_rec.shape[0]), dtype=dtype)
+    dh_rec = np.empty((rows, hidden), dtype=dtype)
+    for s in range(steps - 1, -1, -1):
+        for r in range(rows):
+            b = lo + r
             t = time_index(s, lengths[b], reverse)
-            if t < 0:
-                continue
             for j in range(hidden):
-                r_g, z_g = gru_gates(pre_x[t, b, j] + pre_h[b, j], pre_x[t, b, hidden + j] + pre_h[b, hidden + j])
-                gates[t, b, j] = r_g
-                gates[t, b, hidden + j] = z_g
-                reset_h[b, j] = r_g * h[b, j]
+                if t < 0:
+                    d_candidate[r, j] = 0
+                    continue
+                d_a_n, d_z, d_h_direct = gru_candidate_update_backward(
+                    dh[r, j] + dy[t, b, j], gates[t, b, hidden + j], gates[t, b, 2 * hidden + j], h_prev_seq[t, b, j]
+                )
+                d_candidate[r, j] = d_a_n
+                d_update[r, j] = d_z
+                dh_direct[r, j] = d_h_direct
         if not reset_after:
-            np.dot(reset_h, w_hn_t, pre_hn)
-        for b in range(batch):
+            matmul_into(d_candidate, w_hn, d_reset_h)
+        for r in range(rows):
+            b = lo + r
             t = time_index(s, lengths[b], reverse)
             if t < 0:
+                d_step[r, :] = 0
                 continue
             for j in range(hidden):
                 r_g = gates[t, b, j]
+                d_a_n = d_candidate[r, j]
                 if reset_after:
-                    hn = pre_h[b, 2 * hidden + j] + b_hn[j]
-                    a_n = pre_x[t, b, 2 * hidden + j] + r_g * hn
-                    aux_seq[t, b, j] = hn
+                    d_r = d_a_n * aux_seq[t, b, j]
+                    d_pre_h[t, b, 2 * hidden + j] = d_a_n * r_g
+                    d_step[r, 2 * hidden + j] = d_a_n * r_g
                 else:
-                    a_n = pre_x[t, b, 2 * hidden + j] + pre_hn[b, j] + b_hn[j]
-                    aux_seq[t, b, j] = reset_h[b, j]
-                n_g, h_new = gru_candidate_update(a_n, gates[t, b, hidden + j], h[b, j])
-                gates[t, b, 2 * hidden + j] = n_g
-                h_prev_seq[t, b, j] = h[b, j]
-                y[t, b, j] = h_new
-                h[b, j] = h_new
-    return h, gates, h_prev_seq, aux_seq
+                    d_r = d_reset_h[r, j] * h_prev_seq[t, b, j]
+                    dh_direct[r, j] += d_reset_h[r, j] * r_g
+                    d_pre_h[t, b, 2 * hidden + j] = d_a_n
+                d_a_r, d_a_z = gru_gates_backward(d_r, d_update[r, j], r_g, gates[t, b, hidden + j])
+                d_pre_x[t, b, j] = d_a_r
+                d_pre_x[t, b, hidden + j] = d_a_z
+                d_pre_x[t, b, 2 * hidden + j] = d_a_n
+                d_pre_h[t, b, j] = d_a_r
+                d_pre_h[t, b, hidden + j] = d_a_z
+                d_step[r, j] = d_a_r
+                d_step[r, hidden + j] = d_a_z
+        matmul_into(d_step, w_rec, dh_rec)
+        for r in range(rows):
+            if s < lengths[lo + r]:
+                for j in range(hidden):
+                    dh[r, j] = dh_direct[r, j] + dh_rec[r, j]
+    dh0[lo:hi] = dh
 
 
-@cpu_kernel
-def gru_backward(x, lengths, reverse, reset_after, w_ih, w_hh, dy, dh_n, gates, h_prev_seq, aux_seq):
+@cpu_kernel(parallel=True)
+def gru_backward(x, lengths, reverse, reset_after, w_ih, w_hh, dy, dh_n, gates, h_prev_seq, aux_seq, blocks):
     """Backward of :func:`gru_forward`.
 
     Returns ``(dx, dh0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
     """
     steps, batch, _ = x.shape
     hidden = dh_n.shape[1]
-    dtype = dh_n.dtype
-    dh = dh_n.copy()
-    d_pre_x = np.zeros((steps, batch, 3 * hidden), dtype=dtype)
-    d_pre_h = np.zeros((steps, batch, 3 * hidden), dtype=dtype)
-    dh_direct = np.zeros((batch, hidden), dtype=dtype)
-    d_update = np.zeros((batch, hidden), dtype=dtype)
-    d_candidate = np.zeros((batch, hidden), dtype=dtype)
-    d_reset_h = np.zeros((batch, hidden), dtype=dtype)
-    w_rec = w_hh if reset_after else np.ascontiguousarray(w_hh[: 2 * hidden])
+    d_pre_x = np.zeros((steps, batch, 3 * hidden), dtype=dh_n.dtype)
+    d_pre_h = np.zeros((steps, batch, 3 * hidden), dtype=dh_n.dtype)
+    dh0 = np.empty_like(dh_n)
+    w_rec = w_hh.copy() if reset_after else np.ascontiguousarray(w_hh[: 2 * hidden])
     w_hn = np.ascontiguousarray(w_hh[2 * hidden :])
-    d_step = np.zeros((batch, w_rec.shape[0]), dtype=dtype)
-    dh_rec = np.empty((batch, hidden), dtype=dtype)
-    for s in range(steps - 1, -1, -1):
-        for b in range(batch):
-            t = time_index(s, lengths[b], reverse)
-            for j in range(hidden):
-                if t < 0:
-                    d_candidate[b, j] = 0.0
-                    continue
-                d_a_n, d_z, d_h_direct = gru_candidate_update_backward(
-                    dh[b, j] + dy[t, b, j], gates[t, b, hidden + j], gates[t, b, 2 * hidden + j], h_prev_seq[t, b, j]
-                )
-                d_candidate[b, j] = d_a_n
-                d_update[b, j] = d_z
-                dh_direct[b, j] = d_h_direct
-        if not reset_after:
-            np.dot(d_candidate, w_hn, d_reset_h)
-        for b in range(batch):
-            t = time_index(s, lengths[b], reverse)
-            if t < 0:
-                d_step[b, :] = 0.0
-                continue
-            for j in range(hidden):
-                r_g = gates[t, b, j]
-                d_a_n = d_candidate[b, j]
-                if reset_after:
-                    d_r = d_a_n * aux_seq[t, b, j]
-                    d_pre_h[t, b, 2 * hidden + j] = d_a_n * r_g
-                    d_step[b, 2 * hidden + j] = d_a_n * r_g
-                else:
-                    d_r = d_reset_h[b, j] * h_prev_seq[t, b, j]
-                    dh_direct[b, j] += d_reset_h[b, j] * r_g
-                    d_pre_h[t, b, 2 * hidden + j] = d_a_n
-                d_a_r, d_a_z = gru_gates_backward(d_r, d_update[b, j], r_g, gates[t, b, hidden + j])
-                d_pre_x[t, b, j] = d_a_r
-                d_pre_x[t, b, hidden + j] = d_a_z
-                d_pre_x[t, b, 2 * hidden + j] = d_a_n
-                d_pre_h[t, b, j] = d_a_r
-                d_pre_h[t, b, hidden + j] = d_a_z
-                d_step[b, j] = d_a_r
-                d_step[b, hidden + j] = d_a_z
-        np.dot(d_step, w_rec, dh_rec)
-        for b in range(batch):
-            if s < lengths[b]:
-                for j in range(hidden):
-                    dh[b, j] = dh_direct[b, j] + dh_rec[b, j]
+    for block in numba.prange(blocks):
+        lo, hi = block_bounds(block, blocks, batch)
+        gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh_n, gates, h_prev_seq, aux_seq, d_pre_x, d_pre_h, dh0)
     dx = input_gradient(d_pre_x, w_ih)
     d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre_x, d_pre_h)
     if not reset_after:
@@ -384,7 +507,7 @@ def gru_backward(x, lengths, reverse, reset_after, w_ih, w_hh, dy, dh_n, gates, 
         rows = steps * batch
         d_n_rows = np.ascontiguousarray(d_pre_h[:, :, 2 * hidden :]).reshape(rows, hidden)
         d_w_hh[2 * hidden :] = np.dot(d_n_rows.T, aux_seq.reshape(rows, hidden))
-    return dx, dh, d_w_ih, d_w_hh, d_b_ih, d_b_hh
+    return dx, dh0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 
 # ------------------------------------------------------------------ backend object
@@ -394,9 +517,8 @@ class CPUBackend:
     """Runs one layer-direction at a time with the ``@njit`` drivers above.
 
     The layer classes (:mod:`numrnn.layers`) talk to a backend only through
-    :meth:`layer_forward` and :meth:`layer_backward`; arrays are NumPy, contiguous
-    (except ``y``/``dy``, which may be strided views into the layer output) and of
-    the layer's dtype.
+    :meth:`layer_forward` and :meth:`layer_backward`; arrays are NumPy, C-contiguous
+    and of the layer's dtype.
     """
 
     name = name
@@ -424,15 +546,19 @@ class CPUBackend:
             Whatever :meth:`layer_backward` needs.
         """
         w_ih, w_hh, b_ih, b_hh = weights
+        blocks = batch_blocks(x.shape[1])
         if cell == "lstm":
-            h_n, c_n, *buffers = lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, state0[0], state0[1], y)
+            h_n, c_n, *buffers = lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, state0[0], state0[1], y, blocks)
             state_n = (h_n, c_n)
         elif cell in ("gru", "gru_reset_before"):
-            h_n, *buffers = gru_forward(x, lengths, reverse, cell == "gru", w_ih, w_hh, b_ih, b_hh, state0[0], y)
+            h_n, *buffers = gru_forward(x, lengths, reverse, cell == "gru", w_ih, w_hh, b_ih, b_hh, state0[0], y, blocks)
             state_n = (h_n,)
         else:
-            h_n, *buffers = rnn_forward(x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, state0[0], y)
+            h_n, h_prev_seq = rnn_forward(
+                x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, state0[0], y, blocks
+            )
             state_n = (h_n,)
+            buffers = [y.copy(), h_prev_seq]  # a copy: the caller may change the y it is given
         return state_n, (cell, x, lengths, reverse, w_ih, w_hh, tuple(buffers))
 
     def layer_backward(self, saved, dy, dstate_n):
@@ -442,11 +568,12 @@ class CPUBackend:
         d_bias_ih, d_bias_hh))``.
         """
         cell, x, lengths, reverse, w_ih, w_hh, buffers = saved
+        blocks = batch_blocks(x.shape[1])
         if cell == "lstm":
-            dx, dh0, dc0, *grads = lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dstate_n[0], dstate_n[1], *buffers)
+            dx, dh0, dc0, *grads = lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dstate_n[0], dstate_n[1], *buffers, blocks)
             return dx, (dh0, dc0), tuple(grads)
         if cell in ("gru", "gru_reset_before"):
-            dx, dh0, *grads = gru_backward(x, lengths, reverse, cell == "gru", w_ih, w_hh, dy, dstate_n[0], *buffers)
+            dx, dh0, *grads = gru_backward(x, lengths, reverse, cell == "gru", w_ih, w_hh, dy, dstate_n[0], *buffers, blocks)
         else:
-            dx, dh0, *grads = rnn_backward(x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, dy, dstate_n[0], *buffers)
+            dx, dh0, *grads = rnn_backward(x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, dy, dstate_n[0], *buffers, blocks)
         return dx, (dh0,), tuple(grads)
