@@ -5,18 +5,32 @@ case raises ``NotImplementedError`` in ``setup`` (asv reports it as skipped, not
 failed) where the cuda backend or a usable GPU is missing.
 """
 
+import os
+
 import numpy as np
 
 #: Named problem sizes, (T, B, I, H): time steps, batch, input features, hidden units.
-#: ``large`` is defined for manual runs (e.g. ``--bench`` with a patched ``params``)
-#: but kept out of the default ``params``: it alone takes minutes per method.
 SIZES = {
     "small": (64, 32, 1, 32),
     "medium": (100, 64, 16, 128),
     "large": (50, 128, 256, 512),
 }
 
-DEFAULT_SIZES = ["small", "medium"]
+
+def _sizes_from_environment():
+    """Sizes in ``params``: ``small,medium`` unless ``NUMRNN_BENCH_SIZES`` names others.
+
+    ``large`` is left out by default: it alone takes minutes per method.  Run it with
+    e.g. ``NUMRNN_BENCH_SIZES=large asv run --python=same --bench LayerSuite``.
+    """
+    names = [name.strip() for name in os.environ.get("NUMRNN_BENCH_SIZES", "small,medium").split(",") if name.strip()]
+    unknown = [name for name in names if name not in SIZES]
+    if unknown or not names:
+        raise ValueError(f"NUMRNN_BENCH_SIZES must name some of {sorted(SIZES)}, got {names}")
+    return names
+
+
+DEFAULT_SIZES = _sizes_from_environment()
 
 CELLS = ["rnn", "lstm", "gru"]
 
