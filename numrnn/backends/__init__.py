@@ -3,28 +3,69 @@
 ``"auto"`` (the default of every layer) picks the GPU when numba-cuda finds a
 usable device and the CPU otherwise; the environment variable
 ``NUMRNN_BACKEND`` (``cpu``, ``cuda`` or ``auto``) overrides what ``"auto"``
-means.  Importing numrnn never needs a GPU or numba-cuda.
+means.  Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) runs
+``backend="cuda"`` when asked for explicitly, but ``"auto"`` never picks it: it
+is a pure-Python test harness, thousands of times slower than the CPU backend.
+
+Importing numrnn never needs a GPU or numba-cuda; numba-cuda is imported the
+first time ``"auto"`` or ``"cuda"`` is resolved.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 BACKENDS = ("auto", "cpu", "cuda")
 
+INSTALL_HINT = 'pip install "numrnn[cuda]"'
+
 _instances: dict = {}
+_probe: dict = {}
 
 
-def cuda_available() -> bool:
-    """True when numba-cuda is installed and sees a usable device (or the simulator)."""
+def numba_cuda_installed() -> bool:
+    """True when the numba-cuda package (NVIDIA's CUDA target for Numba) is installed."""
+    return importlib.util.find_spec("numba_cuda") is not None
+
+
+def cuda_simulator_enabled() -> bool:
+    """True when Numba runs CUDA kernels in its simulator (``NUMBA_ENABLE_CUDASIM=1``)."""
+    import numba
+
+    return bool(getattr(numba.config, "ENABLE_CUDASIM", False))
+
+
+def cuda_available(allow_simulator: bool = True) -> bool:
+    """True when numba-cuda is installed and sees a usable device.
+
+    With ``allow_simulator`` (the default) Numba's CUDA simulator counts as a
+    device.  The answer is computed once per process.
+    """
+    if "available" not in _probe:
+        _probe["available"] = _probe_device()
+    available, _ = _probe["available"]
+    if not available:
+        return False
+    return allow_simulator or not cuda_simulator_enabled()
+
+
+def _probe_device():
+    """``(available, reason)``: whether numba-cuda can run kernels, and why not."""
+    if not numba_cuda_installed():
+        return False, "numba-cuda is not installed"
     try:
         from numba import cuda
-    except Exception:
-        return False
+    except Exception as exc:  # pragma: no cover - depends on the installation
+        return False, f"importing numba.cuda failed: {exc}"
+    if cuda_simulator_enabled():
+        return True, "CUDA simulator"
     try:
-        return bool(cuda.is_available())
-    except Exception:
-        return False
+        if cuda.is_available():
+            return True, "GPU"
+    except Exception as exc:  # pragma: no cover - depends on the driver
+        return False, f"numba-cuda could not query the driver: {exc}"
+    return False, "numba-cuda found no usable CUDA GPU (no NVIDIA driver, or no device)"
 
 
 def resolve_backend_name(name: str) -> str:
@@ -37,7 +78,7 @@ def resolve_backend_name(name: str) -> str:
             raise ValueError(f"environment variable NUMRNN_BACKEND must be one of {BACKENDS}, got {env!r}")
         if env != "auto":
             return env
-        return "cuda" if _cuda_backend_importable() and cuda_available() else "cpu"
+        return "cuda" if cuda_available(allow_simulator=False) and _cuda_backend_importable() else "cpu"
     return name
 
 
@@ -57,7 +98,8 @@ def get_backend(name: str = "auto"):
     ValueError
         For an unknown name.
     RuntimeError
-        For ``"cuda"`` when numba-cuda or a usable GPU is missing.
+        For ``"cuda"`` when numba-cuda or a usable GPU is missing; the message
+        says which, and how to install it.
     """
     resolved = resolve_backend_name(name)
     if resolved not in _instances:
@@ -71,19 +113,23 @@ def get_backend(name: str = "auto"):
 
 
 def _make_cuda_backend():
-    try:
-        from numba import cuda  # noqa: F401
-    except Exception as exc:  # pragma: no cover - depends on the installation
+    if not numba_cuda_installed():
         raise RuntimeError(
-            'backend="cuda" needs numba-cuda: install it with pip install "numrnn[cuda]"'
-        ) from exc
+            f'backend="cuda" needs numba-cuda, which is not installed: install it with {INSTALL_HINT} '
+            '(or use backend="cpu")'
+        )
+    if not cuda_available():
+        _, reason = _probe["available"]
+        raise RuntimeError(
+            f'backend="cuda" needs a CUDA GPU that numba-cuda can use: {reason}. '
+            f"Check the NVIDIA driver (nvidia-smi) and that the CUDA libraries are installed with "
+            f'{INSTALL_HINT}; or use backend="cpu" (NUMBA_ENABLE_CUDASIM=1 runs the CUDA backend '
+            "on Numba's slow CUDA simulator, for testing)"
+        )
     try:
         from numrnn.backends.cuda import CUDABackend
-    except ImportError as exc:
-        raise RuntimeError(f'backend="cuda" is not available in this build of numrnn: {exc}') from exc
-    if not cuda_available():
+    except ImportError as exc:  # pragma: no cover - depends on the installation
         raise RuntimeError(
-            'backend="cuda" needs a CUDA GPU that numba-cuda can use (none was found); '
-            'use backend="cpu", or NUMBA_ENABLE_CUDASIM=1 to run on the CUDA simulator'
-        )
+            f'backend="cuda" could not load numba-cuda ({exc}); reinstall it with {INSTALL_HINT}'
+        ) from exc
     return CUDABackend()

@@ -1,0 +1,73 @@
+"""Every CUDA kernel compiles to PTX for compute capabilities 7.5, 8.0 and 9.0, in float32
+and float64.
+
+This type-checks the kernels, which Numba's CUDA simulator does not (it runs them as
+plain Python).  ``numba.cuda.compile_ptx`` needs NVVM (the ``numba-cuda[cu12]``
+wheels bring it) but no GPU; skipped without numba-cuda and under the simulator.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
+                       reason='numba-cuda is not installed (pip install "numrnn[cuda]")'),
+    pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"),
+                       reason="compile_ptx is not available under the CUDA simulator"),
+]
+
+CAPABILITIES = [(7, 5), (8, 0), (9, 0)]
+
+
+@pytest.fixture
+def target_capability(monkeypatch, request):
+    """Compile device functions for ``cc`` without a GPU.
+
+    A kernel that calls ``cuda.jit(device=True)`` functions makes Numba compile them
+    for the current device's compute capability, which needs a driver.  Without a
+    GPU we answer that question with the capability under test.
+    """
+    from numba import cuda
+    import numba.cuda.dispatcher as dispatcher
+
+    cc = request.param
+    if not cuda.is_available():
+        class _Device:
+            compute_capability = cc
+
+        monkeypatch.setattr(dispatcher, "get_current_device", lambda: _Device)
+    return cc
+
+
+def _nvvm_available():
+    try:
+        from numba.cuda.cudadrv import nvvm
+
+        return nvvm.is_available()
+    except Exception:
+        return False
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("target_capability", CAPABILITIES, ids=lambda cc: f"cc{cc[0]}{cc[1]}", indirect=True)
+def test_every_kernel_compiles_to_ptx(target_capability, dtype):
+    if not _nvvm_available():
+        pytest.skip('NVVM is missing: install numba-cuda with its CUDA wheels, pip install "numrnn[cuda]"')
+    from numba import cuda
+
+    from numrnn.backends import cuda as backend
+
+    major, minor = target_capability
+    signatures = backend.kernel_signatures(dtype, batch_tile=4)
+    names = {name for name, _, _ in signatures}
+    assert {"lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
+            "matmul"} <= names
+    for name, function, argtypes in signatures:
+        ptx, _ = cuda.compile_ptx(function, argtypes, cc=target_capability)
+        assert f".target sm_{major}{minor}" in ptx, name
+        assert ".entry" in ptx, name
