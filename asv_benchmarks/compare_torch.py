@@ -538,7 +538,11 @@ def main(argv=None):
     emit()
     emit(f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
     emit(f"- CPU: {cpu_model()}, os.cpu_count() = {os.cpu_count()}")
-    emit("- load average (1, 5, 15 min) at start: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
+    load = os.getloadavg()
+    emit("- load average (1, 5, 15 min) at start: " + ", ".join(f"{v:.2f}" for v in load))
+    if load[0] > 0.5 * (os.cpu_count() or 1):
+        emit(f"- WARNING: other processes keep {load[0]:.1f} cores busy out of {os.cpu_count()}: "
+             "multi-threaded timings (both frameworks) will be slow and noisy")
     emit(
         f"- threads: torch {torch.get_num_threads()} (interop {torch.get_num_interop_threads()}), "
         f"numba {numba.get_num_threads()}"
