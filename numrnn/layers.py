@@ -33,6 +33,7 @@ import numpy as np
 
 from numrnn import _validation as check
 from numrnn.backends import get_backend
+from numrnn.backends.cpu import all_finite
 from numrnn.cells import GATES
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNBase"]
@@ -456,32 +457,79 @@ class RNNBase:
         ----------
         x_t : array_like, shape (B, I) or unbatched (I,)
         state : None, array (L, B, H), or for the LSTM a pair (h, c)
+            As returned by the previous call (or zeros for None).
 
         Returns
         -------
         h_t : ndarray, shape (B, H) or (H,)
             Output of the top layer at this step.
         state : ndarray (L, B, H), or the pair (h, c) for the LSTM
+
+        Notes
+        -----
+        Built for latency: when ``x_t`` is already a C-contiguous (B, I) array of the
+        layer's dtype and ``state`` is what the previous call returned, the only
+        checks are attribute tests and a compiled finiteness scan; the step itself
+        is one compiled call per layer.
         """
         if self.bidirectional:
             raise ValueError("step() needs a unidirectional layer: a bidirectional layer must see the whole sequence")
-        x_t = check.as_float_array(x_t, "x_t", self.dtype)
-        if x_t.ndim not in (1, 2):
-            raise ValueError(f"x_t must be 2-D (B, I) or 1-D unbatched (I,), got {x_t.ndim}-D with shape {x_t.shape}")
-        batched = x_t.ndim == 2
-        x = x_t[None] if batched else x_t[None, None]
-        if x.shape[2] != self.input_size:
-            raise ValueError(f"x_t must have {self.input_size} features (input_size) in its last axis, got {x.shape[2]}")
-        if x.shape[1] == 0:
-            raise ValueError("x_t must hold at least one sequence, got a batch of size 0")
-        batch = x.shape[1]
-        state0 = self._check_state(state, batch, batched, "state")
-        lengths = np.ones(batch, dtype=np.int64)
-        y, state_n, _ = self._run(np.ascontiguousarray(x), lengths, state0, save=False, dropout=False)
-        y_t = y[0] if batched else y[0, 0]
+        x = x_t
+        if (
+            type(x) is np.ndarray
+            and x.ndim == 2
+            and x.dtype == self.dtype
+            and x.flags.c_contiguous
+            and x.shape[1] == self.input_size
+            and x.shape[0] > 0
+        ):
+            batched = True
+            if not all_finite(x):
+                raise ValueError("x_t contains NaN or inf")
+        else:
+            x, batched = self._check_step_input(x_t)
+        batch = x.shape[0]
+        state0 = self._check_step_state(state, batch) if batched else None
+        if state0 is None:
+            state0 = self._check_state(state, batch, batched, "state")
+            state0 = tuple(s.reshape(s.shape[0], batch, self.hidden_size) for s in state0)
+        backend = self._backend
+        layer_input = x
+        new_state = tuple(np.empty_like(s) for s in state0)
+        for layer in range(self.num_layers):
+            final = backend.layer_step(self.cell, layer_input, self._weights(layer, 0), tuple(s[layer] for s in state0))
+            for k, value in enumerate(final):
+                new_state[k][layer] = value
+            layer_input = final[0]
         if not batched:
-            state_n = tuple(s[:, 0] for s in state_n)
-        return y_t, self._pack_state(state_n)
+            return layer_input[0], self._pack_state(tuple(s[:, 0] for s in new_state))
+        return layer_input, self._pack_state(new_state)
+
+    def _check_step_input(self, x_t):
+        """Full validation of ``x_t`` for :meth:`step`: returns ((B, I) array, batched)."""
+        x = check.as_float_array(x_t, "x_t", self.dtype)
+        if x.ndim not in (1, 2):
+            raise ValueError(f"x_t must be 2-D (B, I) or 1-D unbatched (I,), got {x.ndim}-D with shape {x.shape}")
+        batched = x.ndim == 2
+        x = x if batched else x[None]
+        if x.shape[1] != self.input_size:
+            raise ValueError(f"x_t must have {self.input_size} features (input_size) in its last axis, got {x.shape[1]}")
+        if x.shape[0] == 0:
+            raise ValueError("x_t must hold at least one sequence, got a batch of size 0")
+        return np.ascontiguousarray(x), batched
+
+    def _check_step_state(self, state, batch):
+        """Fast acceptance of a state as returned by :meth:`step`; None when it needs full checks."""
+        parts = state if self.state_size == 2 and isinstance(state, tuple) else (state,)
+        if state is None or len(parts) != self.state_size:
+            return None
+        shape = (self.num_layers, batch, self.hidden_size)
+        for part in parts:
+            if not (type(part) is np.ndarray and part.dtype == self.dtype and part.shape == shape and part.flags.c_contiguous):
+                return None
+            if not all_finite(part):
+                return None  # the full check raises the error naming the argument
+        return parts
 
 
 class RNN(RNNBase):

@@ -72,20 +72,75 @@ def time_index(step, length, reverse):
 def matmul_into(a, b, out):
     """``out[...] = a @ b`` for small C-contiguous 2-D arrays, without BLAS.
 
-    Row by row, accumulating ``a[i, k] * b[k, :]``: the inner loop is a
-    contiguous axpy that LLVM vectorises, and ``b`` stays in cache across rows.
+    Four rows of ``a`` at a time accumulate ``a[i, k] * b[k, :]`` into four rows
+    of ``out``: the inner loop is a contiguous multiply-add that LLVM vectorises,
+    and each row of ``b`` is loaded once for four output rows.
     """
     rows, inner = a.shape
     cols = b.shape[1]
-    for i in range(rows):
+    out[...] = 0
+    i = 0
+    while i + 4 <= rows:
+        out0, out1, out2, out3 = out[i], out[i + 1], out[i + 2], out[i + 3]
+        for k in range(inner):
+            b_row = b[k]
+            a0, a1, a2, a3 = a[i, k], a[i + 1, k], a[i + 2, k], a[i + 3, k]
+            for j in range(cols):
+                b_kj = b_row[j]
+                out0[j] += a0 * b_kj
+                out1[j] += a1 * b_kj
+                out2[j] += a2 * b_kj
+                out3[j] += a3 * b_kj
+        i += 4
+    while i < rows:
         out_row = out[i]
-        for j in range(cols):
-            out_row[j] = 0
         for k in range(inner):
             a_ik = a[i, k]
             b_row = b[k]
             for j in range(cols):
                 out_row[j] += a_ik * b_row[j]
+        i += 1
+
+
+@cpu_function
+def matmul_nt_into(a, b, out):
+    """``out[...] = a @ b.T`` for small C-contiguous 2-D arrays, without BLAS.
+
+    Dot products of rows of ``a`` with rows of ``b`` (both contiguous), four rows
+    of ``a`` per row of ``b``; the reductions vectorise under fast-math
+    re-association.  Lets the forward pass use ``weight_hh`` as stored, with no
+    transposed copy (which matters for :func:`lstm_step` and friends).
+    """
+    rows, inner = a.shape
+    cols = b.shape[0]
+    i = 0
+    while i + 4 <= rows:
+        a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
+        for j in range(cols):
+            b_row = b[j]
+            out[i, j] = 0  # a typed zero: out may hold garbage, and a bare 0.0 would be float64
+            acc0 = acc1 = acc2 = acc3 = out[i, j]
+            for k in range(inner):
+                b_jk = b_row[k]
+                acc0 += a0[k] * b_jk
+                acc1 += a1[k] * b_jk
+                acc2 += a2[k] * b_jk
+                acc3 += a3[k] * b_jk
+            out[i, j] = acc0
+            out[i + 1, j] = acc1
+            out[i + 2, j] = acc2
+            out[i + 3, j] = acc3
+        i += 4
+    while i < rows:
+        a_row = a[i]
+        for j in range(cols):
+            b_row = b[j]
+            out[i, j] = 0
+            acc = out[i, j]
+            for k in range(inner):
+                acc += a_row[k] * b_row[k]
+            out[i, j] = acc
+        i += 1
 
 
 def batch_blocks(batch):
@@ -133,25 +188,30 @@ def input_gradient(d_pre_x, w_ih):
 
 
 @cpu_function
+def rnn_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, relu, h, y, h_prev_seq):
+    """Pointwise part of one RNN step for rows ``[lo, lo + len(h))``; updates ``h`` in place."""
+    hidden = h.shape[1]
+    for r in range(h.shape[0]):
+        b = lo + r
+        t = time_index(s, lengths[b], reverse)
+        if t < 0:
+            continue
+        for j in range(hidden):
+            a = pre_x[t, b, j] + pre_h[r, j]
+            h_new = rnn_relu(a) if relu else rnn_tanh(a)
+            h_prev_seq[t, b, j] = h[r, j]
+            y[t, b, j] = h_new
+            h[r, j] = h_new
+
+
+@cpu_function
 def rnn_forward_rows(lo, hi, pre_x, lengths, reverse, relu, w_hh_t, h0, y, h_prev_seq, h_n):
     """Rows ``[lo, hi)`` of :func:`rnn_forward` over the whole sequence."""
-    steps = pre_x.shape[0]
-    hidden = h0.shape[1]
     h = h0[lo:hi].copy()
-    pre_h = np.empty((hi - lo, hidden), dtype=h0.dtype)
-    for s in range(steps):
+    pre_h = np.empty((hi - lo, w_hh_t.shape[1]), dtype=h0.dtype)
+    for s in range(pre_x.shape[0]):
         matmul_into(h, w_hh_t, pre_h)
-        for r in range(hi - lo):
-            b = lo + r
-            t = time_index(s, lengths[b], reverse)
-            if t < 0:
-                continue
-            for j in range(hidden):
-                a = pre_x[t, b, j] + pre_h[r, j]
-                h_new = rnn_relu(a) if relu else rnn_tanh(a)
-                h_prev_seq[t, b, j] = h[r, j]
-                y[t, b, j] = h_new
-                h[r, j] = h_new
+        rnn_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, relu, h, y, h_prev_seq)
     h_n[lo:hi] = h
 
 
@@ -222,38 +282,43 @@ def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, y, h_prev_seq,
 
 
 @cpu_function
+def lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, gates, c_seq, h_prev_seq, c_prev_seq):
+    """Pointwise part of one LSTM step for rows ``[lo, lo + len(h))``; updates ``h``, ``c``."""
+    hidden = h.shape[1]
+    for r in range(h.shape[0]):
+        b = lo + r
+        t = time_index(s, lengths[b], reverse)
+        if t < 0:
+            continue
+        for j in range(hidden):
+            i_g, f_g, g_g, o_g, c_new, h_new = lstm_pointwise(
+                pre_x[t, b, j] + pre_h[r, j],
+                pre_x[t, b, hidden + j] + pre_h[r, hidden + j],
+                pre_x[t, b, 2 * hidden + j] + pre_h[r, 2 * hidden + j],
+                pre_x[t, b, 3 * hidden + j] + pre_h[r, 3 * hidden + j],
+                c[r, j],
+            )
+            gates[t, b, j] = i_g
+            gates[t, b, hidden + j] = f_g
+            gates[t, b, 2 * hidden + j] = g_g
+            gates[t, b, 3 * hidden + j] = o_g
+            h_prev_seq[t, b, j] = h[r, j]
+            c_prev_seq[t, b, j] = c[r, j]
+            c_seq[t, b, j] = c_new
+            y[t, b, j] = h_new
+            h[r, j] = h_new
+            c[r, j] = c_new
+
+
+@cpu_function
 def lstm_forward_rows(lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, gates, c_seq, h_prev_seq, c_prev_seq, h_n, c_n):
     """Rows ``[lo, hi)`` of :func:`lstm_forward` over the whole sequence."""
-    steps = pre_x.shape[0]
-    hidden = h0.shape[1]
     h = h0[lo:hi].copy()
     c = c0[lo:hi].copy()
-    pre_h = np.empty((hi - lo, 4 * hidden), dtype=h0.dtype)
-    for s in range(steps):
+    pre_h = np.empty((hi - lo, w_hh_t.shape[1]), dtype=h0.dtype)
+    for s in range(pre_x.shape[0]):
         matmul_into(h, w_hh_t, pre_h)
-        for r in range(hi - lo):
-            b = lo + r
-            t = time_index(s, lengths[b], reverse)
-            if t < 0:
-                continue
-            for j in range(hidden):
-                i_g, f_g, g_g, o_g, c_new, h_new = lstm_pointwise(
-                    pre_x[t, b, j] + pre_h[r, j],
-                    pre_x[t, b, hidden + j] + pre_h[r, hidden + j],
-                    pre_x[t, b, 2 * hidden + j] + pre_h[r, 2 * hidden + j],
-                    pre_x[t, b, 3 * hidden + j] + pre_h[r, 3 * hidden + j],
-                    c[r, j],
-                )
-                gates[t, b, j] = i_g
-                gates[t, b, hidden + j] = f_g
-                gates[t, b, 2 * hidden + j] = g_g
-                gates[t, b, 3 * hidden + j] = o_g
-                h_prev_seq[t, b, j] = h[r, j]
-                c_prev_seq[t, b, j] = c[r, j]
-                c_seq[t, b, j] = c_new
-                y[t, b, j] = h_new
-                h[r, j] = h_new
-                c[r, j] = c_new
+        lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, gates, c_seq, h_prev_seq, c_prev_seq)
     h_n[lo:hi] = h
     c_n[lo:hi] = c
 
@@ -350,47 +415,64 @@ def lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dh_n, dc_n, gates, c_seq,
 
 
 @cpu_function
+def gru_gates_rows(s, lo, pre_x, pre_h, lengths, reverse, h, gates, reset_h):
+    """Reset and update gates of one GRU step for rows ``[lo, lo + len(h))``; ``reset_h = r * h``."""
+    hidden = h.shape[1]
+    for r in range(h.shape[0]):
+        b = lo + r
+        t = time_index(s, lengths[b], reverse)
+        if t < 0:
+            continue
+        for j in range(hidden):
+            r_g, z_g = gru_gates(pre_x[t, b, j] + pre_h[r, j], pre_x[t, b, hidden + j] + pre_h[r, hidden + j])
+            gates[t, b, j] = r_g
+            gates[t, b, hidden + j] = z_g
+            reset_h[r, j] = r_g * h[r, j]
+
+
+@cpu_function
+def gru_update_rows(s, lo, pre_x, pre_h, pre_hn, b_hn, lengths, reverse, reset_after, h, reset_h, y, gates, h_prev_seq, aux_seq):
+    """Candidate and new state of one GRU step (after :func:`gru_gates_rows`); updates ``h``.
+
+    ``reset_after``: the candidate's recurrent term is ``r * (pre_h[:, 2H:] + b_hn)``;
+    Cho form: ``pre_hn + b_hn`` with ``pre_hn = (r * h) @ W_hn^T``.
+    """
+    hidden = h.shape[1]
+    for r in range(h.shape[0]):
+        b = lo + r
+        t = time_index(s, lengths[b], reverse)
+        if t < 0:
+            continue
+        for j in range(hidden):
+            if reset_after:
+                hn = pre_h[r, 2 * hidden + j] + b_hn[j]
+                a_n = pre_x[t, b, 2 * hidden + j] + gates[t, b, j] * hn
+                aux_seq[t, b, j] = hn
+            else:
+                a_n = pre_x[t, b, 2 * hidden + j] + pre_hn[r, j] + b_hn[j]
+                aux_seq[t, b, j] = reset_h[r, j]
+            n_g, h_new = gru_candidate_update(a_n, gates[t, b, hidden + j], h[r, j])
+            gates[t, b, 2 * hidden + j] = n_g
+            h_prev_seq[t, b, j] = h[r, j]
+            y[t, b, j] = h_new
+            h[r, j] = h_new
+
+
+@cpu_function
 def gru_forward_rows(lo, hi, pre_x, lengths, reverse, reset_after, w_rec_t, w_hn_t, b_hn, h0, y, gates, h_prev_seq, aux_seq, h_n):
     """Rows ``[lo, hi)`` of :func:`gru_forward` over the whole sequence."""
-    steps = pre_x.shape[0]
-    hidden = h0.shape[1]
     rows = hi - lo
+    hidden = h0.shape[1]
     h = h0[lo:hi].copy()
     pre_h = np.empty((rows, w_rec_t.shape[1]), dtype=h0.dtype)
     reset_h = np.zeros((rows, hidden), dtype=h0.dtype)
     pre_hn = np.zeros((rows, hidden), dtype=h0.dtype)
-    for s in range(steps):
+    for s in range(pre_x.shape[0]):
         matmul_into(h, w_rec_t, pre_h)
-        for r in range(rows):
-            b = lo + r
-            t = time_index(s, lengths[b], reverse)
-            if t < 0:
-                continue
-            for j in range(hidden):
-                r_g, z_g = gru_gates(pre_x[t, b, j] + pre_h[r, j], pre_x[t, b, hidden + j] + pre_h[r, hidden + j])
-                gates[t, b, j] = r_g
-                gates[t, b, hidden + j] = z_g
-                reset_h[r, j] = r_g * h[r, j]
+        gru_gates_rows(s, lo, pre_x, pre_h, lengths, reverse, h, gates, reset_h)
         if not reset_after:
             matmul_into(reset_h, w_hn_t, pre_hn)
-        for r in range(rows):
-            b = lo + r
-            t = time_index(s, lengths[b], reverse)
-            if t < 0:
-                continue
-            for j in range(hidden):
-                if reset_after:
-                    hn = pre_h[r, 2 * hidden + j] + b_hn[j]
-                    a_n = pre_x[t, b, 2 * hidden + j] + gates[t, b, j] * hn
-                    aux_seq[t, b, j] = hn
-                else:
-                    a_n = pre_x[t, b, 2 * hidden + j] + pre_hn[r, j] + b_hn[j]
-                    aux_seq[t, b, j] = reset_h[r, j]
-                n_g, h_new = gru_candidate_update(a_n, gates[t, b, hidden + j], h[r, j])
-                gates[t, b, 2 * hidden + j] = n_g
-                h_prev_seq[t, b, j] = h[r, j]
-                y[t, b, j] = h_new
-                h[r, j] = h_new
+        gru_update_rows(s, lo, pre_x, pre_h, pre_hn, b_hn, lengths, reverse, reset_after, h, reset_h, y, gates, h_prev_seq, aux_seq)
     h_n[lo:hi] = h
 
 
@@ -510,6 +592,76 @@ def gru_backward(x, lengths, reverse, reset_after, w_ih, w_hh, dy, dh_n, gates, 
     return dx, dh0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 
+# -------------------------------------------------------------- streaming step()
+
+
+@cpu_kernel
+def all_finite(a):
+    """True when every value of ``a`` is finite (a compiled scan, for cheap border checks)."""
+    for value in a.ravel():
+        if not np.isfinite(value):
+            return False
+    return True
+
+
+@cpu_function
+def step_projections(x, w_ih, w_rec, bias, h):
+    """Pre-activations of one step as ``(pre_x (1, B, G*H), pre_h (B, rows of w_rec), lengths)``.
+
+    Products in dot form (:func:`matmul_nt_into`) on the weights as stored, so a
+    step copies no weight matrix.
+    """
+    batch = x.shape[0]
+    pre_x = np.empty((1, batch, w_ih.shape[0]), dtype=h.dtype)
+    matmul_nt_into(x, w_ih, pre_x[0])
+    pre_x[0] += bias
+    pre_h = np.empty((batch, w_rec.shape[0]), dtype=h.dtype)
+    matmul_nt_into(h, w_rec, pre_h)
+    return pre_x, pre_h, np.ones(batch, dtype=np.int64)
+
+
+@cpu_kernel
+def rnn_step(x, relu, w_ih, w_hh, b_ih, b_hh, h0):
+    """One Elman step for every row (B, I) -> new h (B, H); nothing saved."""
+    pre_x, pre_h, lengths = step_projections(x, w_ih, w_hh, b_ih + b_hh, h0)
+    h = h0.copy()
+    scratch = np.empty((1,) + h0.shape, dtype=h0.dtype)
+    rnn_cell_rows(0, 0, pre_x, pre_h, lengths, False, relu, h, scratch, scratch)
+    return h
+
+
+@cpu_kernel
+def lstm_step(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
+    """One LSTM step for every row (B, I) -> new (h, c); nothing saved."""
+    pre_x, pre_h, lengths = step_projections(x, w_ih, w_hh, b_ih + b_hh, h0)
+    h = h0.copy()
+    c = c0.copy()
+    scratch = np.empty((1,) + h0.shape, dtype=h0.dtype)
+    gates = np.empty((1, h0.shape[0], 4 * h0.shape[1]), dtype=h0.dtype)
+    lstm_cell_rows(0, 0, pre_x, pre_h, lengths, False, h, c, scratch, gates, scratch, scratch, scratch)
+    return h, c
+
+
+@cpu_kernel
+def gru_step(x, reset_after, w_ih, w_hh, b_ih, b_hh, h0):
+    """One GRU step (either form) for every row (B, I) -> new h (B, H); nothing saved."""
+    hidden = h0.shape[1]
+    bias = b_ih.copy()
+    bias[: 2 * hidden] += b_hh[: 2 * hidden]
+    w_rec = w_hh if reset_after else w_hh[: 2 * hidden]
+    pre_x, pre_h, lengths = step_projections(x, w_ih, w_rec, bias, h0)
+    h = h0.copy()
+    scratch = np.empty((1,) + h0.shape, dtype=h0.dtype)
+    gates = np.empty((1, h0.shape[0], 3 * hidden), dtype=h0.dtype)
+    reset_h = np.empty_like(h0)
+    pre_hn = np.empty_like(h0)
+    gru_gates_rows(0, 0, pre_x, pre_h, lengths, False, h, gates, reset_h)
+    if not reset_after:
+        matmul_nt_into(reset_h, w_hh[2 * hidden :], pre_hn)
+    gru_update_rows(0, 0, pre_x, pre_h, pre_hn, b_hh[2 * hidden :], lengths, False, reset_after, h, reset_h, scratch, gates, scratch, scratch)
+    return h
+
+
 # ------------------------------------------------------------------ backend object
 
 
@@ -560,6 +712,30 @@ class CPUBackend:
             state_n = (h_n,)
             buffers = [y.copy(), h_prev_seq]  # a copy: the caller may change the y it is given
         return state_n, (cell, x, lengths, reverse, w_ih, w_hh, tuple(buffers))
+
+    def layer_step(self, cell, x, weights, state0):
+        """One timestep for every row, saving nothing.
+
+        Parameters
+        ----------
+        cell : str
+            As in :meth:`layer_forward`.
+        x : ndarray, shape (B, I)
+        weights : tuple of ndarray
+            As in :meth:`layer_forward`.
+        state0 : tuple of ndarray, each (B, H)
+
+        Returns
+        -------
+        state : tuple of ndarray, each (B, H)
+            The new state; ``state[0]`` is also the layer's output.
+        """
+        w_ih, w_hh, b_ih, b_hh = weights
+        if cell == "lstm":
+            return lstm_step(x, w_ih, w_hh, b_ih, b_hh, state0[0], state0[1])
+        if cell in ("gru", "gru_reset_before"):
+            return (gru_step(x, cell == "gru", w_ih, w_hh, b_ih, b_hh, state0[0]),)
+        return (rnn_step(x, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, state0[0]),)
 
     def layer_backward(self, saved, dy, dstate_n):
         """Backward of one :meth:`layer_forward` call.
