@@ -26,7 +26,10 @@ _probe: dict = {}
 
 def numba_cuda_installed() -> bool:
     """True when the numba-cuda package (NVIDIA's CUDA target for Numba) is installed."""
-    return importlib.util.find_spec("numba_cuda") is not None
+    try:
+        return importlib.util.find_spec("numba_cuda") is not None
+    except (ImportError, ValueError):  # a broken or deliberately blocked installation
+        return False
 
 
 def cuda_simulator_enabled() -> bool:
