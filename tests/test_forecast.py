@@ -274,3 +274,13 @@ def test_default_forecaster_beats_seasonal_naive(name, load, holdout):
     ours = metrics.mase(test, forecast, train, m=holdout)
     theirs = metrics.mase(test, naive, train, m=holdout)
     assert ours < 0.8 * theirs, (name, ours, theirs)
+
+
+def test_seed_none_is_recorded_and_two_layers(tmp_path):
+    y = series()
+    f = Forecaster(seed=None, num_layers=2, **TINY).fit(y, progress=False)
+    assert isinstance(f.seed_, int)
+    again = Forecaster(seed=f.seed_, num_layers=2, **TINY).fit(y, progress=False)
+    np.testing.assert_array_equal(again.predict(y), f.predict(y))
+    f.save(tmp_path / "f.npz")
+    assert Forecaster.load(tmp_path / "f.npz").seed_ == f.seed_

@@ -198,3 +198,14 @@ def test_gradcheck_catches_a_wrong_gradient(rng):
         np.testing.assert_array_equal(lin.params[k], before[k])
     with pytest.raises(ValueError, match="keys of params"):
         train.gradcheck(lambda: (0.0, {}), lin.params)
+
+
+def test_limit_threads_restores_numba_threads():
+    import numba
+
+    before = numba.get_num_threads()
+    with train.limit_threads(1):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    with train.limit_threads(None):
+        assert numba.get_num_threads() == before
