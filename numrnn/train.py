@@ -23,7 +23,6 @@ import math
 
 import numpy as np
 
-from numrnn import _validation as check
 from numrnn.losses import get_loss
 from numrnn.optim import Optimizer, clip_grad_norm, get_optimizer
 
