@@ -71,6 +71,11 @@ class RNNBase:
 
     _family = ""
 
+    #: With the CUDA backend: return device arrays (Numba ``DeviceNDArray``, which
+    #: expose ``__cuda_array_interface__``) from forward, backward and step instead
+    #: of NumPy arrays.  Inputs may be device arrays either way.  Ignored on the CPU.
+    device_output = False
+
     def __init__(
         self,
         input_size,
@@ -317,6 +322,9 @@ class RNNBase:
         state_n : ndarray (L*D, B, H), or the pair (h_n, c_n) for the LSTM
             State after each sequence's last valid step.
         """
+        device = getattr(self._backend, "layers", None)
+        if device is not None:  # the CUDA backend: device arrays in and out (numrnn.backends.cuda_layers)
+            return device.forward(self, x, state, lengths)
         x, batched = self._check_input(x)
         steps, batch = x.shape[:2]
         lengths = check.check_lengths(lengths, batch, steps)
@@ -402,6 +410,9 @@ class RNNBase:
         dx : ndarray, same shape as ``x``
         dstate0 : ndarray (L*D, B, H), or the pair (dh0, dc0) for the LSTM
         """
+        device = getattr(self._backend, "layers", None)
+        if device is not None:
+            return device.backward(self, dy, dstate)
         if self._saved is None:
             raise RuntimeError("backward() called before forward(): run the layer on an input first")
         saved = self._saved
@@ -472,6 +483,9 @@ class RNNBase:
         checks are attribute tests and a compiled finiteness scan; the step itself
         is one compiled call per layer.
         """
+        device = getattr(self._backend, "layers", None)
+        if device is not None:
+            return device.step(self, x_t, state)
         if self.bidirectional:
             raise ValueError("step() needs a unidirectional layer: a bidirectional layer must see the whole sequence")
         x = x_t

@@ -1016,6 +1016,12 @@ class CUDABackend:
     name = name
     device = True
 
+    def __init__(self):
+        from numrnn.backends.cuda_layers import DeviceLayers
+
+        #: whole-layer forward/backward/step with device arrays (used by numrnn.layers)
+        self.layers = DeviceLayers(self)
+
     def layer_forward(self, cell, x, lengths, reverse, weights, state0, y):
         """Run a sequence; write outputs into ``y`` and return ``(state_n, saved)``.
 
