@@ -71,3 +71,7 @@ def test_every_kernel_compiles_to_ptx(target_capability, dtype):
         ptx, _ = cuda.compile_ptx(function, argtypes, cc=target_capability)
         assert f".target sm_{major}{minor}" in ptx, name
         assert ".entry" in ptx, name
+        # no hardware approximations of tanh or division (relative error up to ~2**-11):
+        # the GPU must equal the CPU to 1e-4 in float32
+        for instruction in ("tanh.approx", "div.approx", "div.full"):
+            assert instruction not in ptx, f"{name} uses {instruction}"

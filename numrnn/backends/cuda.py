@@ -64,9 +64,9 @@ import numpy as np
 from numba import cuda
 from numba.cuda.cudadrv.devicearray import is_cuda_ndarray
 
-from numrnn._jit import cuda_device
+from numrnn._jit import cuda_device, override_scalar
 from numrnn.backends.cuda_config import CONFIG, choose_batch_tile, elementwise_threads, matmul_shape, recurrence_threads
-from numrnn.cells import GATES
+from numrnn.cells import GATES, activations
 from numrnn.cells import gru as gru_cell
 from numrnn.cells import lstm as lstm_cell
 from numrnn.cells import rnn as rnn_cell
@@ -76,6 +76,14 @@ name = "cuda"
 SIMULATOR = bool(getattr(numba.config, "ENABLE_CUDASIM", False))
 
 # ------------------------------------------------------------------ device functions
+
+# The cell functions compile with fastmath (numrnn._jit), under which numba-cuda lowers
+# float32 ``math.tanh`` to the ``tanh.approx.f32`` instruction, whose relative error (about
+# 2**-11) is too coarse for equality with the CPU to 1e-4.  The activations are therefore
+# the same Python functions compiled without fastmath (libdevice's tanhf/expf, a few ulp).
+# Registered before any cell function is compiled for the GPU.
+for _activation in (activations.sigmoid, activations.tanh):
+    override_scalar("cuda", _activation, cuda.jit(device=True)(_activation))
 
 lstm_pointwise = cuda_device(lstm_cell.forward)
 lstm_pointwise_backward = cuda_device(lstm_cell.backward)
