@@ -27,6 +27,7 @@ layer exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -331,7 +332,8 @@ class RNNBase:
         if not batched and not np.all(lengths == steps):
             raise ValueError("lengths must be None for unbatched (2-D) input")
         state0 = self._check_state(state, batch, batched, "state")
-        y, state_n, saved = self._run(x, lengths, state0, save=True, dropout=self.training, batched=batched)
+        with self._compute_context():
+            y, state_n, saved = self._run(x, lengths, state0, save=True, dropout=self.training, batched=batched)
         self._saved = saved
         return self._present(y, state_n, batched)
 
@@ -431,6 +433,22 @@ class RNNBase:
         dy_arr = np.ascontiguousarray(dy_arr)
         dstate_n = self._check_state(dstate, batch, batched, "dstate")
 
+        with self._compute_context():
+            dx, dstate0, new_grads = self._backward(saved, dy_arr, dstate_n)
+        for name, grad in new_grads.items():
+            self.grads[name] += grad
+        if not batched:
+            return dx[:, 0], self._pack_state(tuple(s[:, 0] for s in dstate0))
+        if self.batch_first:
+            dx = dx.transpose(1, 0, 2)
+        return dx, self._pack_state(dstate0)
+
+    def _compute_context(self):
+        context = getattr(self._backend, "compute_context", None)
+        return context() if context is not None else contextlib.nullcontext()
+
+    def _backward(self, saved, dy_arr, dstate_n):
+        """Time-major backward through all layers: (dx, dstate0 tuple, {name: grad})."""
         directions, hidden = self.num_directions, self.hidden_size
         new_grads = {}
         dstate0 = tuple(np.empty_like(s) for s in dstate_n)
@@ -451,13 +469,7 @@ class RNNBase:
             if layer > 0:
                 mask = saved["masks"][layer - 1]
                 d_out = dx * mask if mask is not None else dx
-        for name, grad in new_grads.items():
-            self.grads[name] += grad
-        if not batched:
-            return dx[:, 0], self._pack_state(tuple(s[:, 0] for s in dstate0))
-        if self.batch_first:
-            dx = dx.transpose(1, 0, 2)
-        return dx, self._pack_state(dstate0)
+        return dx, dstate0, new_grads
 
     # ------------------------------------------------------------------ streaming
 
