@@ -1,12 +1,32 @@
 """numrnn: Numba-accelerated recurrent neural networks with exact BPTT.
 
 Layers (:class:`RNN`, :class:`LSTM`, :class:`GRU`) follow PyTorch's semantics and
-parameter layout; arrays in and out are NumPy.
+parameter layout; arrays in and out are NumPy.  Building blocks for training
+live in :mod:`numrnn.nn`, :mod:`numrnn.losses`, :mod:`numrnn.optim` and
+:mod:`numrnn.train`; forecasting in :mod:`numrnn.forecast` (:class:`Forecaster`),
+:mod:`numrnn.metrics` and :mod:`numrnn.datasets`.
 """
 
+from numrnn import datasets, forecast, io, losses, metrics, nn, optim, train
 from numrnn.backends import get_backend
+from numrnn.forecast import Forecaster
 from numrnn.layers import GRU, LSTM, RNN
 
 __version__ = "0.1.0"
 
-__all__ = ["GRU", "LSTM", "RNN", "get_backend", "__version__"]
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "Forecaster",
+    "datasets",
+    "forecast",
+    "get_backend",
+    "io",
+    "losses",
+    "metrics",
+    "nn",
+    "optim",
+    "train",
+    "__version__",
+]
