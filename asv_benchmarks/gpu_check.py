@@ -41,7 +41,8 @@ sys.path.insert(0, ROOT)
 
 START = time.perf_counter()
 BUDGET = float(os.environ.get("NUMRNN_GPU_CHECK_BUDGET", "290"))
-TEST_BUDGET = 140.0  # seconds for part 1
+TEST_BUDGET = 150.0  # seconds for part 1 (most of it compiles the CPU and CUDA kernels)
+TIMING_RESERVE = 120.0  # seconds kept for parts 2 and 3
 SIZES = [(64, 32, 1, 32), (100, 64, 16, 128), (50, 128, 256, 512), (100, 8, 32, 256)]
 STEP_SIZE = (1, 16, 64)  # B, I, H for the step() latency
 
@@ -166,7 +167,7 @@ def environment():
 
 
 def run_tests():
-    budget = max(30.0, min(TEST_BUDGET, remaining() - 150.0))
+    budget = max(30.0, min(TEST_BUDGET, remaining() - TIMING_RESERVE))
     command = [sys.executable, "-m", "pytest", os.path.join("tests", "cuda"), "-q", "-p", "no:cacheprovider",
                "--durations=5"]
     log(f"part 1: {' '.join(command[2:])} (cap {budget:.0f} s)")
@@ -326,6 +327,9 @@ def step_row(cell):
     cls = numrnn.LSTM if cell == "lstm" else numrnn.GRU
     for backend in ("cuda", "cpu"):
         if backend == "cuda" and report["environment"].get("numrnn cuda") == "unavailable":
+            continue
+        if backend == "cpu" and remaining() < 20:  # compiling the CPU step kernels takes a while
+            row["note"] = (row.get("note", "") + " cpu skipped: time budget").strip()
             continue
         try:
             layer = cls(features, hidden, dtype=np.float32, backend=backend, seed=0)
