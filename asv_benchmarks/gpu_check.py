@@ -184,7 +184,7 @@ def run_tests():
         tests["returncode"] = "timeout"
     tests["seconds"] = time.perf_counter() - begin
     lines = [line for line in output.strip().splitlines() if line.strip()]
-    words = (" passed", " failed", " error", " skipped", " deselected")
+    words = (" passed", " failed", " error", " skipped", " deselected", "no tests ran")
     summary = next((line for line in reversed(lines) if any(word in line for word in words)),
                    "no summary (timed out?)")
     tests["summary"] = summary.strip("= ")
