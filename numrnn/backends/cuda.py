@@ -51,7 +51,14 @@ a GPU.  Its limits, to be measured on a device (``asv_benchmarks/gpu_check.py``)
 Arrays: NumPy arrays or objects with ``__cuda_array_interface__`` are accepted
 everywhere; results come back as NumPy when the output buffer ``y`` (forward) or
 ``dy`` (backward) was NumPy, else as Numba device arrays.  What forward saves stays
-on the device.  Launch sizes come from :mod:`numrnn.backends.cuda_config`.
+on the device.  Launch sizes come from :mod:`numrnn.backends.cuda_config`.  The
+layers use :mod:`numrnn.backends.cuda_layers`, which keeps everything between layers
+on the device too.
+
+Precision: the activations are compiled without fastmath (see ``override_scalar``
+below), so float32 ``tanh`` is libdevice's rather than the ``tanh.approx.f32``
+instruction; ``tests/test_cuda_ptx.py`` checks that no kernel uses approximate
+tanh or division.
 """
 
 from __future__ import annotations
