@@ -176,10 +176,11 @@ def spread(values):
     return (q3 - q1) / statistics.median(values)
 
 
-def interleaved(fns, repeats, min_sample, spreads=None):
+def interleaved(fns, repeats, min_sample, spreads=None, minima=None):
     """Median seconds per call of each callable in ``fns`` (a dict), timed in alternation.
 
-    When ``spreads`` is a dict, it receives each callable's :func:`spread`.
+    When ``spreads`` / ``minima`` are dicts, they receive each callable's :func:`spread`
+    and fastest sample.
     """
     numbers = {name: calibrate(fn, min_sample)[0] for name, fn in fns.items()}
     samples = {name: [] for name in fns}
@@ -193,6 +194,8 @@ def interleaved(fns, repeats, min_sample, spreads=None):
             samples[name].append((time.perf_counter() - start) / number)
     if spreads is not None:
         spreads.update({name: spread(values) for name, values in samples.items()})
+    if minima is not None:
+        minima.update({name: min(values) for name, values in samples.items()})
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -299,8 +302,8 @@ def run_training(torch, cells, sizes, quick, sgemm):
             _, t_numrnn = calibrate(numrnn_step, 0)
             _, t_torch = calibrate(torch_step, 0)
             repeats = repeats_for(max(t_numrnn, min_sample) + max(t_torch, min_sample), quick)
-            spreads = {}
-            med = interleaved({"numrnn": numrnn_step, "torch": torch_step}, repeats, min_sample, spreads)
+            spreads, minima = {}, {}
+            med = interleaved({"numrnn": numrnn_step, "torch": torch_step}, repeats, min_sample, spreads, minima)
             flops = flops_train_step(cell, steps, batch, input_size, hidden)
             ratio = med["torch"] / med["numrnn"]
             target = TARGETS[size] if cell in ("lstm", "gru") else None
@@ -312,6 +315,7 @@ def run_training(torch, cells, sizes, quick, sgemm):
                     f"{med['numrnn'] * 1e3:.3f}",
                     f"{med['torch'] * 1e3:.3f}",
                     f"{ratio:.2f}",
+                    f"{minima['torch'] / minima['numrnn']:.2f}",
                     "-" if target is None else f">= {target} {'met' if ratio >= target else 'MISSED'}",
                     f"{gf_numrnn:.1f}",
                     f"{gf_torch:.1f}",
@@ -324,7 +328,7 @@ def run_training(torch, cells, sizes, quick, sgemm):
             del layer, module
             gc.collect()
     header = [
-        "cell", "size (T, B, I, H)", "numrnn ms", "torch ms", "torch/numrnn", "target",
+        "cell", "size (T, B, I, H)", "numrnn ms", "torch ms", "torch/numrnn", "ratio of minima", "target",
         "numrnn GFLOP/s", "torch GFLOP/s", "numrnn % SGEMM", "dx rel. diff", "rounds / IQR",
     ]
     return markdown_table(header, rows)
@@ -582,7 +586,9 @@ def main(argv=None):
             note="FLOPs = 6 T B G H (I + H), G = 1 (RNN), 4 (LSTM), 3 (GRU): matrix products only; "
                  "% SGEMM against NumPy's rate above; dx rel. diff = max abs(dx numrnn - dx torch) / max abs(dx torch); "
                  "rounds = alternations timed (each a block of calls of at least 5 ms, 20 ms without --quick); "
-                 "IQR = interquartile range / median of the noisier framework (large: the machine was busy).")
+                 "IQR = interquartile range / median of the noisier framework (large: the machine was busy); "
+                 "ratio of minima = the same ratio from each framework's fastest sample (close to the median ratio "
+                 "when the machine was quiet).")
     section(f"## Streaming step(), B = 1, I = {STEP_SIZE[0]}, H = {STEP_SIZE[1]}, median per call (torch under no_grad)",
             run_step_latency, torch, cells, args.quick)
     section("## Peak memory of a training step (RSS high-water mark growth over two steps, fresh process per framework)",
