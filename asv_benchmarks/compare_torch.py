@@ -16,7 +16,9 @@ Training step
     ``params`` loaded into the torch module).  Both run in this process; after a warm-up
     (Numba compile or cache load, PyTorch's first-call set-up) the two are timed in
     alternation (A B, B A, ...), each sample a block of calls lasting at least
-    ``min_sample`` seconds, and the table shows the median per call.  Ratio = PyTorch time
+    ``min_sample`` seconds, preceded by a 10 ms pause and one untimed call (so the
+    other framework's idle threads have stopped spinning), and the table shows the
+    median per call.  Ratio = PyTorch time
     / numrnn time (> 1: numrnn is faster).
 GFLOP/s
     Only the matrix products are counted, analytically, for one layer and direction with
@@ -88,6 +90,8 @@ STEP_SIZE = (1, 64)  # (I, H) of the step-latency test, B = 1
 STEP_TARGET_SPEEDUP = 10.0
 STEP_TARGET_US = 5.0
 COLD_START_TARGET_S = 2.0
+#: Pause between timed blocks, so the other framework's spinning threads are asleep.
+PAUSE_S = 0.01
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -188,6 +192,11 @@ def interleaved(fns, repeats, min_sample, spreads=None, minima=None):
     for r in range(repeats):
         for name in names if r % 2 == 0 else names[::-1]:
             fn, number = fns[name], numbers[name]
+            # The frameworks keep separate thread pools (Numba's, OpenBLAS's, PyTorch's
+            # OpenMP) whose idle threads spin for a while after a parallel region: let
+            # them go to sleep, and run one untimed call, before timing a block.
+            time.sleep(PAUSE_S)
+            fn()
             start = time.perf_counter()
             for _ in range(number):
                 fn()
