@@ -8,53 +8,25 @@ runs this directory in a subprocess with it set.  By hand::
     python -m pytest tests/cuda                            # on a GPU
 
 Without numba-cuda, or with neither a GPU nor the simulator, nothing here is
-collected (``tests/test_cuda_simulator.py`` reports why it skips).  The autouse fixture :func:`small_launch` shrinks the launch
-configuration (two threads per block, two sequences per block, 4x4 matrix tiles)
-so that the tiny shapes used here span several blocks, partial tiles and
+collected (``tests/test_cuda_simulator.py`` reports why it skips).  The autouse
+fixture :func:`small_launch` shrinks the launch configuration (two threads per
+block, two sequences per block, 4x4 matrix tiles) so that the tiny shapes used here span several blocks, partial tiles and
 strided loops over hidden units, on the simulator and on a GPU alike.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import sys
 
-import numpy as np
 import pytest
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-def cuda_mode():
-    """``"simulator"``, ``"gpu"`` or None (then the reason is in :data:`SKIP_REASON`)."""
-    if importlib.util.find_spec("numba_cuda") is None:
-        return None
-    import numba
-
-    if numba.config.ENABLE_CUDASIM:
-        return "simulator"
-    from numba import cuda
-
-    return "gpu" if cuda.is_available() else None
-
-
-MODE = cuda_mode()
-SKIP_REASON = (
-    "numba-cuda is not installed" if importlib.util.find_spec("numba_cuda") is None
-    else "no CUDA GPU here: run with NUMBA_ENABLE_CUDASIM=1 (tests/test_cuda_simulator.py does)"
-)
+from cuda_env import MODE, SKIP_REASON  # noqa: E402
 
 # in a run that can run none of them, leave them out instead of listing 54 skips
 collect_ignore_glob = ["test_*.py"] if MODE is None else []
-
-#: Relative tolerances of CUDA against the CPU backend.  On a GPU: float64 1e-9,
-#: float32 1e-4 (the issue's targets).  Under the simulator the cell functions run
-#: as plain Python, where their float32 constants (``activations.ONE``) combined
-#: with the Python float that ``math.exp`` returns give a float32 result (NumPy's
-#: NEP 50 rules), so float64 gate activations are only float32-exact there; compiled
-#: code promotes to float64.  The simulator checks logic, so 1e-6 is ample there.
-RTOL = {
-    np.dtype(np.float32): 1e-4,
-    np.dtype(np.float64): 1e-6 if MODE == "simulator" else 1e-9,
-}
 
 
 @pytest.fixture(autouse=True)

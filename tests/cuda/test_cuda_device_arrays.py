@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import MODE, RTOL
+from cuda_env import MODE, RTOL
 from helpers import Case, assert_rel_close, make_layer, random_inputs, random_params, set_params
 
 

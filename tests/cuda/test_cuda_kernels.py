@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import MODE, RTOL
+from cuda_env import MODE, RTOL
 from helpers import assert_rel_close
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import RTOL
+from cuda_env import RTOL
 from helpers import MODES, Case, assert_rel_close, backward, forward, make_layer, random_inputs, random_params, set_params
 
 
