@@ -44,6 +44,7 @@ from numrnn.backends import cpu_activations  # noqa: F401  (registers the float3
 from numrnn.cells import gru as gru_cell
 from numrnn.cells import lstm as lstm_cell
 from numrnn.cells import rnn as rnn_cell
+from numrnn.cells import sequence
 
 name = "cpu"
 
@@ -59,12 +60,7 @@ rnn_relu = cpu_function(rnn_cell.relu_forward)
 rnn_relu_backward = cpu_function(rnn_cell.relu_backward)
 
 
-@cpu_function
-def time_index(step, length, reverse):
-    """Time index processed at ``step`` by a sequence of ``length`` (-1 when inactive)."""
-    if step >= length:
-        return -1
-    return length - 1 - step if reverse else step
+time_index = cpu_function(sequence.time_index)
 
 
 

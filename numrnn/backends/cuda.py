@@ -55,8 +55,8 @@ on the device.  Launch sizes come from :mod:`numrnn.backends.cuda_config`.  The
 layers use :mod:`numrnn.backends.cuda_layers`, which keeps everything between layers
 on the device too.
 
-Precision: the activations are compiled without fastmath (see ``override_scalar``
-below), so float32 ``tanh`` is libdevice's rather than the ``tanh.approx.f32``
+Precision: device functions are compiled without fastmath (:mod:`numrnn._jit`),
+so float32 ``tanh`` is libdevice's rather than the ``tanh.approx.f32``
 instruction; ``tests/test_cuda_ptx.py`` checks that no kernel uses approximate
 tanh or division.
 """
@@ -71,26 +71,19 @@ import numpy as np
 from numba import cuda
 from numba.cuda.cudadrv.devicearray import is_cuda_ndarray
 
-from numrnn._jit import cuda_device, override_scalar
+from numrnn._jit import cuda_device
 from numrnn.backends.cuda_config import CONFIG, choose_batch_tile, elementwise_threads, matmul_shape, recurrence_threads
-from numrnn.cells import GATES, activations
+from numrnn.cells import GATES
 from numrnn.cells import gru as gru_cell
 from numrnn.cells import lstm as lstm_cell
 from numrnn.cells import rnn as rnn_cell
+from numrnn.cells import sequence
 
 name = "cuda"
 
 SIMULATOR = bool(getattr(numba.config, "ENABLE_CUDASIM", False))
 
 # ------------------------------------------------------------------ device functions
-
-# The cell functions compile with fastmath (numrnn._jit), under which numba-cuda lowers
-# float32 ``math.tanh`` to the ``tanh.approx.f32`` instruction, whose relative error (about
-# 2**-11) is too coarse for equality with the CPU to 1e-4.  The activations are therefore
-# the same Python functions compiled without fastmath (libdevice's tanhf/expf, a few ulp).
-# Registered before any cell function is compiled for the GPU.
-for _activation in (activations.sigmoid, activations.tanh):
-    override_scalar("cuda", _activation, cuda.jit(device=True)(_activation))
 
 lstm_pointwise = cuda_device(lstm_cell.forward)
 lstm_pointwise_backward = cuda_device(lstm_cell.backward)
@@ -104,18 +97,7 @@ rnn_relu = cuda_device(rnn_cell.relu_forward)
 rnn_relu_backward = cuda_device(rnn_cell.relu_backward)
 
 
-def _time_index(step, length, reverse):
-    """Time index processed at ``step`` by a sequence of ``length`` (-1 when inactive).
-
-    The convention of :mod:`numrnn.backends.cpu`: forward ``t = step``, reverse
-    ``t = length - 1 - step``; the equality tests hold the two backends to it.
-    """
-    if step >= length:
-        return -1
-    return length - 1 - step if reverse else step
-
-
-time_index = cuda_device(_time_index)
+time_index = cuda_device(sequence.time_index)
 
 
 # ------------------------------------------------------------------ elementwise kernels
