@@ -27,15 +27,6 @@ CACHE = os.environ.get("NUMRNN_NO_CACHE", "0") != "1"
 
 CPU_OPTIONS = dict(cache=CACHE, fastmath=set(FASTMATH), error_model="numpy", nogil=True)
 
-#: Threading layers in order of preference for the ``prange`` kernels, unless the user
-#: chose one (``NUMBA_THREADING_LAYER`` / ``NUMBA_THREADING_LAYER_PRIORITY``).  OpenMP's
-#: spin-waiting workers made 2-core training steps 4-5x slower than one thread as soon
-#: as another process used a core; TBB and Numba's own workqueue sleep instead.  (The
-#: workqueue layer must not be entered from several Python threads at once: install
-#: ``tbb`` or set ``NUMBA_THREADING_LAYER=omp`` for multi-threaded callers.)
-THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
-if "NUMBA_THREADING_LAYER" not in os.environ and "NUMBA_THREADING_LAYER_PRIORITY" not in os.environ:
-    numba.config.THREADING_LAYER_PRIORITY = list(THREADING_LAYER_PRIORITY)
 
 
 _SCALAR_MODULE_PREFIX = "numrnn.cells"

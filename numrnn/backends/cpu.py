@@ -154,6 +154,10 @@ def block_bounds(block, blocks, batch):
 #: the thread count, so that results are the same bits whatever the thread count.
 PRODUCT_CHUNKS = 8
 
+#: Below this many multiply-adds a product runs as one BLAS call on the calling
+#: thread: a parallel launch costs more than it saves.
+PARALLEL_PRODUCT_MIN_WORK = 1 << 21
+
 
 @cpu_kernel(parallel=True)
 def matmul_rows(a, b, out):
@@ -163,6 +167,9 @@ def matmul_rows(a, b, out):
     (:func:`single_threaded_blas`) so the two thread pools never compete.
     """
     rows = a.shape[0]
+    if rows * a.shape[1] * b.shape[1] < PARALLEL_PRODUCT_MIN_WORK:
+        np.dot(a, b, out)
+        return
     chunks = min(PRODUCT_CHUNKS, rows)
     for chunk in numba.prange(chunks):
         lo, hi = block_bounds(chunk, chunks, rows)
@@ -174,6 +181,8 @@ def matmul_tn(a, b):
     """``a.T @ b`` for tall ``a`` (N, G) and ``b`` (N, K): partial products over row
     chunks in parallel, then their sum."""
     rows = a.shape[0]
+    if rows * a.shape[1] * b.shape[1] < PARALLEL_PRODUCT_MIN_WORK:
+        return np.dot(a.T, b)
     chunks = min(PRODUCT_CHUNKS, rows)
     partial = np.empty((chunks, a.shape[1], b.shape[1]), dtype=a.dtype)
     for chunk in numba.prange(chunks):
