@@ -416,7 +416,10 @@ class RNNBase:
         if device is not None:
             return device.backward(self, dy, dstate)
         if self._saved is None:
-            raise RuntimeError("backward() called before forward(): run the layer on an input first")
+            raise RuntimeError(
+                "backward() needs a forward() first: run the layer on an input (each forward "
+                "supports one backward, as in PyTorch)"
+            )
         saved = self._saved
         steps, batch = saved["shape"]
         batched = saved["batched"]
@@ -433,8 +436,13 @@ class RNNBase:
         dy_arr = np.ascontiguousarray(dy_arr)
         dstate_n = self._check_state(dstate, batch, batched, "dstate")
 
-        with self._compute_context():
-            dx, dstate0, new_grads = self._backward(saved, dy_arr, dstate_n)
+        self._saved = None  # the backend may consume what forward saved: one backward per forward
+        try:
+            with self._compute_context():
+                dx, dstate0, new_grads = self._backward(saved, dy_arr, dstate_n)
+        except BaseException:  # pragma: no cover - kernels do not raise on validated input
+            self._saved = saved
+            raise
         for name, grad in new_grads.items():
             self.grads[name] += grad
         if not batched:

@@ -15,6 +15,7 @@ import pytest
 
 import numrnn
 from helpers import (
+    MODES,
     Case,
     backward,
     forward,
@@ -273,6 +274,20 @@ def test_backward_before_forward_is_runtime_error(mode):
     with pytest.raises(RuntimeError, match="forward"):
         layer.backward(dy)
     assert all(not np.any(g) for g in layer.grads.values())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_second_backward_for_one_forward_is_runtime_error(mode, rng):
+    """Each forward supports one backward (the kernels may consume what forward saved)."""
+    case = Case(mode, lengths=True)
+    layer = make_layer(case)
+    y = layer(rng.normal(size=(case.steps, case.batch, case.input_size)), lengths=[case.steps] + [1] * (case.batch - 1))[0]
+    layer.backward(np.ones_like(y))
+    once = {name: grad.copy() for name, grad in layer.grads.items()}
+    with pytest.raises(RuntimeError, match="one backward"):
+        layer.backward(np.ones_like(y))
+    for name, grad in layer.grads.items():
+        np.testing.assert_array_equal(grad, once[name])
 
 
 @pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])

@@ -98,6 +98,24 @@ def matmul_into(a, b, out):
         i += 1
 
 
+#: From this many multiply-adds on, a per-step product is one (single-threaded) BLAS
+#: call; below it the call overhead dominates and :func:`matmul_into` is faster.
+BLAS_STEP_MIN_WORK = 1 << 16
+
+
+@cpu_function
+def recurrent_product(a, b, out):
+    """``out[...] = a @ b`` for the per-step products of the time loops.
+
+    BLAS (single-threaded inside numrnn's calls, so safe inside ``prange``) for
+    sizes where it wins, :func:`matmul_into` for the small ones.
+    """
+    if a.shape[0] * a.shape[1] * b.shape[1] >= BLAS_STEP_MIN_WORK:
+        np.dot(a, b, out)
+    else:
+        matmul_into(a, b, out)
+
+
 @cpu_function
 def matmul_nt_into(a, b, out):
     """``out[...] = a @ b.T`` for small C-contiguous 2-D arrays, without BLAS.
@@ -255,7 +273,7 @@ def rnn_forward_rows(lo, hi, pre_x, lengths, reverse, relu, w_hh_t, h0, y, h_pre
     h = h0[lo:hi].copy()
     pre_h = np.empty((hi - lo, w_hh_t.shape[1]), dtype=h0.dtype)
     for s in range(pre_x.shape[0]):
-        matmul_into(h, w_hh_t, pre_h)
+        recurrent_product(h, w_hh_t, pre_h)
         rnn_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, relu, h, y, h_prev_seq)
     h_n[lo:hi] = h
 
@@ -298,7 +316,7 @@ def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, y, d_pre, 
                     d_a = rnn_tanh_backward(dh_total, y[t, b, j])
                 d_pre[t, b, j] = d_a
                 d_step[r, j] = d_a
-        matmul_into(d_step, w_hh, dh_rec)
+        recurrent_product(d_step, w_hh, dh_rec)
         for r in range(hi - lo):
             if s < lengths[lo + r]:
                 dh[r, :] = dh_rec[r, :]
@@ -327,8 +345,13 @@ def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, y, h_prev_seq,
 
 
 @cpu_function
-def lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, gates, c_seq, h_prev_seq, c_prev_seq):
-    """Pointwise part of one LSTM step for rows ``[lo, lo + len(h))``; updates ``h``, ``c``."""
+def lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, c_seq, h_prev_seq, c_prev_seq):
+    """Pointwise part of one LSTM step for rows ``[lo, lo + len(h))``; updates ``h``, ``c``.
+
+    The activated gates i, f, g, o overwrite their input pre-activations in ``pre_x``
+    (read before written, element by element): the forward pass keeps one (T, B, 4H)
+    array, not two, and one array name lets LLVM vectorise without alias checks.
+    """
     hidden = h.shape[1]
     for r in range(h.shape[0]):
         b = lo + r
@@ -343,10 +366,10 @@ def lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, gates, c_seq,
                 pre_x[t, b, 3 * hidden + j] + pre_h[r, 3 * hidden + j],
                 c[r, j],
             )
-            gates[t, b, j] = i_g
-            gates[t, b, hidden + j] = f_g
-            gates[t, b, 2 * hidden + j] = g_g
-            gates[t, b, 3 * hidden + j] = o_g
+            pre_x[t, b, j] = i_g
+            pre_x[t, b, hidden + j] = f_g
+            pre_x[t, b, 2 * hidden + j] = g_g
+            pre_x[t, b, 3 * hidden + j] = o_g
             h_prev_seq[t, b, j] = h[r, j]
             c_prev_seq[t, b, j] = c[r, j]
             c_seq[t, b, j] = c_new
@@ -356,14 +379,14 @@ def lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, gates, c_seq,
 
 
 @cpu_function
-def lstm_forward_rows(lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, gates, c_seq, h_prev_seq, c_prev_seq, h_n, c_n):
+def lstm_forward_rows(lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, c_seq, h_prev_seq, c_prev_seq, h_n, c_n):
     """Rows ``[lo, hi)`` of :func:`lstm_forward` over the whole sequence."""
     h = h0[lo:hi].copy()
     c = c0[lo:hi].copy()
     pre_h = np.empty((hi - lo, w_hh_t.shape[1]), dtype=h0.dtype)
     for s in range(pre_x.shape[0]):
-        matmul_into(h, w_hh_t, pre_h)
-        lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, gates, c_seq, h_prev_seq, c_prev_seq)
+        recurrent_product(h, w_hh_t, pre_h)
+        lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, c_seq, h_prev_seq, c_prev_seq)
     h_n[lo:hi] = h
     c_n[lo:hi] = c
 
@@ -379,25 +402,32 @@ def lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, y, blocks)
     hidden = h0.shape[1]
     pre_x = project_inputs(x, w_ih, b_ih + b_hh)
     w_hh_t = np.ascontiguousarray(w_hh.T)
-    gates = np.zeros((steps, batch, 4 * hidden), dtype=h0.dtype)
-    c_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
+    # gates overwrite pre_x; c_seq, c_prev_seq are read only where written; h_prev_seq
+    # enters the weight-gradient product on every row, so it must hold zeros elsewhere
+    c_seq = np.empty((steps, batch, hidden), dtype=h0.dtype)
     h_prev_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
-    c_prev_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
+    c_prev_seq = np.empty((steps, batch, hidden), dtype=h0.dtype)
     h_n = np.empty_like(h0)
     c_n = np.empty_like(c0)
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
         lstm_forward_rows(
-            lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, gates, c_seq, h_prev_seq, c_prev_seq, h_n, c_n
+            lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, c_seq, h_prev_seq, c_prev_seq, h_n, c_n
         )
-    return h_n, c_n, gates, c_seq, h_prev_seq, c_prev_seq
+    return h_n, c_n, pre_x, c_seq, h_prev_seq, c_prev_seq
 
 
 @cpu_function
-def lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_seq, c_prev_seq, d_pre, dh0, dc0):
-    """Rows ``[lo, hi)`` of :func:`lstm_backward` over the whole sequence."""
+def lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_seq, c_prev_seq, dh0, dc0):
+    """Rows ``[lo, hi)`` of :func:`lstm_backward` over the whole sequence.
+
+    The pre-activation gradients overwrite the saved gates in ``gates`` (each element
+    read before written); padded positions are zeroed, so ``gates`` leaves as dA.
+    """
     steps = dy.shape[0]
     hidden = dh_n.shape[1]
+    for b in range(lo, hi):
+        gates[lengths[b] :, b, :] = 0
     dh = dh_n[lo:hi].copy()
     dc = dc_n[lo:hi].copy()
     d_step = np.zeros((hi - lo, 4 * hidden), dtype=dh_n.dtype)
@@ -420,16 +450,16 @@ def lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_
                     c_seq[t, b, j],
                     c_prev_seq[t, b, j],
                 )
-                d_pre[t, b, j] = d_i
-                d_pre[t, b, hidden + j] = d_f
-                d_pre[t, b, 2 * hidden + j] = d_g
-                d_pre[t, b, 3 * hidden + j] = d_o
+                gates[t, b, j] = d_i
+                gates[t, b, hidden + j] = d_f
+                gates[t, b, 2 * hidden + j] = d_g
+                gates[t, b, 3 * hidden + j] = d_o
                 d_step[r, j] = d_i
                 d_step[r, hidden + j] = d_f
                 d_step[r, 2 * hidden + j] = d_g
                 d_step[r, 3 * hidden + j] = d_o
                 dc[r, j] = dc_prev
-        matmul_into(d_step, w_hh, dh_rec)
+        recurrent_product(d_step, w_hh, dh_rec)
         for r in range(hi - lo):
             if s < lengths[lo + r]:
                 dh[r, :] = dh_rec[r, :]
@@ -439,18 +469,17 @@ def lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_
 
 @cpu_kernel(parallel=True)
 def lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dh_n, dc_n, gates, c_seq, h_prev_seq, c_prev_seq, blocks):
-    """Backward of :func:`lstm_forward`.
+    """Backward of :func:`lstm_forward`; consumes ``gates`` (overwritten with dA).
 
     Returns ``(dx, dh0, dc0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
     """
     steps, batch, _ = x.shape
-    hidden = dh_n.shape[1]
-    d_pre = np.zeros((steps, batch, 4 * hidden), dtype=dh_n.dtype)
     dh0 = np.empty_like(dh_n)
     dc0 = np.empty_like(dc_n)
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
-        lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_seq, c_prev_seq, d_pre, dh0, dc0)
+        lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_seq, c_prev_seq, dh0, dc0)
+    d_pre = gates
     dx = input_gradient(d_pre, w_ih)
     d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre, d_pre)
     return dx, dh0, dc0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
@@ -460,8 +489,11 @@ def lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dh_n, dc_n, gates, c_seq,
 
 
 @cpu_function
-def gru_gates_rows(s, lo, pre_x, pre_h, lengths, reverse, h, gates, reset_h):
-    """Reset and update gates of one GRU step for rows ``[lo, lo + len(h))``; ``reset_h = r * h``."""
+def gru_gates_rows(s, lo, pre_x, pre_h, lengths, reverse, h, reset_h):
+    """Reset and update gates of one GRU step for rows ``[lo, lo + len(h))``; ``reset_h = r * h``.
+
+    The gates overwrite their pre-activations in ``pre_x`` (as in :func:`lstm_cell_rows`).
+    """
     hidden = h.shape[1]
     for r in range(h.shape[0]):
         b = lo + r
@@ -470,14 +502,16 @@ def gru_gates_rows(s, lo, pre_x, pre_h, lengths, reverse, h, gates, reset_h):
             continue
         for j in range(hidden):
             r_g, z_g = gru_gates(pre_x[t, b, j] + pre_h[r, j], pre_x[t, b, hidden + j] + pre_h[r, hidden + j])
-            gates[t, b, j] = r_g
-            gates[t, b, hidden + j] = z_g
+            pre_x[t, b, j] = r_g
+            pre_x[t, b, hidden + j] = z_g
             reset_h[r, j] = r_g * h[r, j]
 
 
 @cpu_function
-def gru_update_rows(s, lo, pre_x, pre_h, pre_hn, b_hn, lengths, reverse, reset_after, h, reset_h, y, gates, h_prev_seq, aux_seq):
+def gru_update_rows(s, lo, pre_x, pre_h, pre_hn, b_hn, lengths, reverse, reset_after, h, reset_h, y, h_prev_seq, aux_seq):
     """Candidate and new state of one GRU step (after :func:`gru_gates_rows`); updates ``h``.
+
+    Reads r, z from ``pre_x`` and overwrites the candidate's pre-activation with ``n``.
 
     ``reset_after``: the candidate's recurrent term is ``r * (pre_h[:, 2H:] + b_hn)``;
     Cho form: ``pre_hn + b_hn`` with ``pre_hn = (r * h) @ W_hn^T``.
@@ -491,20 +525,20 @@ def gru_update_rows(s, lo, pre_x, pre_h, pre_hn, b_hn, lengths, reverse, reset_a
         for j in range(hidden):
             if reset_after:
                 hn = pre_h[r, 2 * hidden + j] + b_hn[j]
-                a_n = pre_x[t, b, 2 * hidden + j] + gates[t, b, j] * hn
+                a_n = pre_x[t, b, 2 * hidden + j] + pre_x[t, b, j] * hn
                 aux_seq[t, b, j] = hn
             else:
                 a_n = pre_x[t, b, 2 * hidden + j] + pre_hn[r, j] + b_hn[j]
                 aux_seq[t, b, j] = reset_h[r, j]
-            n_g, h_new = gru_candidate_update(a_n, gates[t, b, hidden + j], h[r, j])
-            gates[t, b, 2 * hidden + j] = n_g
+            n_g, h_new = gru_candidate_update(a_n, pre_x[t, b, hidden + j], h[r, j])
+            pre_x[t, b, 2 * hidden + j] = n_g
             h_prev_seq[t, b, j] = h[r, j]
             y[t, b, j] = h_new
             h[r, j] = h_new
 
 
 @cpu_function
-def gru_forward_rows(lo, hi, pre_x, lengths, reverse, reset_after, w_rec_t, w_hn_t, b_hn, h0, y, gates, h_prev_seq, aux_seq, h_n):
+def gru_forward_rows(lo, hi, pre_x, lengths, reverse, reset_after, w_rec_t, w_hn_t, b_hn, h0, y, h_prev_seq, aux_seq, h_n):
     """Rows ``[lo, hi)`` of :func:`gru_forward` over the whole sequence."""
     rows = hi - lo
     hidden = h0.shape[1]
@@ -513,11 +547,11 @@ def gru_forward_rows(lo, hi, pre_x, lengths, reverse, reset_after, w_rec_t, w_hn
     reset_h = np.zeros((rows, hidden), dtype=h0.dtype)
     pre_hn = np.zeros((rows, hidden), dtype=h0.dtype)
     for s in range(pre_x.shape[0]):
-        matmul_into(h, w_rec_t, pre_h)
-        gru_gates_rows(s, lo, pre_x, pre_h, lengths, reverse, h, gates, reset_h)
+        recurrent_product(h, w_rec_t, pre_h)
+        gru_gates_rows(s, lo, pre_x, pre_h, lengths, reverse, h, reset_h)
         if not reset_after:
-            matmul_into(reset_h, w_hn_t, pre_hn)
-        gru_update_rows(s, lo, pre_x, pre_h, pre_hn, b_hn, lengths, reverse, reset_after, h, reset_h, y, gates, h_prev_seq, aux_seq)
+            recurrent_product(reset_h, w_hn_t, pre_hn)
+        gru_update_rows(s, lo, pre_x, pre_h, pre_hn, b_hn, lengths, reverse, reset_after, h, reset_h, y, h_prev_seq, aux_seq)
     h_n[lo:hi] = h
 
 
@@ -538,14 +572,14 @@ def gru_forward(x, lengths, reverse, reset_after, w_ih, w_hh, b_ih, b_hh, h0, y,
     # reset_after: one product for all three blocks; Cho form: r, z first, n after the reset
     w_rec_t = np.ascontiguousarray(w_hh.T) if reset_after else np.ascontiguousarray(w_hh[: 2 * hidden].T)
     w_hn_t = np.ascontiguousarray(w_hh[2 * hidden :].T)
-    gates = np.zeros((steps, batch, 3 * hidden), dtype=h0.dtype)
+    # gates overwrite pre_x; h_prev_seq and aux_seq (Cho form) enter products on every row
     h_prev_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
     aux_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
     h_n = np.empty_like(h0)
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
-        gru_forward_rows(lo, hi, pre_x, lengths, reverse, reset_after, w_rec_t, w_hn_t, b_hn, h0, y, gates, h_prev_seq, aux_seq, h_n)
-    return h_n, gates, h_prev_seq, aux_seq
+        gru_forward_rows(lo, hi, pre_x, lengths, reverse, reset_after, w_rec_t, w_hn_t, b_hn, h0, y, h_prev_seq, aux_seq, h_n)
+    return h_n, pre_x, h_prev_seq, aux_seq
 
 
 @cpu_function
@@ -577,7 +611,7 @@ def gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh
                 d_update[r, j] = d_z
                 dh_direct[r, j] = d_h_direct
         if not reset_after:
-            matmul_into(d_candidate, w_hn, d_reset_h)
+            recurrent_product(d_candidate, w_hn, d_reset_h)
         for r in range(rows):
             b = lo + r
             t = time_index(s, lengths[b], reverse)
@@ -603,7 +637,7 @@ def gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh
                 d_pre_h[t, b, hidden + j] = d_a_z
                 d_step[r, j] = d_a_r
                 d_step[r, hidden + j] = d_a_z
-        matmul_into(d_step, w_rec, dh_rec)
+        recurrent_product(d_step, w_rec, dh_rec)
         for r in range(rows):
             if s < lengths[lo + r]:
                 for j in range(hidden):
@@ -682,8 +716,7 @@ def lstm_step(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
     h = h0.copy()
     c = c0.copy()
     scratch = np.empty((1,) + h0.shape, dtype=h0.dtype)
-    gates = np.empty((1, h0.shape[0], 4 * h0.shape[1]), dtype=h0.dtype)
-    lstm_cell_rows(0, 0, pre_x, pre_h, lengths, False, h, c, scratch, gates, scratch, scratch, scratch)
+    lstm_cell_rows(0, 0, pre_x, pre_h, lengths, False, h, c, scratch, scratch, scratch, scratch)
     return h, c
 
 
@@ -697,13 +730,12 @@ def gru_step(x, reset_after, w_ih, w_hh, b_ih, b_hh, h0):
     pre_x, pre_h, lengths = step_projections(x, w_ih, w_rec, bias, h0)
     h = h0.copy()
     scratch = np.empty((1,) + h0.shape, dtype=h0.dtype)
-    gates = np.empty((1, h0.shape[0], 3 * hidden), dtype=h0.dtype)
     reset_h = np.empty_like(h0)
     pre_hn = np.empty_like(h0)
-    gru_gates_rows(0, 0, pre_x, pre_h, lengths, False, h, gates, reset_h)
+    gru_gates_rows(0, 0, pre_x, pre_h, lengths, False, h, reset_h)
     if not reset_after:
         matmul_nt_into(reset_h, w_hh[2 * hidden :], pre_hn)
-    gru_update_rows(0, 0, pre_x, pre_h, pre_hn, b_hh[2 * hidden :], lengths, False, reset_after, h, reset_h, scratch, gates, scratch, scratch)
+    gru_update_rows(0, 0, pre_x, pre_h, pre_hn, b_hh[2 * hidden :], lengths, False, reset_after, h, reset_h, scratch, scratch, scratch)
     return h
 
 
@@ -808,7 +840,8 @@ class CPUBackend:
         return (rnn_step(x, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, state0[0]),)
 
     def layer_backward(self, saved, dy, dstate_n):
-        """Backward of one :meth:`layer_forward` call.
+        """Backward of one :meth:`layer_forward` call; it may consume ``saved``
+        (the LSTM's gradients overwrite its saved gates), so call it once.
 
         Returns ``(dx (T, B, I), dstate0 (tuple of (B, H)), (d_weight_ih, d_weight_hh,
         d_bias_ih, d_bias_hh))``.

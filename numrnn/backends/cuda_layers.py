@@ -240,7 +240,10 @@ class DeviceLayers:
     def backward(self, layer, dy, dstate=None):
         """:meth:`numrnn.layers.RNNBase.backward` on the device."""
         if layer._saved is None:
-            raise RuntimeError("backward() called before forward(): run the layer on an input first")
+            raise RuntimeError(
+                "backward() needs a forward() first: run the layer on an input (each forward "
+                "supports one backward, as in PyTorch)"
+            )
         saved = layer._saved
         steps, batch = saved["shape"]
         batched = saved["batched"]
@@ -281,6 +284,7 @@ class DeviceLayers:
         host_grads = {name: grad.copy_to_host() for name, grad in new_grads.items()}
         for name, grad in host_grads.items():
             layer.grads[name] += grad
+        layer._saved = None  # one backward per forward, as on the CPU
         return self._present_gradients(layer, dx, dstate0, batched)
 
     def _present_gradients(self, layer, dx, dstate0, batched):
