@@ -128,7 +128,7 @@ def test_launch_configurations(threads, tile, batch, rng, quick_matmul, monkeypa
 def test_backward_before_forward_and_failed_call_leave_layer_unchanged(rng, quick_matmul):
     case = Case("lstm")
     _, gpu = _pair(case, np.float64, rng)
-    with pytest.raises(RuntimeError, match="before forward"):
+    with pytest.raises(RuntimeError, match="needs a forward"):
         gpu.backward(np.zeros((4, 3, 3)))
     with pytest.raises(ValueError, match="features"):
         gpu(np.zeros((4, 3, 2)))
