@@ -109,6 +109,7 @@ class RNNBase:
         self.backend_name = backend
         self.training = True
         self._saved = None
+        self._workspaces = {}  # backend buffers reused across calls, per layer-direction
         init_seed, dropout_seed = np.random.SeedSequence(self.seed).spawn(2)
         self._dropout_rng = np.random.default_rng(dropout_seed)
         self.params = {}
@@ -363,6 +364,7 @@ class RNNBase:
                     self._weights(layer, direction),
                     tuple(s[index] for s in state0),
                     out,
+                    **self._workspace(index),
                 )
                 for k, value in enumerate(final):
                     state_n[k][index] = value
@@ -450,6 +452,12 @@ class RNNBase:
         if self.batch_first:
             dx = dx.transpose(1, 0, 2)
         return dx, self._pack_state(dstate0)
+
+    def _workspace(self, index):
+        """Keyword arguments giving the backend this layer-direction's reusable buffers."""
+        if not getattr(self._backend, "uses_workspace", False):
+            return {}
+        return {"workspace": self._workspaces.setdefault(index, {})}
 
     def _compute_context(self):
         context = getattr(self._backend, "compute_context", None)

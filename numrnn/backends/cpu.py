@@ -213,13 +213,23 @@ def matmul_tn(a, b):
 
 
 @cpu_kernel
-def project_inputs(x, w_ih, bias):
-    """``x @ w_ih.T + bias`` for all timesteps at once: (T, B, I) -> (T, B, G*H)."""
+def project_inputs(x, w_ih, bias, out):
+    """``out = x @ w_ih.T + bias`` for all timesteps at once: (T, B, I) -> (T, B, G*H)."""
     steps, batch, features = x.shape
-    out = np.empty((steps * batch, w_ih.shape[0]), dtype=x.dtype)
-    matmul_rows(x.reshape(steps * batch, features), w_ih.T, out)
-    out += bias
-    return out.reshape(steps, batch, w_ih.shape[0])
+    rows = out.reshape(steps * batch, w_ih.shape[0])
+    matmul_rows(x.reshape(steps * batch, features), w_ih.T, rows)
+    rows += bias
+
+
+@cpu_function
+def zero_padding(a, lengths):
+    """``a[t, b] = 0`` for the padded positions ``t >= lengths[b]`` of a (T, B, F) buffer.
+
+    Buffers are reused across calls and the drivers write every valid position, so
+    only the padding needs clearing (where products over all ``T*B`` rows read it).
+    """
+    for b in range(a.shape[1]):
+        a[lengths[b] :, b, :] = 0
 
 
 @cpu_kernel
@@ -279,18 +289,18 @@ def rnn_forward_rows(lo, hi, pre_x, lengths, reverse, relu, w_hh_t, h0, y, h_pre
 
 
 @cpu_kernel(parallel=True)
-def rnn_forward(x, lengths, reverse, relu, w_ih, w_hh, b_ih, b_hh, h0, y, blocks):
-    """Elman RNN over a sequence; outputs go to ``y``. Returns ``(h_n, h_prev_seq)``."""
-    steps, batch, _ = x.shape
-    hidden = h0.shape[1]
-    pre_x = project_inputs(x, w_ih, b_ih + b_hh)
+def rnn_forward(x, lengths, reverse, relu, w_ih, w_hh, b_ih, b_hh, h0, y, blocks, pre_x, h_prev_seq):
+    """Elman RNN over a sequence; outputs go to ``y``, saved inputs of each step to
+    the buffer ``h_prev_seq`` (T, B, H); ``pre_x`` (T, B, H) is scratch. Returns ``h_n``."""
+    batch = x.shape[1]
+    project_inputs(x, w_ih, b_ih + b_hh, pre_x)
     w_hh_t = np.ascontiguousarray(w_hh.T)
-    h_prev_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
+    zero_padding(h_prev_seq, lengths)
     h_n = np.empty_like(h0)
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
         rnn_forward_rows(lo, hi, pre_x, lengths, reverse, relu, w_hh_t, h0, y, h_prev_seq, h_n)
-    return h_n, h_prev_seq
+    return h_n
 
 
 @cpu_function
@@ -324,14 +334,13 @@ def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, y, d_pre, 
 
 
 @cpu_kernel(parallel=True)
-def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, y, h_prev_seq, blocks):
-    """Backward of :func:`rnn_forward` (``y`` is its output).
+def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, y, h_prev_seq, d_pre, blocks):
+    """Backward of :func:`rnn_forward` (``y`` is its output; ``d_pre`` a (T, B, H) buffer).
 
     Returns ``(dx, dh0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
     """
-    steps, batch, _ = x.shape
-    hidden = dh_n.shape[1]
-    d_pre = np.zeros((steps, batch, hidden), dtype=dh_n.dtype)
+    batch = x.shape[1]
+    zero_padding(d_pre, lengths)
     dh0 = np.empty_like(dh_n)
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
@@ -392,21 +401,20 @@ def lstm_forward_rows(lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, c_seq,
 
 
 @cpu_kernel(parallel=True)
-def lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, y, blocks):
-    """LSTM over a sequence; outputs go to ``y``.
+def lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, y, blocks, gates, c_seq, h_prev_seq, c_prev_seq):
+    """LSTM over a sequence; outputs go to ``y``. Returns ``(h_n, c_n)``.
 
-    Returns ``(h_n, c_n, gates, c_seq, h_prev_seq, c_prev_seq)`` where ``gates``
-    (T, B, 4H) holds the activated i, f, g, o blocks.
+    Saved for backward, in caller-owned buffers: ``gates`` (T, B, 4H), the activated
+    i, f, g, o blocks (first the input projection, overwritten in place); ``c_seq``,
+    ``h_prev_seq``, ``c_prev_seq`` (T, B, H).
     """
-    steps, batch, _ = x.shape
-    hidden = h0.shape[1]
-    pre_x = project_inputs(x, w_ih, b_ih + b_hh)
+    batch = x.shape[1]
+    project_inputs(x, w_ih, b_ih + b_hh, gates)
+    pre_x = gates
     w_hh_t = np.ascontiguousarray(w_hh.T)
-    # gates overwrite pre_x; c_seq, c_prev_seq are read only where written; h_prev_seq
-    # enters the weight-gradient product on every row, so it must hold zeros elsewhere
-    c_seq = np.empty((steps, batch, hidden), dtype=h0.dtype)
-    h_prev_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
-    c_prev_seq = np.empty((steps, batch, hidden), dtype=h0.dtype)
+    # c_seq, c_prev_seq are read only where written; h_prev_seq enters the
+    # weight-gradient product on every row, so its padding must hold zeros
+    zero_padding(h_prev_seq, lengths)
     h_n = np.empty_like(h0)
     c_n = np.empty_like(c0)
     for block in numba.prange(blocks):
@@ -414,7 +422,7 @@ def lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, y, blocks)
         lstm_forward_rows(
             lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, c_seq, h_prev_seq, c_prev_seq, h_n, c_n
         )
-    return h_n, c_n, pre_x, c_seq, h_prev_seq, c_prev_seq
+    return h_n, c_n
 
 
 @cpu_function
@@ -556,30 +564,32 @@ def gru_forward_rows(lo, hi, pre_x, lengths, reverse, reset_after, w_rec_t, w_hn
 
 
 @cpu_kernel(parallel=True)
-def gru_forward(x, lengths, reverse, reset_after, w_ih, w_hh, b_ih, b_hh, h0, y, blocks):
+def gru_forward(x, lengths, reverse, reset_after, w_ih, w_hh, b_ih, b_hh, h0, y, blocks, gates, h_prev_seq, aux_seq):
     """GRU over a sequence, either form (see :mod:`numrnn.cells.gru`); outputs go to ``y``.
 
-    Returns ``(h_n, gates, h_prev_seq, aux_seq)``: ``gates`` (T, B, 3H) holds r, z, n;
-    ``aux_seq`` (T, B, H) holds ``W_hn h + b_hn`` (``reset_after``) or ``r * h_prev``
-    (Cho form), whichever backward needs.
+    Returns ``h_n``.  Saved for backward, in caller-owned buffers: ``gates`` (T, B, 3H),
+    r, z, n (first the input projection, overwritten in place); ``h_prev_seq`` and
+    ``aux_seq`` (T, B, H), the latter ``W_hn h + b_hn`` (``reset_after``) or
+    ``r * h_prev`` (Cho form), whichever backward needs.
     """
-    steps, batch, _ = x.shape
+    batch = x.shape[1]
     hidden = h0.shape[1]
     bias = b_ih.copy()
     bias[: 2 * hidden] += b_hh[: 2 * hidden]
-    pre_x = project_inputs(x, w_ih, bias)
+    project_inputs(x, w_ih, bias, gates)
+    pre_x = gates
     b_hn = b_hh[2 * hidden :].copy()
     # reset_after: one product for all three blocks; Cho form: r, z first, n after the reset
     w_rec_t = np.ascontiguousarray(w_hh.T) if reset_after else np.ascontiguousarray(w_hh[: 2 * hidden].T)
     w_hn_t = np.ascontiguousarray(w_hh[2 * hidden :].T)
-    # gates overwrite pre_x; h_prev_seq and aux_seq (Cho form) enter products on every row
-    h_prev_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
-    aux_seq = np.zeros((steps, batch, hidden), dtype=h0.dtype)
+    # h_prev_seq and aux_seq (Cho form) enter products on every row: zero their padding
+    zero_padding(h_prev_seq, lengths)
+    zero_padding(aux_seq, lengths)
     h_n = np.empty_like(h0)
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
         gru_forward_rows(lo, hi, pre_x, lengths, reverse, reset_after, w_rec_t, w_hn_t, b_hn, h0, y, h_prev_seq, aux_seq, h_n)
-    return h_n, pre_x, h_prev_seq, aux_seq
+    return h_n
 
 
 @cpu_function
@@ -646,15 +656,15 @@ def gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh
 
 
 @cpu_kernel(parallel=True)
-def gru_backward(x, lengths, reverse, reset_after, w_ih, w_hh, dy, dh_n, gates, h_prev_seq, aux_seq, blocks):
-    """Backward of :func:`gru_forward`.
+def gru_backward(x, lengths, reverse, reset_after, w_ih, w_hh, dy, dh_n, gates, h_prev_seq, aux_seq, d_pre_x, d_pre_h, blocks):
+    """Backward of :func:`gru_forward`; ``d_pre_x``, ``d_pre_h`` are (T, B, 3H) buffers.
 
     Returns ``(dx, dh0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
     """
     steps, batch, _ = x.shape
     hidden = dh_n.shape[1]
-    d_pre_x = np.zeros((steps, batch, 3 * hidden), dtype=dh_n.dtype)
-    d_pre_h = np.zeros((steps, batch, 3 * hidden), dtype=dh_n.dtype)
+    zero_padding(d_pre_x, lengths)
+    zero_padding(d_pre_h, lengths)
     dh0 = np.empty_like(dh_n)
     w_rec = w_hh.copy() if reset_after else np.ascontiguousarray(w_hh[: 2 * hidden])
     w_hn = np.ascontiguousarray(w_hh[2 * hidden :])
@@ -772,12 +782,13 @@ class CPUBackend:
     """
 
     name = name
+    uses_workspace = True
 
     def compute_context(self):
         """Context in which the layers call this backend (single-threaded BLAS)."""
         return single_threaded_blas()
 
-    def layer_forward(self, cell, x, lengths, reverse, weights, state0, y):
+    def layer_forward(self, cell, x, lengths, reverse, weights, state0, y, workspace=None):
         """Run a sequence; write outputs into ``y`` and return ``(state_n, saved)``.
 
         Parameters
@@ -792,6 +803,12 @@ class CPUBackend:
             ``(h0,)``, or ``(h0, c0)`` for the LSTM.
         y : ndarray, shape (T, B, H)
             Zero-filled output buffer.
+        workspace : dict, optional
+            Buffers kept between calls by the caller (one dict per layer-direction):
+            what forward saves and backward's scratch are reused from it when the
+            shapes match, which spares the allocator and the page faults of fresh
+            large arrays (about a quarter of a medium LSTM training step).  A new
+            forward overwrites what the previous one saved in the same workspace.
 
         Returns
         -------
@@ -800,20 +817,27 @@ class CPUBackend:
             Whatever :meth:`layer_backward` needs.
         """
         w_ih, w_hh, b_ih, b_hh = weights
-        blocks = batch_blocks(x.shape[1])
+        steps, batch = x.shape[:2]
+        hidden, dtype = w_hh.shape[1], x.dtype
+        blocks = batch_blocks(batch)
+        buffer = _Workspace(workspace, (steps, batch), dtype)
+        h0 = state0[0]
         if cell == "lstm":
-            h_n, c_n, *buffers = lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, state0[0], state0[1], y, blocks)
-            state_n = (h_n, c_n)
+            buffers = (buffer("gates", 4 * hidden), buffer("c_seq", hidden), buffer("h_prev", hidden), buffer("c_prev", hidden))
+            state_n = lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, state0[1], y, blocks, *buffers)
         elif cell in ("gru", "gru_reset_before"):
-            h_n, *buffers = gru_forward(x, lengths, reverse, cell == "gru", w_ih, w_hh, b_ih, b_hh, state0[0], y, blocks)
-            state_n = (h_n,)
+            buffers = (buffer("gates", 3 * hidden), buffer("h_prev", hidden), buffer("aux", hidden))
+            state_n = (gru_forward(x, lengths, reverse, cell == "gru", w_ih, w_hh, b_ih, b_hh, h0, y, blocks, *buffers),)
         else:
-            h_n, h_prev_seq = rnn_forward(
-                x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, state0[0], y, blocks
+            h_prev_seq = buffer("h_prev", hidden)
+            h_n = rnn_forward(
+                x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, h0, y, blocks, buffer("pre_x", hidden), h_prev_seq
             )
             state_n = (h_n,)
-            buffers = [y.copy(), h_prev_seq]  # a copy: the caller may change the y it is given
-        return state_n, (cell, x, lengths, reverse, w_ih, w_hh, tuple(buffers))
+            y_saved = buffer("y", hidden)
+            y_saved[...] = y  # a copy: the caller may change the y it is given
+            buffers = (y_saved, h_prev_seq)
+        return state_n, (cell, x, lengths, reverse, w_ih, w_hh, buffers, buffer)
 
     def layer_step(self, cell, x, weights, state0):
         """One timestep for every row, saving nothing.
@@ -846,13 +870,34 @@ class CPUBackend:
         Returns ``(dx (T, B, I), dstate0 (tuple of (B, H)), (d_weight_ih, d_weight_hh,
         d_bias_ih, d_bias_hh))``.
         """
-        cell, x, lengths, reverse, w_ih, w_hh, buffers = saved
+        cell, x, lengths, reverse, w_ih, w_hh, buffers, buffer = saved
         blocks = batch_blocks(x.shape[1])
+        hidden = w_hh.shape[1]
         if cell == "lstm":
             dx, dh0, dc0, *grads = lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dstate_n[0], dstate_n[1], *buffers, blocks)
             return dx, (dh0, dc0), tuple(grads)
         if cell in ("gru", "gru_reset_before"):
-            dx, dh0, *grads = gru_backward(x, lengths, reverse, cell == "gru", w_ih, w_hh, dy, dstate_n[0], *buffers, blocks)
+            d_pre = (buffer("d_pre_x", 3 * hidden), buffer("d_pre_h", 3 * hidden))
+            dx, dh0, *grads = gru_backward(x, lengths, reverse, cell == "gru", w_ih, w_hh, dy, dstate_n[0], *buffers, *d_pre, blocks)
         else:
-            dx, dh0, *grads = rnn_backward(x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, dy, dstate_n[0], *buffers, blocks)
+            d_pre = buffer("d_pre", hidden)
+            dx, dh0, *grads = rnn_backward(x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, dy, dstate_n[0], *buffers, d_pre, blocks)
         return dx, (dh0,), tuple(grads)
+
+
+class _Workspace:
+    """``buffer(name, features)``: a (T, B, features) array from ``store`` (a dict kept
+    by the caller), reused when its shape and dtype match, else newly allocated there."""
+
+    def __init__(self, store, leading, dtype):
+        self.store = {} if store is None else store
+        self.leading = leading
+        self.dtype = dtype
+
+    def __call__(self, name, features):
+        shape = self.leading + (features,)
+        array = self.store.get(name)
+        if array is None or array.shape != shape or array.dtype != self.dtype:
+            array = np.empty(shape, dtype=self.dtype)
+            self.store[name] = array
+        return array
