@@ -55,7 +55,7 @@ on the device.  Launch sizes come from :mod:`numrnn.backends.cuda_config`.  The
 layers use :mod:`numrnn.backends.cuda_layers`, which keeps everything between layers
 on the device too.
 
-Precision: device functions are compiled without fastmath (:mod:`numrnn._jit`),
+Precision: device functions are compiled without fast-math (:mod:`numrnn._jit`),
 so float32 ``tanh`` is libdevice's rather than the ``tanh.approx.f32``
 instruction; ``tests/test_cuda_ptx.py`` checks that no kernel uses approximate
 tanh or division.
