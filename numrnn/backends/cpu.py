@@ -3,17 +3,28 @@ r"""CPU backend: ``@njit`` drivers for one layer-direction of each cell family.
 Every driver runs a whole sequence in one call, so no Python runs per timestep:
 
 * the input projection of all timesteps is one matrix product
-  ``(T*B, I) @ (I, G*H)`` (BLAS);
+  ``(T*B, I) @ (I, G*H)`` (BLAS, rows split in fixed chunks run in parallel);
 * the recurrence is split over blocks of the batch, run in parallel with
   ``prange`` (one block per thread); each block owns its rows for the *whole*
   sequence, so threads never synchronise between timesteps.  Per timestep a
   block does one recurrent product ``(rows, H) @ (H, G*H)`` for all gates
-  (:func:`matmul_into`, a plain loop that LLVM vectorises; no BLAS call inside
-  the parallel region, so no oversubscription), then one fused pointwise pass
-  built from the scalar cell functions of :mod:`numrnn.cells`.  Buffers are
-  allocated once per block, never inside the time loop;
+  (:func:`recurrent_product`: BLAS, or a vectorised loop for tiny sizes), then
+  one fused pointwise pass built from the scalar cell functions of
+  :mod:`numrnn.cells`.  Nothing is allocated inside the time loop;
 * in backward, the weight gradients are matrix products over all timesteps after
-  the time loop: ``dW_ih = dA_x^T X``, ``dW_hh = dA_h^T H_prev`` (BLAS).
+  the time loop: ``dW_ih = dA_x^T X``, ``dW_hh = dA_h^T H_prev`` (BLAS, partial
+  products over fixed row chunks in parallel, then summed);
+* BLAS runs single-threaded inside these calls (:func:`single_threaded_blas`):
+  OpenBLAS's own thread pool on top of Numba's made 2-core steps several times
+  slower.  The row chunks of the big products are fixed in number; the batch
+  blocks follow the thread count, and as the block size picks the product kernel,
+  results may differ in the last bits between thread counts (never between runs);
+* what forward saves and backward's scratch live in caller-owned workspaces
+  reused across calls (:class:`CPUBackend`), so a training step allocates no
+  large array; the activated gates overwrite their pre-activations, and the
+  LSTM's gate gradients overwrite its saved gates.
+
+Measured choices and their numbers are in the README's Performance section.
 
 Conventions shared by every driver (arrays are contiguous and of one float
 dtype; validation happened at the API):
