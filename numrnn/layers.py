@@ -536,6 +536,9 @@ class RNNBase:
             state0 = self._check_state(state, batch, batched, "state")
             state0 = tuple(s.reshape(s.shape[0], batch, self.hidden_size) for s in state0)
         backend = self._backend
+        if self.num_layers == 1 and batched:  # the streaming hot path: no copies
+            final = backend.layer_step(self.cell, x, self._weights(0, 0), tuple([part[0] for part in state0]))
+            return final[0], self._pack_state(tuple([part[None] for part in final]))
         layer_input = x
         new_state = tuple(np.empty_like(s) for s in state0)
         for layer in range(self.num_layers):
