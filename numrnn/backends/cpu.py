@@ -244,19 +244,18 @@ def zero_padding(a, lengths):
 
 
 @cpu_kernel
-def weight_gradients(x, h_prev_seq, d_pre_x, d_pre_h):
-    """Gradients of ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` from per-step
-    pre-activation gradients: products over all ``T*B`` rows."""
+def weight_gradients(x, h_prev_seq, d_pre):
+    """Gradients of ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` from the
+    per-step pre-activation gradients ``d_pre`` (T, B, G*H): products over all ``T*B``
+    rows.  (The GRU's candidate rows of the h side differ and are redone by its driver.)"""
     steps, batch, features = x.shape
     hidden = h_prev_seq.shape[2]
     rows = steps * batch
-    dx_rows = d_pre_x.reshape(rows, d_pre_x.shape[2])
-    dh_rows = d_pre_h.reshape(rows, d_pre_h.shape[2])
-    d_w_ih = matmul_tn(dx_rows, x.reshape(rows, features))
-    d_w_hh = matmul_tn(dh_rows, h_prev_seq.reshape(rows, hidden))
-    d_b_ih = dx_rows.sum(axis=0)
-    d_b_hh = d_b_ih.copy() if d_pre_h is d_pre_x else dh_rows.sum(axis=0)
-    return d_w_ih, d_w_hh, d_b_ih, d_b_hh
+    d_rows = d_pre.reshape(rows, d_pre.shape[2])
+    d_w_ih = matmul_tn(d_rows, x.reshape(rows, features))
+    d_w_hh = matmul_tn(d_rows, h_prev_seq.reshape(rows, hidden))
+    d_b_ih = d_rows.sum(axis=0)
+    return d_w_ih, d_w_hh, d_b_ih, d_b_ih.copy()
 
 
 @cpu_kernel
@@ -357,7 +356,7 @@ def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, y, h_prev_seq,
         lo, hi = block_bounds(block, blocks, batch)
         rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, y, d_pre, dh0)
     dx = input_gradient(d_pre, w_ih)
-    d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre, d_pre)
+    d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre)
     return dx, dh0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 
@@ -500,7 +499,7 @@ def lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dh_n, dc_n, gates, c_seq,
         lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_seq, c_prev_seq, dh0, dc0)
     d_pre = gates
     dx = input_gradient(d_pre, w_ih)
-    d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre, d_pre)
+    d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre)
     return dx, dh0, dc0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 
@@ -604,8 +603,14 @@ def gru_forward(x, lengths, reverse, reset_after, w_ih, w_hh, b_ih, b_hh, h0, y,
 
 
 @cpu_function
-def gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh_n, gates, h_prev_seq, aux_seq, d_pre_x, d_pre_h, dh0):
-    """Rows ``[lo, hi)`` of :func:`gru_backward` over the whole sequence."""
+def gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh_n, gates, h_prev_seq, aux_seq, dh0):
+    """Rows ``[lo, hi)`` of :func:`gru_backward` over the whole sequence.
+
+    In place, as for the LSTM: the x-side pre-activation gradients (dA_r, dA_z, dA_n)
+    overwrite the saved gates r, z, n; with ``reset_after`` the h-side gradient of
+    the candidate, ``dA_n * r``, overwrites ``aux_seq`` (``W_hn h + b_hn``, read first).
+    In the Cho form the h-side gradients equal the x-side ones.
+    """
     steps = dy.shape[0]
     hidden = dh_n.shape[1]
     rows = hi - lo
@@ -644,18 +649,15 @@ def gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh
                 d_a_n = d_candidate[r, j]
                 if reset_after:
                     d_r = d_a_n * aux_seq[t, b, j]
-                    d_pre_h[t, b, 2 * hidden + j] = d_a_n * r_g
+                    aux_seq[t, b, j] = d_a_n * r_g
                     d_step[r, 2 * hidden + j] = d_a_n * r_g
                 else:
                     d_r = d_reset_h[r, j] * h_prev_seq[t, b, j]
                     dh_direct[r, j] += d_reset_h[r, j] * r_g
-                    d_pre_h[t, b, 2 * hidden + j] = d_a_n
                 d_a_r, d_a_z = gru_gates_backward(d_r, d_update[r, j], r_g, gates[t, b, hidden + j])
-                d_pre_x[t, b, j] = d_a_r
-                d_pre_x[t, b, hidden + j] = d_a_z
-                d_pre_x[t, b, 2 * hidden + j] = d_a_n
-                d_pre_h[t, b, j] = d_a_r
-                d_pre_h[t, b, hidden + j] = d_a_z
+                gates[t, b, j] = d_a_r
+                gates[t, b, hidden + j] = d_a_z
+                gates[t, b, 2 * hidden + j] = d_a_n
                 d_step[r, j] = d_a_r
                 d_step[r, hidden + j] = d_a_z
         recurrent_product(d_step, w_rec, dh_rec)
@@ -667,28 +669,34 @@ def gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh
 
 
 @cpu_kernel(parallel=True)
-def gru_backward(x, lengths, reverse, reset_after, w_ih, w_hh, dy, dh_n, gates, h_prev_seq, aux_seq, d_pre_x, d_pre_h, blocks):
-    """Backward of :func:`gru_forward`; ``d_pre_x``, ``d_pre_h`` are (T, B, 3H) buffers.
+def gru_backward(x, lengths, reverse, reset_after, w_ih, w_hh, dy, dh_n, gates, h_prev_seq, aux_seq, blocks):
+    """Backward of :func:`gru_forward`; consumes ``gates`` and ``aux_seq`` (see
+    :func:`gru_backward_rows`).
 
     Returns ``(dx, dh0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
     """
     steps, batch, _ = x.shape
     hidden = dh_n.shape[1]
-    zero_padding(d_pre_x, lengths)
-    zero_padding(d_pre_h, lengths)
+    zero_padding(gates, lengths)  # padded rows enter the products below
     dh0 = np.empty_like(dh_n)
     w_rec = w_hh.copy() if reset_after else np.ascontiguousarray(w_hh[: 2 * hidden])
     w_hn = np.ascontiguousarray(w_hh[2 * hidden :])
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
-        gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh_n, gates, h_prev_seq, aux_seq, d_pre_x, d_pre_h, dh0)
+        gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh_n, gates, h_prev_seq, aux_seq, dh0)
+    d_pre_x = gates
     dx = input_gradient(d_pre_x, w_ih)
-    d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre_x, d_pre_h)
-    if not reset_after:
-        # in the Cho form the n rows of W_hh multiply r * h_prev (saved in aux_seq), not h_prev
-        rows = steps * batch
-        d_n_rows = np.ascontiguousarray(d_pre_h[:, :, 2 * hidden :]).reshape(rows, hidden)
-        d_w_hh[2 * hidden :] = matmul_tn(d_n_rows, aux_seq.reshape(rows, hidden))
+    d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre_x)
+    rows = steps * batch
+    aux_rows = aux_seq.reshape(rows, hidden)
+    if reset_after:
+        # the n rows of the h side: gradient dA_n * r (now in aux_seq) against h_prev
+        d_w_hh[2 * hidden :] = matmul_tn(aux_rows, h_prev_seq.reshape(rows, hidden))
+        d_b_hh[2 * hidden :] = aux_rows.sum(axis=0)
+    else:
+        # Cho form: the n rows of W_hh multiply r * h_prev (saved in aux_seq), not h_prev
+        d_n_rows = np.ascontiguousarray(d_pre_x[:, :, 2 * hidden :]).reshape(rows, hidden)
+        d_w_hh[2 * hidden :] = matmul_tn(d_n_rows, aux_rows)
     return dx, dh0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 
@@ -876,7 +884,7 @@ class CPUBackend:
 
     def layer_backward(self, saved, dy, dstate_n):
         """Backward of one :meth:`layer_forward` call; it may consume ``saved``
-        (the LSTM's gradients overwrite its saved gates), so call it once.
+        (the LSTM's and GRU's gradients overwrite their saved gates), so call it once.
 
         Returns ``(dx (T, B, I), dstate0 (tuple of (B, H)), (d_weight_ih, d_weight_hh,
         d_bias_ih, d_bias_hh))``.
@@ -888,10 +896,9 @@ class CPUBackend:
             dx, dh0, dc0, *grads = lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dstate_n[0], dstate_n[1], *buffers, blocks)
             return dx, (dh0, dc0), tuple(grads)
         if cell in ("gru", "gru_reset_before"):
-            d_pre = (buffer("d_pre_x", 3 * hidden), buffer("d_pre_h", 3 * hidden))
-            dx, dh0, *grads = gru_backward(x, lengths, reverse, cell == "gru", w_ih, w_hh, dy, dstate_n[0], *buffers, *d_pre, blocks)
+            dx, dh0, *grads = gru_backward(x, lengths, reverse, cell == "gru", w_ih, w_hh, dy, dstate_n[0], *buffers, blocks)
         else:
-            d_pre = buffer("d_pre", hidden)
+            d_pre = buffer("pre_x", hidden)  # forward's scratch, free once forward is done
             dx, dh0, *grads = rnn_backward(x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, dy, dstate_n[0], *buffers, d_pre, blocks)
         return dx, (dh0,), tuple(grads)
 
