@@ -334,13 +334,13 @@ class RNNBase:
             raise ValueError("lengths must be None for unbatched (2-D) input")
         state0 = self._check_state(state, batch, batched, "state")
         with self._compute_context():
-            y, state_n, saved = self._run(x, lengths, state0, save=True, dropout=self.training, batched=batched)
+            y, state_n, saved = self._run(x, lengths, state0, dropout=self.training, batched=batched)
         self._saved = saved
         return self._present(y, state_n, batched)
 
     __call__ = forward
 
-    def _run(self, x, lengths, state0, save, dropout, batched=True):
+    def _run(self, x, lengths, state0, dropout, batched):
         """Time-major forward through all layers; returns (y, state_n tuple, saved)."""
         backend = self._backend
         steps, batch = x.shape[:2]
@@ -378,9 +378,7 @@ class RNNBase:
             else:
                 masks.append(None)
                 layer_input = y
-        saved = None
-        if save:
-            saved = {"saved_layers": saved_layers, "masks": masks, "shape": (steps, batch), "lengths": lengths, "batched": batched}
+        saved = {"saved_layers": saved_layers, "masks": masks, "shape": (steps, batch), "lengths": lengths, "batched": batched}
         return layer_input, state_n, saved
 
     def _present(self, y, state_n, batched):

@@ -133,8 +133,8 @@ def matmul_nt_into(a, b, out):
 
     Dot products of rows of ``a`` with rows of ``b`` (both contiguous), four rows
     of ``a`` per row of ``b``; the reductions vectorise under fast-math
-    re-association.  Lets the forward pass use ``weight_hh`` as stored, with no
-    transposed copy (which matters for :func:`lstm_step` and friends).
+    re-association.  Used by the streaming step kernels (:func:`lstm_step` and
+    friends), which then need no transposed copy of the weights.
     """
     rows, inner = a.shape
     cols = b.shape[0]

@@ -12,16 +12,17 @@ The substitution happens through :func:`numrnn._jit.override_scalar`, so the cel
 formulas themselves are untouched.
 """
 
+import numpy as np
 from numba import types
 from numba.extending import overload
 
 from numrnn._jit import CPU_OPTIONS, override_scalar
 from numrnn.cells import activations
-import numpy as np
 
 _CLAMP = np.float32(7.90531110763549805)
 _HALF = np.float32(0.5)
-_P = tuple(
+# numerator (odd, degree 13) and denominator (even, degree 6) coefficients, in x^2
+P0, P1, P2, P3, P4, P5, P6 = (
     np.float32(c)
     for c in (
         -2.76076847742355e-16,
@@ -33,9 +34,7 @@ _P = tuple(
         4.89352455891786e-03,
     )
 )
-_Q = tuple(np.float32(c) for c in (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03))
-P0, P1, P2, P3, P4, P5, P6 = _P
-Q0, Q1, Q2, Q3 = _Q
+Q0, Q1, Q2, Q3 = (np.float32(c) for c in (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03))
 
 
 def tanh_float32(x):
