@@ -8,7 +8,8 @@ Every driver runs a whole sequence in one call, so no Python runs per timestep:
   ``prange`` (one block per thread); each block owns its rows for the *whole*
   sequence, so threads never synchronise between timesteps.  Per timestep a
   block does one recurrent product ``(rows, H) @ (H, G*H)`` for all gates
-  (:func:`recurrent_product`: BLAS, or a vectorised loop for tiny sizes), then
+  (:func:`product_into`: register tiles from :mod:`numrnn.backends.cpu_simd`, which
+  beat BLAS's dispatch and packing at these sizes, or BLAS for big weights), then
   one fused pointwise pass built from the scalar cell functions of
   :mod:`numrnn.cells`.  Nothing is allocated inside the time loop;
 * in backward, the weight gradients are matrix products over all timesteps after
@@ -52,6 +53,8 @@ import numpy as np
 
 from numrnn._jit import cpu_function, cpu_kernel
 from numrnn.backends import cpu_activations  # noqa: F401  (registers the float32 activations)
+from numrnn.backends.cpu_simd import lane_count
+from numrnn.backends.cpu_simd import matmul_into as simd_matmul_into
 from numrnn.cells import gru as gru_cell
 from numrnn.cells import lstm as lstm_cell
 from numrnn.cells import rnn as rnn_cell
@@ -75,56 +78,34 @@ time_index = cpu_function(sequence.time_index)
 
 
 
-@cpu_function
-def matmul_into(a, b, out):
-    """``out[...] = a @ b`` for small C-contiguous 2-D arrays, without BLAS.
+#: Products with at most this many rows, or at most :data:`SIMD_PRODUCT_MAX_WORK`
+#: multiply-adds, run in register tiles (:func:`numrnn.backends.cpu_simd.matmul_into`):
+#: there BLAS's dispatch and packing cost more than the product.  The per-step
+#: products of the time loops (rows = one batch block) are of this kind.
+SIMD_PRODUCT_MAX_ROWS = 64
+SIMD_PRODUCT_MAX_WORK = 1 << 21
 
-    Four rows of ``a`` at a time accumulate ``a[i, k] * b[k, :]`` into four rows
-    of ``out``: the inner loop is a contiguous multiply-add that LLVM vectorises,
-    and each row of ``b`` is loaded once for four output rows.
+#: Register tiles read ``b`` straight from memory, so they also need ``b`` to fit
+#: in cache: above this many bytes BLAS, whose packing then pays off.
+SIMD_PRODUCT_MAX_BYTES = 1 << 21
+
+
+@cpu_function
+def product_into(a, b, out):
+    """``out[...] = a @ b`` (``b`` and ``out`` C-contiguous): register tiles or BLAS.
+
+    Register tiles for few rows or little work (see :data:`SIMD_PRODUCT_MAX_ROWS`),
+    when ``b`` has at least one vector of columns (16 float32 / 8 float64) and fits
+    in cache; BLAS otherwise.  BLAS is single-threaded inside numrnn's calls, so
+    this is safe inside ``prange``.
     """
     rows, inner = a.shape
     cols = b.shape[1]
-    out[...] = 0
-    i = 0
-    while i + 4 <= rows:
-        out0, out1, out2, out3 = out[i], out[i + 1], out[i + 2], out[i + 3]
-        for k in range(inner):
-            b_row = b[k]
-            a0, a1, a2, a3 = a[i, k], a[i + 1, k], a[i + 2, k], a[i + 3, k]
-            for j in range(cols):
-                b_kj = b_row[j]
-                out0[j] += a0 * b_kj
-                out1[j] += a1 * b_kj
-                out2[j] += a2 * b_kj
-                out3[j] += a3 * b_kj
-        i += 4
-    while i < rows:
-        out_row = out[i]
-        for k in range(inner):
-            a_ik = a[i, k]
-            b_row = b[k]
-            for j in range(cols):
-                out_row[j] += a_ik * b_row[j]
-        i += 1
-
-
-#: From this many multiply-adds on, a per-step product is one (single-threaded) BLAS
-#: call; below it the call overhead dominates and :func:`matmul_into` is faster.
-BLAS_STEP_MIN_WORK = 1 << 16
-
-
-@cpu_function
-def recurrent_product(a, b, out):
-    """``out[...] = a @ b`` for the per-step products of the time loops.
-
-    BLAS (single-threaded inside numrnn's calls, so safe inside ``prange``) for
-    sizes where it wins, :func:`matmul_into` for the small ones.
-    """
-    if a.shape[0] * a.shape[1] * b.shape[1] >= BLAS_STEP_MIN_WORK:
-        np.dot(a, b, out)
+    few = rows <= SIMD_PRODUCT_MAX_ROWS or rows * inner * cols <= SIMD_PRODUCT_MAX_WORK
+    if few and cols >= lane_count(out[0]) and b.size * b.itemsize <= SIMD_PRODUCT_MAX_BYTES:
+        simd_matmul_into(a, b, out)
     else:
-        matmul_into(a, b, out)
+        np.dot(a, b, out)
 
 
 @cpu_function
@@ -190,19 +171,16 @@ PARALLEL_PRODUCT_MIN_WORK = 1 << 21
 
 @cpu_kernel(parallel=True)
 def matmul_rows(a, b, out):
-    """``out[...] = a @ b`` with the rows of ``a`` split into chunks run in parallel.
-
-    Each chunk is one BLAS call; the caller keeps BLAS single-threaded
-    (:func:`single_threaded_blas`) so the two thread pools never compete.
-    """
+    """``out[...] = a @ b`` with the rows of ``a`` split into chunks run in parallel,
+    each one :func:`product_into`."""
     rows = a.shape[0]
     if rows * a.shape[1] * b.shape[1] < PARALLEL_PRODUCT_MIN_WORK:
-        np.dot(a, b, out)
+        product_into(a, b, out)
         return
     chunks = min(PRODUCT_CHUNKS, rows)
     for chunk in numba.prange(chunks):
         lo, hi = block_bounds(chunk, chunks, rows)
-        np.dot(a[lo:hi], b, out[lo:hi])
+        product_into(a[lo:hi], b, out[lo:hi])
 
 
 @cpu_kernel(parallel=True)
@@ -211,12 +189,14 @@ def matmul_tn(a, b):
     chunks in parallel, then their sum."""
     rows = a.shape[0]
     if rows * a.shape[1] * b.shape[1] < PARALLEL_PRODUCT_MIN_WORK:
-        return np.dot(a.T, b)
+        out = np.empty((a.shape[1], b.shape[1]), dtype=a.dtype)
+        product_into(a.T, b, out)
+        return out
     chunks = min(PRODUCT_CHUNKS, rows)
     partial = np.empty((chunks, a.shape[1], b.shape[1]), dtype=a.dtype)
     for chunk in numba.prange(chunks):
         lo, hi = block_bounds(chunk, chunks, rows)
-        np.dot(a[lo:hi].T, b[lo:hi], partial[chunk])
+        product_into(a[lo:hi].T, b[lo:hi], partial[chunk])
     out = partial[0].copy()
     for chunk in range(1, chunks):
         out += partial[chunk]
@@ -228,7 +208,7 @@ def project_inputs(x, w_ih, bias, out):
     """``out = x @ w_ih.T + bias`` for all timesteps at once: (T, B, I) -> (T, B, G*H)."""
     steps, batch, features = x.shape
     rows = out.reshape(steps * batch, w_ih.shape[0])
-    matmul_rows(x.reshape(steps * batch, features), w_ih.T, rows)
+    matmul_rows(x.reshape(steps * batch, features), np.ascontiguousarray(w_ih.T), rows)
     rows += bias
 
 
@@ -243,6 +223,18 @@ def zero_padding(a, lengths):
         a[lengths[b] :, b, :] = 0
 
 
+@cpu_function
+def column_sums(a):
+    """``a.sum(axis=0)`` for a C-contiguous 2-D array, row by row (vectorised; Numba's
+    own axis sum is several times slower)."""
+    out = np.zeros(a.shape[1], dtype=a.dtype)
+    for i in range(a.shape[0]):
+        row = a[i]
+        for j in range(a.shape[1]):
+            out[j] += row[j]
+    return out
+
+
 @cpu_kernel
 def weight_gradients(x, h_prev_seq, d_pre):
     """Gradients of ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` from the
@@ -254,7 +246,7 @@ def weight_gradients(x, h_prev_seq, d_pre):
     d_rows = d_pre.reshape(rows, d_pre.shape[2])
     d_w_ih = matmul_tn(d_rows, x.reshape(rows, features))
     d_w_hh = matmul_tn(d_rows, h_prev_seq.reshape(rows, hidden))
-    d_b_ih = d_rows.sum(axis=0)
+    d_b_ih = column_sums(d_rows)
     return d_w_ih, d_w_hh, d_b_ih, d_b_ih.copy()
 
 
@@ -293,7 +285,7 @@ def rnn_forward_rows(lo, hi, pre_x, lengths, reverse, relu, w_hh_t, h0, y, h_pre
     h = h0[lo:hi].copy()
     pre_h = np.empty((hi - lo, w_hh_t.shape[1]), dtype=h0.dtype)
     for s in range(pre_x.shape[0]):
-        recurrent_product(h, w_hh_t, pre_h)
+        product_into(h, w_hh_t, pre_h)
         rnn_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, relu, h, y, h_prev_seq)
     h_n[lo:hi] = h
 
@@ -336,7 +328,7 @@ def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, y, d_pre, 
                     d_a = rnn_tanh_backward(dh_total, y[t, b, j])
                 d_pre[t, b, j] = d_a
                 d_step[r, j] = d_a
-        recurrent_product(d_step, w_hh, dh_rec)
+        product_into(d_step, w_hh, dh_rec)
         for r in range(hi - lo):
             if s < lengths[lo + r]:
                 dh[r, :] = dh_rec[r, :]
@@ -404,7 +396,7 @@ def lstm_forward_rows(lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, c_seq,
     c = c0[lo:hi].copy()
     pre_h = np.empty((hi - lo, w_hh_t.shape[1]), dtype=h0.dtype)
     for s in range(pre_x.shape[0]):
-        recurrent_product(h, w_hh_t, pre_h)
+        product_into(h, w_hh_t, pre_h)
         lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, c_seq, h_prev_seq, c_prev_seq)
     h_n[lo:hi] = h
     c_n[lo:hi] = c
@@ -477,7 +469,7 @@ def lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_
                 d_step[r, 2 * hidden + j] = d_g
                 d_step[r, 3 * hidden + j] = d_o
                 dc[r, j] = dc_prev
-        recurrent_product(d_step, w_hh, dh_rec)
+        product_into(d_step, w_hh, dh_rec)
         for r in range(hi - lo):
             if s < lengths[lo + r]:
                 dh[r, :] = dh_rec[r, :]
@@ -565,10 +557,10 @@ def gru_forward_rows(lo, hi, pre_x, lengths, reverse, reset_after, w_rec_t, w_hn
     reset_h = np.zeros((rows, hidden), dtype=h0.dtype)
     pre_hn = np.zeros((rows, hidden), dtype=h0.dtype)
     for s in range(pre_x.shape[0]):
-        recurrent_product(h, w_rec_t, pre_h)
+        product_into(h, w_rec_t, pre_h)
         gru_gates_rows(s, lo, pre_x, pre_h, lengths, reverse, h, reset_h)
         if not reset_after:
-            recurrent_product(reset_h, w_hn_t, pre_hn)
+            product_into(reset_h, w_hn_t, pre_hn)
         gru_update_rows(s, lo, pre_x, pre_h, pre_hn, b_hn, lengths, reverse, reset_after, h, reset_h, y, h_prev_seq, aux_seq)
     h_n[lo:hi] = h
 
@@ -637,7 +629,7 @@ def gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh
                 d_update[r, j] = d_z
                 dh_direct[r, j] = d_h_direct
         if not reset_after:
-            recurrent_product(d_candidate, w_hn, d_reset_h)
+            product_into(d_candidate, w_hn, d_reset_h)
         for r in range(rows):
             b = lo + r
             t = time_index(s, lengths[b], reverse)
@@ -660,7 +652,7 @@ def gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh
                 gates[t, b, 2 * hidden + j] = d_a_n
                 d_step[r, j] = d_a_r
                 d_step[r, hidden + j] = d_a_z
-        recurrent_product(d_step, w_rec, dh_rec)
+        product_into(d_step, w_rec, dh_rec)
         for r in range(rows):
             if s < lengths[lo + r]:
                 for j in range(hidden):
@@ -692,7 +684,7 @@ def gru_backward(x, lengths, reverse, reset_after, w_ih, w_hh, dy, dh_n, gates, 
     if reset_after:
         # the n rows of the h side: gradient dA_n * r (now in aux_seq) against h_prev
         d_w_hh[2 * hidden :] = matmul_tn(aux_rows, h_prev_seq.reshape(rows, hidden))
-        d_b_hh[2 * hidden :] = aux_rows.sum(axis=0)
+        d_b_hh[2 * hidden :] = column_sums(aux_rows)
     else:
         # Cho form: the n rows of W_hh multiply r * h_prev (saved in aux_seq), not h_prev
         d_n_rows = np.ascontiguousarray(d_pre_x[:, :, 2 * hidden :]).reshape(rows, hidden)
@@ -787,8 +779,30 @@ def single_threaded_blas():
         import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS Numba uses before scanning)
         from threadpoolctl import ThreadpoolController
 
-        _blas_controller = ThreadpoolController().select(user_api="blas")
-    return _blas_controller.limit(limits=1)
+        _blas_controller = ThreadpoolController().select(user_api="blas").lib_controllers
+    return _SingleThreadedBlas(_blas_controller)
+
+
+class _SingleThreadedBlas:
+    """What :func:`single_threaded_blas` returns: sets each BLAS library still above
+    one thread to one, and back on exit.  Nested uses find one thread and touch
+    nothing (threadpoolctl's own ``limit`` re-queries every library on each call,
+    which cost more than a small layer's whole forward)."""
+
+    def __init__(self, libraries):
+        self.libraries = libraries
+        self.restore = []
+
+    def __enter__(self):
+        self.restore = [(library, threads) for library in self.libraries if (threads := library.get_num_threads()) != 1]
+        for library, _ in self.restore:
+            library.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc_info):
+        for library, threads in self.restore:
+            library.set_num_threads(threads)
+        return False
 
 
 

@@ -1,0 +1,243 @@
+r"""Register-blocked matrix products for the CPU drivers, from explicit SIMD lanes.
+
+The time loops do many small products (the recurrent ``(rows, H) @ (H, G*H)`` of
+every step, its transpose in backward, and the weight gradients).  At these sizes a
+BLAS call spends most of its time on dispatch and packing, and a plain Numba loop
+keeps its accumulators in memory (Numba cannot tell LLVM that the output does not
+alias the operands, so every multiply-add loads and stores the output).  The
+products here keep a block of the output in vector registers for the whole inner
+dimension, which plain Numba code cannot express; so this module gives Numba a
+small vector type:
+
+``Lanes``
+    One LLVM vector of ``VECTOR_BYTES // itemsize`` floats (16 float32 or 8 float64:
+    one AVX-512 register; LLVM splits it on narrower machines).
+:func:`load_lanes`, :func:`store_lanes`, :func:`zero_lanes`, :func:`fma_lanes`
+    ``row[j:j + n]`` as lanes, its store, zeros, and ``acc + s * v`` (a fused
+    multiply-add with ``s`` broadcast).
+
+:func:`matmul_into` builds ``out = a @ b`` from micro-tiles of 4 rows by 2 vectors
+(8 accumulators), with vector then scalar tails.  Summation runs over ``k`` in
+order, so results do not depend on the tile a row falls in.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.extending import intrinsic, models, register_model
+
+from numrnn._jit import cpu_function
+
+#: Bytes per vector: one AVX-512 register.
+VECTOR_BYTES = 64
+
+
+class Lanes(types.Type):
+    """A vector of ``count`` values of float ``dtype``, held in a register."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.count = VECTOR_BYTES // (dtype.bitwidth // 8)
+        super().__init__(name=f"Lanes({dtype} x {self.count})")
+
+
+@register_model(Lanes)
+class _LanesModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        element = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.count))
+
+
+def _float_row(row, name):
+    if not (isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C" and isinstance(row.dtype, types.Float)):
+        raise TypingError(f"{name} needs a C-contiguous 1-D float array, got {row}")
+    return Lanes(row.dtype)
+
+
+def _element_pointer(context, builder, row_type, row, index, index_type):
+    array = context.make_array(row_type)(context, builder, row)
+    offset = context.cast(builder, index, index_type, types.intp)
+    return builder.gep(array.data, [offset])
+
+
+@intrinsic
+def load_lanes(typingctx, row, start):
+    """``row[start:start + n]`` as :class:`Lanes` (no bounds check)."""
+    lanes = _float_row(row, "load_lanes")
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1], signature.args[1])
+        vector_type = context.get_value_type(lanes)
+        return builder.load(builder.bitcast(pointer, vector_type.as_pointer()), align=lanes.dtype.bitwidth // 8)
+
+    return lanes(row, start), codegen
+
+
+@intrinsic
+def store_lanes(typingctx, row, start, value):
+    """``row[start:start + n] = value`` (no bounds check)."""
+    lanes = _float_row(row, "store_lanes")
+    if value != lanes:
+        raise TypingError(f"store_lanes: value is {value}, the row needs {lanes}")
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1], signature.args[1])
+        vector_type = context.get_value_type(lanes)
+        builder.store(args[2], builder.bitcast(pointer, vector_type.as_pointer()), align=lanes.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.none(row, start, value), codegen
+
+
+@intrinsic
+def zero_lanes(typingctx, row):
+    """Zero :class:`Lanes` of ``row``'s dtype."""
+    lanes = _float_row(row, "zero_lanes")
+
+    def codegen(context, builder, signature, args):
+        return ir.Constant(context.get_value_type(lanes), None)
+
+    return lanes(row), codegen
+
+
+@intrinsic
+def lane_count(typingctx, row):
+    """Number of lanes for ``row``'s dtype (a compile-time constant)."""
+    lanes = _float_row(row, "lane_count")
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.intp, lanes.count)
+
+    return types.intp(row), codegen
+
+
+@intrinsic
+def fma_lanes(typingctx, acc, scale, value):
+    """``acc + scale * value`` lane by lane, ``scale`` a scalar broadcast to every lane."""
+    if not (isinstance(acc, Lanes) and acc == value and isinstance(scale, (types.Float, types.Integer))):
+        raise TypingError(f"fma_lanes needs (Lanes, scalar, Lanes), got ({acc}, {scale}, {value})")
+
+    def codegen(context, builder, signature, args):
+        vector_type = context.get_value_type(acc)
+        element = context.cast(builder, args[1], signature.args[1], acc.dtype)
+        single = builder.insert_element(ir.Constant(vector_type, ir.Undefined), element, ir.Constant(ir.IntType(32), 0))
+        broadcast = builder.shuffle_vector(single, single, ir.Constant(ir.VectorType(ir.IntType(32), acc.count), None))
+        name = f"llvm.fma.v{acc.count}f{acc.dtype.bitwidth}"
+        fused = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector_type, [vector_type] * 3), name)
+        return builder.call(fused, [broadcast, args[2], args[0]])
+
+    return acc(acc, scale, value), codegen
+
+
+@cpu_function
+def matmul_into(a, b, out):
+    """``out[...] = a @ b``: ``a`` (M, K) of any layout, ``b`` (K, N) and ``out``
+    (M, N) C-contiguous, one float dtype.
+
+    For each panel of two vectors' worth of columns of ``b`` (kept in cache while it
+    is reused), tiles of 4 rows keep 8 accumulators in registers over all of ``k``:
+    each step of ``k`` loads two vectors of ``b[k]`` and four scalars of ``a`` for 8
+    fused multiply-adds.  Leftover columns (fewer than one vector) accumulate row by
+    row in memory.
+    """
+    rows, inner = a.shape
+    cols = b.shape[1]
+    width = lane_count(out[0])
+    j = 0
+    while j + 2 * width <= cols:
+        i = 0
+        while i + 4 <= rows:
+            _tile_4x2(a, b, out, i, j, width)
+            i += 4
+        while i < rows:
+            _tile_1x1(a, b, out, i, j)
+            _tile_1x1(a, b, out, i, j + width)
+            i += 1
+        j += 2 * width
+    while j + width <= cols:
+        i = 0
+        while i + 4 <= rows:
+            _tile_4x1(a, b, out, i, j)
+            i += 4
+        while i < rows:
+            _tile_1x1(a, b, out, i, j)
+            i += 1
+        j += width
+    if j < cols:
+        _column_tail(a, b, out, j)
+
+
+@cpu_function
+def _tile_4x2(a, b, out, i, j, width):
+    """``out[i:i+4, j:j+2*width] = a[i:i+4] @ b[:, j:j+2*width]`` in 8 registers."""
+    o0 = out[i]
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = zero_lanes(o0)
+    for k in range(a.shape[1]):
+        b_row = b[k]
+        v0 = load_lanes(b_row, j)
+        v1 = load_lanes(b_row, j + width)
+        s = a[i, k]
+        c00 = fma_lanes(c00, s, v0)
+        c01 = fma_lanes(c01, s, v1)
+        s = a[i + 1, k]
+        c10 = fma_lanes(c10, s, v0)
+        c11 = fma_lanes(c11, s, v1)
+        s = a[i + 2, k]
+        c20 = fma_lanes(c20, s, v0)
+        c21 = fma_lanes(c21, s, v1)
+        s = a[i + 3, k]
+        c30 = fma_lanes(c30, s, v0)
+        c31 = fma_lanes(c31, s, v1)
+    store_lanes(o0, j, c00)
+    store_lanes(o0, j + width, c01)
+    o1 = out[i + 1]
+    store_lanes(o1, j, c10)
+    store_lanes(o1, j + width, c11)
+    o2 = out[i + 2]
+    store_lanes(o2, j, c20)
+    store_lanes(o2, j + width, c21)
+    o3 = out[i + 3]
+    store_lanes(o3, j, c30)
+    store_lanes(o3, j + width, c31)
+
+
+@cpu_function
+def _tile_4x1(a, b, out, i, j):
+    """``out[i:i+4, j:j+width] = a[i:i+4] @ b[:, j:j+width]`` in 4 registers."""
+    c0 = c1 = c2 = c3 = zero_lanes(out[i])
+    for k in range(a.shape[1]):
+        v = load_lanes(b[k], j)
+        c0 = fma_lanes(c0, a[i, k], v)
+        c1 = fma_lanes(c1, a[i + 1, k], v)
+        c2 = fma_lanes(c2, a[i + 2, k], v)
+        c3 = fma_lanes(c3, a[i + 3, k], v)
+    store_lanes(out[i], j, c0)
+    store_lanes(out[i + 1], j, c1)
+    store_lanes(out[i + 2], j, c2)
+    store_lanes(out[i + 3], j, c3)
+
+
+@cpu_function
+def _tile_1x1(a, b, out, i, j):
+    """``out[i, j:j+width] = a[i] @ b[:, j:j+width]`` in one register."""
+    o = out[i]
+    c = zero_lanes(o)
+    for k in range(a.shape[1]):
+        c = fma_lanes(c, a[i, k], load_lanes(b[k], j))
+    store_lanes(o, j, c)
+
+
+@cpu_function
+def _column_tail(a, b, out, start):
+    """``out[:, start:] = a @ b[:, start:]`` for fewer than one vector of columns."""
+    for i in range(a.shape[0]):
+        o = out[i, start:]
+        o[:] = 0
+        for k in range(a.shape[1]):
+            a_ik = a[i, k]
+            b_row = b[k, start:]
+            for j in range(o.shape[0]):
+                o[j] += a_ik * b_row[j]

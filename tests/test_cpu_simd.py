@@ -1,0 +1,86 @@
+"""Register-tile products (numrnn/backends/cpu_simd.py) against float64 NumPy."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from numrnn.backends import cpu, cpu_simd
+
+ROWS = (1, 3, 4, 5, 8, 9)
+INNER = (0, 1, 7, 33)
+COLS = (1, 7, 8, 15, 16, 17, 31, 32, 33, 48, 69)
+
+
+def tolerance(dtype, inner):
+    return (2e-6 if dtype == np.float32 else 1e-14) * max(inner, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_into_matches_numpy_over_tile_edges(dtype):
+    rng = np.random.default_rng(0)
+    for rows, inner, cols in itertools.product(ROWS, INNER, COLS):
+        a = rng.standard_normal((rows, inner)).astype(dtype)
+        b = rng.standard_normal((inner, cols)).astype(dtype)
+        out = np.full((rows, cols), np.nan, dtype=dtype)  # every entry must be written
+        cpu_simd.matmul_into(a, b, out)
+        expected = a.astype(np.float64) @ b.astype(np.float64)
+        np.testing.assert_allclose(out, expected, rtol=0, atol=tolerance(dtype, inner), err_msg=str((rows, inner, cols)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_into_takes_a_transposed_view_as_a(dtype):
+    """The weight gradients pass ``d.T`` (F-ordered) as ``a``."""
+    rng = np.random.default_rng(1)
+    d = rng.standard_normal((37, 21)).astype(dtype)
+    h = rng.standard_normal((37, 40)).astype(dtype)
+    out = np.empty((21, 40), dtype=dtype)
+    cpu_simd.matmul_into(d.T, h, out)
+    np.testing.assert_allclose(out, d.T.astype(np.float64) @ h, rtol=0, atol=tolerance(dtype, 37))
+
+
+def test_lane_count_is_one_avx512_register():
+    assert cpu_simd.Lanes(cpu_simd.types.float32).count == 16
+    assert cpu_simd.Lanes(cpu_simd.types.float64).count == 8
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (16, 32, 128),  # a per-step product: register tiles
+        (3, 5, 4),  # fewer columns than one vector: BLAS
+        (200, 300, 40),  # many rows and much work: BLAS
+        (8, 8, 70000),  # b larger than the cache bound: BLAS
+    ],
+)
+def test_product_into_either_path_matches_numpy(shape):
+    rows, inner, cols = shape
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((rows, inner)).astype(np.float32)
+    b = rng.standard_normal((inner, cols)).astype(np.float32)
+    out = np.empty((rows, cols), dtype=np.float32)
+    with cpu.single_threaded_blas():
+        cpu.product_into(a, b, out)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=0, atol=tolerance(np.float32, inner))
+
+
+def test_column_sums():
+    a = np.random.default_rng(3).standard_normal((50, 19))
+    np.testing.assert_allclose(cpu.column_sums(a), a.sum(axis=0), rtol=1e-13)
+
+
+def test_single_threaded_blas_restores_the_thread_count():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with cpu.single_threaded_blas():
+        inside = {info["filepath"]: info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
+        with cpu.single_threaded_blas():  # nested: nothing to change
+            pass
+    after = {info["filepath"]: info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
+    assert inside and set(inside.values()) == {1}
+    controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    with controller.limit(limits=2):
+        with cpu.single_threaded_blas():
+            pass
+        restored = {info["filepath"]: info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
+    assert set(restored.values()) == {2}
+    assert after.keys() == inside.keys()
