@@ -27,6 +27,9 @@ CACHE = os.environ.get("NUMRNN_NO_CACHE", "0") != "1"
 
 CPU_OPTIONS = dict(cache=CACHE, fastmath=set(FASTMATH), error_model="numpy", nogil=True)
 
+#: Options for ``numba.extending.overload`` implementations (cached with their caller).
+OVERLOAD_OPTIONS = {key: value for key, value in CPU_OPTIONS.items() if key != "cache"}
+
 
 
 _SCALAR_MODULE_PREFIX = "numrnn.cells"

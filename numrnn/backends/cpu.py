@@ -50,10 +50,12 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import overload
 
-from numrnn._jit import cpu_function, cpu_kernel
+from numrnn._jit import OVERLOAD_OPTIONS, cpu_function, cpu_kernel
 from numrnn.backends import cpu_activations  # noqa: F401  (registers the float32 activations)
-from numrnn.backends.cpu_simd import lane_count
+from numrnn.backends.cpu_simd import lane_count, load_lanes, store_lanes
 from numrnn.backends.cpu_simd import matmul_into as simd_matmul_into
 from numrnn.cells import gru as gru_cell
 from numrnn.cells import lstm as lstm_cell
@@ -91,8 +93,9 @@ SIMD_PRODUCT_MAX_BYTES = 1 << 21
 
 
 @cpu_function
-def product_into(a, b, out):
-    """``out[...] = a @ b`` (``b`` and ``out`` C-contiguous): register tiles or BLAS.
+def product_into(a, b, out, bias=None):
+    """``out[...] = a @ b (+ bias)`` (``b``, ``out``, ``bias`` C-contiguous): register
+    tiles or BLAS.
 
     Register tiles for few rows or little work (see :data:`SIMD_PRODUCT_MAX_ROWS`),
     when ``b`` has at least one vector of columns (16 float32 / 8 float64) and fits
@@ -103,9 +106,12 @@ def product_into(a, b, out):
     cols = b.shape[1]
     few = rows <= SIMD_PRODUCT_MAX_ROWS or rows * inner * cols <= SIMD_PRODUCT_MAX_WORK
     if few and cols >= lane_count(out[0]) and b.size * b.itemsize <= SIMD_PRODUCT_MAX_BYTES:
-        simd_matmul_into(a, b, out)
+        simd_matmul_into(a, b, out, bias)
     else:
         np.dot(a, b, out)
+        if bias is not None:
+            for i in range(rows):
+                out[i] += bias
 
 
 @cpu_function
@@ -166,21 +172,21 @@ PRODUCT_CHUNKS = 8
 
 #: Below this many multiply-adds a product runs as one BLAS call on the calling
 #: thread: a parallel launch costs more than it saves.
-PARALLEL_PRODUCT_MIN_WORK = 1 << 21
+PARALLEL_PRODUCT_MIN_WORK = 1 << 18
 
 
 @cpu_kernel(parallel=True)
-def matmul_rows(a, b, out):
-    """``out[...] = a @ b`` with the rows of ``a`` split into chunks run in parallel,
-    each one :func:`product_into`."""
+def matmul_rows(a, b, out, bias=None):
+    """``out[...] = a @ b (+ bias)`` with the rows of ``a`` split into chunks run in
+    parallel, each one :func:`product_into`."""
     rows = a.shape[0]
     if rows * a.shape[1] * b.shape[1] < PARALLEL_PRODUCT_MIN_WORK:
-        product_into(a, b, out)
+        product_into(a, b, out, bias)
         return
     chunks = min(PRODUCT_CHUNKS, rows)
     for chunk in numba.prange(chunks):
         lo, hi = block_bounds(chunk, chunks, rows)
-        product_into(a[lo:hi], b, out[lo:hi])
+        product_into(a[lo:hi], b, out[lo:hi], bias)
 
 
 @cpu_kernel(parallel=True)
@@ -208,8 +214,7 @@ def project_inputs(x, w_ih, bias, out):
     """``out = x @ w_ih.T + bias`` for all timesteps at once: (T, B, I) -> (T, B, G*H)."""
     steps, batch, features = x.shape
     rows = out.reshape(steps * batch, w_ih.shape[0])
-    matmul_rows(x.reshape(steps * batch, features), np.ascontiguousarray(w_ih.T), rows)
-    rows += bias
+    matmul_rows(x.reshape(steps * batch, features), np.ascontiguousarray(w_ih.T), rows, bias)
 
 
 @cpu_function
@@ -427,12 +432,73 @@ def lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, y, blocks,
     return h_n, c_n
 
 
+def lstm_backward_units(dh, dy, dc, gates, c, c_prev):
+    """Backward pointwise pass of one LSTM row at one step (rows of H or 4H values).
+
+    The gate gradients dA_i, dA_f, dA_g, dA_o overwrite the saved gates in
+    ``gates`` and ``dc`` becomes the gradient reaching ``c_prev``; ``dh`` is the
+    recurrent gradient, ``dy`` the output's.  Compiled, float32 runs on
+    :class:`~numrnn.backends.cpu_simd.Lanes` (LLVM does not vectorise this loop by
+    itself: the gate blocks are read and written at offsets it cannot separate),
+    float64 one value at a time; both apply :func:`numrnn.cells.lstm.backward`.
+    """
+    _lstm_backward_units_from(dh, dy, dc, gates, c, c_prev, 0)
+
+
+@cpu_function
+def _lstm_backward_units_from(dh, dy, dc, gates, c, c_prev, start):
+    """:func:`lstm_backward_units` for the units ``start:``, one at a time."""
+    hidden = dh.shape[0]
+    for j in range(start, hidden):
+        d_i, d_f, d_g, d_o, dc_prev = lstm_pointwise_backward(
+            dh[j] + dy[j], dc[j], gates[j], gates[hidden + j], gates[2 * hidden + j], gates[3 * hidden + j], c[j], c_prev[j]
+        )
+        gates[j] = d_i
+        gates[hidden + j] = d_f
+        gates[2 * hidden + j] = d_g
+        gates[3 * hidden + j] = d_o
+        dc[j] = dc_prev
+
+
+def _lstm_backward_units_lanes(dh, dy, dc, gates, c, c_prev):
+    """:func:`lstm_backward_units` a vector of units at a time, then the tail one by one."""
+    hidden = dh.shape[0]
+    width = lane_count(dh)
+    j = 0
+    while j + width <= hidden:
+        d_i, d_f, d_g, d_o, dc_prev = lstm_pointwise_backward(
+            load_lanes(dh, j) + load_lanes(dy, j),
+            load_lanes(dc, j),
+            load_lanes(gates, j),
+            load_lanes(gates, hidden + j),
+            load_lanes(gates, 2 * hidden + j),
+            load_lanes(gates, 3 * hidden + j),
+            load_lanes(c, j),
+            load_lanes(c_prev, j),
+        )
+        store_lanes(gates, j, d_i)
+        store_lanes(gates, hidden + j, d_f)
+        store_lanes(gates, 2 * hidden + j, d_g)
+        store_lanes(gates, 3 * hidden + j, d_o)
+        store_lanes(dc, j, dc_prev)
+        j += width
+    _lstm_backward_units_from(dh, dy, dc, gates, c, c_prev, j)
+
+
+@overload(lstm_backward_units, jit_options=OVERLOAD_OPTIONS, inline="always")
+def _lstm_backward_units_overload(dh, dy, dc, gates, c, c_prev):
+    if dh.dtype == types.float32:
+        return _lstm_backward_units_lanes
+    return lambda dh, dy, dc, gates, c, c_prev: _lstm_backward_units_from(dh, dy, dc, gates, c, c_prev, 0)
+
+
 @cpu_function
 def lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_seq, c_prev_seq, dh0, dc0):
     """Rows ``[lo, hi)`` of :func:`lstm_backward` over the whole sequence.
 
-    The pre-activation gradients overwrite the saved gates in ``gates`` (each element
-    read before written); padded positions are zeroed, so ``gates`` leaves as dA.
+    The pre-activation gradients overwrite the saved gates in ``gates``
+    (:func:`lstm_backward_units`); padded positions are zeroed, so ``gates``
+    leaves as dA.
     """
     steps = dy.shape[0]
     hidden = dh_n.shape[1]
@@ -449,26 +515,8 @@ def lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_
             if t < 0:
                 d_step[r, :] = 0
                 continue
-            for j in range(hidden):
-                d_i, d_f, d_g, d_o, dc_prev = lstm_pointwise_backward(
-                    dh[r, j] + dy[t, b, j],
-                    dc[r, j],
-                    gates[t, b, j],
-                    gates[t, b, hidden + j],
-                    gates[t, b, 2 * hidden + j],
-                    gates[t, b, 3 * hidden + j],
-                    c_seq[t, b, j],
-                    c_prev_seq[t, b, j],
-                )
-                gates[t, b, j] = d_i
-                gates[t, b, hidden + j] = d_f
-                gates[t, b, 2 * hidden + j] = d_g
-                gates[t, b, 3 * hidden + j] = d_o
-                d_step[r, j] = d_i
-                d_step[r, hidden + j] = d_f
-                d_step[r, 2 * hidden + j] = d_g
-                d_step[r, 3 * hidden + j] = d_o
-                dc[r, j] = dc_prev
+            lstm_backward_units(dh[r], dy[t, b], dc[r], gates[t, b], c_seq[t, b], c_prev_seq[t, b])
+            d_step[r, :] = gates[t, b]
         product_into(d_step, w_hh, dh_rec)
         for r in range(hi - lo):
             if s < lengths[lo + r]:

@@ -6,7 +6,8 @@ a rational minimax approximation of ``tanh`` (odd polynomial of degree 13 over
 an even one of degree 6, on ``[-7.9053, 7.9053]`` where float32 ``tanh`` is
 already +-1), which LLVM vectorises (about 0.1 ns per value with AVX-512) and
 which is within 3e-7 of the exact value; ``sigmoid(x) = (1 + tanh(x / 2)) / 2``.
-float64 keeps the exact functions of :mod:`numrnn.cells.activations`.
+The same functions take float32 :class:`~numrnn.backends.cpu_simd.Lanes` (they
+have no branches).  float64 keeps the exact functions of :mod:`numrnn.cells.activations`.
 
 The substitution happens through :func:`numrnn._jit.override_scalar`, so the cell
 formulas themselves are untouched.
@@ -16,7 +17,8 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from numrnn._jit import CPU_OPTIONS, override_scalar
+from numrnn._jit import OVERLOAD_OPTIONS, override_scalar
+from numrnn.backends.cpu_simd import Lanes
 from numrnn.cells import activations
 
 _CLAMP = np.float32(7.90531110763549805)
@@ -61,21 +63,20 @@ def sigmoid(x):
     return activations.sigmoid(x)
 
 
-_OVERLOAD_OPTIONS = {key: value for key, value in CPU_OPTIONS.items() if key != "cache"}
 
 
-@overload(tanh, jit_options=_OVERLOAD_OPTIONS, inline="always")
+@overload(tanh, jit_options=OVERLOAD_OPTIONS, inline="always")
 def _tanh_overload(x):
-    if x == types.float32:
+    if x == types.float32 or x == Lanes(types.float32):
         return tanh_float32
     if isinstance(x, types.Float):
         return activations.tanh
     return None
 
 
-@overload(sigmoid, jit_options=_OVERLOAD_OPTIONS, inline="always")
+@overload(sigmoid, jit_options=OVERLOAD_OPTIONS, inline="always")
 def _sigmoid_overload(x):
-    if x == types.float32:
+    if x == types.float32 or x == Lanes(types.float32):
         return sigmoid_float32
     if isinstance(x, types.Float):
         return activations.sigmoid

@@ -15,6 +15,13 @@ small vector type:
 :func:`load_lanes`, :func:`store_lanes`, :func:`zero_lanes`, :func:`fma_lanes`
     ``row[j:j + n]`` as lanes, its store, zeros, and ``acc + s * v`` (a fused
     multiply-add with ``s`` broadcast).
+Arithmetic on lanes
+    ``+ - * /``, unary ``-``, ``min`` and ``max`` between lanes, or lanes and a
+    scalar (broadcast), lane by lane in IEEE arithmetic.  The scalar cell
+    functions of :mod:`numrnn.cells` then compile for lanes unchanged, where they
+    have no branches (the float32 activations of
+    :mod:`numrnn.backends.cpu_activations`): the LSTM's backward pointwise pass,
+    which LLVM will not vectorise by itself, runs on them.
 
 :func:`matmul_into` builds ``out = a @ b`` from micro-tiles of 4 rows by 2 vectors
 (8 accumulators), with vector then scalar tails.  Summation runs over ``k`` in
@@ -23,11 +30,13 @@ order, so results do not depend on the tile a row falls in.
 
 from __future__ import annotations
 
+import operator
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.core.errors import TypingError
-from numba.extending import intrinsic, models, register_model
+from numba.extending import intrinsic, models, overload, register_model
 
 from numrnn._jit import cpu_function
 
@@ -132,10 +141,82 @@ def fma_lanes(typingctx, acc, scale, value):
     return acc(acc, scale, value), codegen
 
 
+def _as_vector(context, builder, value, value_type, lanes):
+    """``value`` as a vector of ``lanes``: lanes pass through, scalars are broadcast."""
+    if isinstance(value_type, Lanes):
+        return value
+    vector_type = context.get_value_type(lanes)
+    element = context.cast(builder, value, value_type, lanes.dtype)
+    single = builder.insert_element(ir.Constant(vector_type, ir.Undefined), element, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(single, single, ir.Constant(ir.VectorType(ir.IntType(32), lanes.count), None))
+
+
+def _lanes_of(x, y):
+    """The :class:`Lanes` type of a binary operation on ``x``, ``y``, or None."""
+    lanes = x if isinstance(x, Lanes) else y
+    if not isinstance(lanes, Lanes):
+        return None
+    for operand in (x, y):
+        if operand != lanes and not isinstance(operand, (types.Float, types.Integer)):
+            return None
+    return lanes
+
+
+def _binary_intrinsic(build):
+    @intrinsic
+    def binary(typingctx, x, y):
+        lanes = _lanes_of(x, y)
+        if lanes is None:
+            return None
+
+        def codegen(context, builder, signature, args):
+            vectors = [_as_vector(context, builder, value, kind, lanes) for value, kind in zip(args, signature.args)]
+            return build(builder, *vectors)
+
+        return lanes(x, y), codegen
+
+    return binary
+
+
+_add = _binary_intrinsic(lambda builder, x, y: builder.fadd(x, y))
+_sub = _binary_intrinsic(lambda builder, x, y: builder.fsub(x, y))
+_mul = _binary_intrinsic(lambda builder, x, y: builder.fmul(x, y))
+_div = _binary_intrinsic(lambda builder, x, y: builder.fdiv(x, y))
+_min = _binary_intrinsic(lambda builder, x, y: builder.select(builder.fcmp_ordered("<", y, x), y, x))
+_max = _binary_intrinsic(lambda builder, x, y: builder.select(builder.fcmp_ordered(">", y, x), y, x))
+
+
+def _register_binary(operation, implementation):
+    @overload(operation, inline="always")
+    def lanes_operation(x, y):
+        if _lanes_of(x, y) is not None:
+            return lambda x, y: implementation(x, y)
+        return None
+
+
+for _operation, _implementation in (
+    (operator.add, _add),
+    (operator.sub, _sub),
+    (operator.mul, _mul),
+    (operator.truediv, _div),
+    (min, _min),
+    (max, _max),
+):
+    _register_binary(_operation, _implementation)
+
+
+@overload(operator.neg, inline="always")
+def _lanes_neg(x):
+    if isinstance(x, Lanes):
+        return lambda x: _mul(x, -1)  # exact: flips the sign, zeros included
+    return None
+
+
 @cpu_function
-def matmul_into(a, b, out):
-    """``out[...] = a @ b``: ``a`` (M, K) of any layout, ``b`` (K, N) and ``out``
-    (M, N) C-contiguous, one float dtype.
+def matmul_into(a, b, out, bias=None):
+    """``out[...] = a @ b (+ bias)``: ``a`` (M, K) of any layout, ``b`` (K, N), ``out``
+    (M, N) and ``bias`` (N,) C-contiguous, one float dtype.  The bias, added to
+    every row, is where the accumulators start.
 
     For each panel of two vectors' worth of columns of ``b`` (kept in cache while it
     is reused), tiles of 4 rows keep 8 accumulators in registers over all of ``k``:
@@ -150,31 +231,40 @@ def matmul_into(a, b, out):
     while j + 2 * width <= cols:
         i = 0
         while i + 4 <= rows:
-            _tile_4x2(a, b, out, i, j, width)
+            _tile_4x2(a, b, out, bias, i, j, width)
             i += 4
         while i < rows:
-            _tile_1x1(a, b, out, i, j)
-            _tile_1x1(a, b, out, i, j + width)
+            _tile_1x1(a, b, out, bias, i, j)
+            _tile_1x1(a, b, out, bias, i, j + width)
             i += 1
         j += 2 * width
     while j + width <= cols:
         i = 0
         while i + 4 <= rows:
-            _tile_4x1(a, b, out, i, j)
+            _tile_4x1(a, b, out, bias, i, j)
             i += 4
         while i < rows:
-            _tile_1x1(a, b, out, i, j)
+            _tile_1x1(a, b, out, bias, i, j)
             i += 1
         j += width
     if j < cols:
-        _column_tail(a, b, out, j)
+        _column_tail(a, b, out, bias, j)
 
 
 @cpu_function
-def _tile_4x2(a, b, out, i, j, width):
+def _start(bias, row, j):
+    """Initial accumulator for columns ``j:j+width``: ``bias[j:j+width]``, or zeros."""
+    if bias is None:
+        return zero_lanes(row)
+    return load_lanes(bias, j)
+
+
+@cpu_function
+def _tile_4x2(a, b, out, bias, i, j, width):
     """``out[i:i+4, j:j+2*width] = a[i:i+4] @ b[:, j:j+2*width]`` in 8 registers."""
     o0 = out[i]
-    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = zero_lanes(o0)
+    c00 = c10 = c20 = c30 = _start(bias, o0, j)
+    c01 = c11 = c21 = c31 = _start(bias, o0, j + width)
     for k in range(a.shape[1]):
         b_row = b[k]
         v0 = load_lanes(b_row, j)
@@ -205,9 +295,9 @@ def _tile_4x2(a, b, out, i, j, width):
 
 
 @cpu_function
-def _tile_4x1(a, b, out, i, j):
+def _tile_4x1(a, b, out, bias, i, j):
     """``out[i:i+4, j:j+width] = a[i:i+4] @ b[:, j:j+width]`` in 4 registers."""
-    c0 = c1 = c2 = c3 = zero_lanes(out[i])
+    c0 = c1 = c2 = c3 = _start(bias, out[i], j)
     for k in range(a.shape[1]):
         v = load_lanes(b[k], j)
         c0 = fma_lanes(c0, a[i, k], v)
@@ -221,21 +311,24 @@ def _tile_4x1(a, b, out, i, j):
 
 
 @cpu_function
-def _tile_1x1(a, b, out, i, j):
+def _tile_1x1(a, b, out, bias, i, j):
     """``out[i, j:j+width] = a[i] @ b[:, j:j+width]`` in one register."""
     o = out[i]
-    c = zero_lanes(o)
+    c = _start(bias, o, j)
     for k in range(a.shape[1]):
         c = fma_lanes(c, a[i, k], load_lanes(b[k], j))
     store_lanes(o, j, c)
 
 
 @cpu_function
-def _column_tail(a, b, out, start):
+def _column_tail(a, b, out, bias, start):
     """``out[:, start:] = a @ b[:, start:]`` for fewer than one vector of columns."""
     for i in range(a.shape[0]):
         o = out[i, start:]
-        o[:] = 0
+        if bias is None:
+            o[:] = 0
+        else:
+            o[:] = bias[start:]
         for k in range(a.shape[1]):
             a_ik = a[i, k]
             b_row = b[k, start:]
