@@ -361,7 +361,7 @@ def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, y, h_prev_seq,
 
 
 @cpu_function
-def lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, c_seq, h_prev_seq, c_prev_seq):
+def lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, c_seq, h_prev_seq):
     """Pointwise part of one LSTM step for rows ``[lo, lo + len(h))``; updates ``h``, ``c``.
 
     The activated gates i, f, g, o overwrite their input pre-activations in ``pre_x``
@@ -387,7 +387,6 @@ def lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, c_seq, h_prev
             pre_x[t, b, 2 * hidden + j] = g_g
             pre_x[t, b, 3 * hidden + j] = o_g
             h_prev_seq[t, b, j] = h[r, j]
-            c_prev_seq[t, b, j] = c[r, j]
             c_seq[t, b, j] = c_new
             y[t, b, j] = h_new
             h[r, j] = h_new
@@ -395,31 +394,32 @@ def lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, c_seq, h_prev
 
 
 @cpu_function
-def lstm_forward_rows(lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, c_seq, h_prev_seq, c_prev_seq, h_n, c_n):
+def lstm_forward_rows(lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, c_seq, h_prev_seq, h_n, c_n):
     """Rows ``[lo, hi)`` of :func:`lstm_forward` over the whole sequence."""
     h = h0[lo:hi].copy()
     c = c0[lo:hi].copy()
     pre_h = np.empty((hi - lo, w_hh_t.shape[1]), dtype=h0.dtype)
     for s in range(pre_x.shape[0]):
         product_into(h, w_hh_t, pre_h)
-        lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, c_seq, h_prev_seq, c_prev_seq)
+        lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, c_seq, h_prev_seq)
     h_n[lo:hi] = h
     c_n[lo:hi] = c
 
 
 @cpu_kernel(parallel=True)
-def lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, y, blocks, gates, c_seq, h_prev_seq, c_prev_seq):
+def lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, y, blocks, gates, c_seq, h_prev_seq):
     """LSTM over a sequence; outputs go to ``y``. Returns ``(h_n, c_n)``.
 
     Saved for backward, in caller-owned buffers: ``gates`` (T, B, 4H), the activated
-    i, f, g, o blocks (first the input projection, overwritten in place); ``c_seq``,
-    ``h_prev_seq``, ``c_prev_seq`` (T, B, H).
+    i, f, g, o blocks (first the input projection, overwritten in place); ``c_seq``
+    and ``h_prev_seq`` (T, B, H).  (Backward reads ``c_{t-1}`` from ``c_seq`` and
+    ``c0``: a saved copy would cost a quarter of the forward's stores.)
     """
     batch = x.shape[1]
     project_inputs(x, w_ih, b_ih + b_hh, gates)
     pre_x = gates
     w_hh_t = np.ascontiguousarray(w_hh.T)
-    # c_seq, c_prev_seq are read only where written; h_prev_seq enters the
+    # c_seq is read only where written; h_prev_seq enters the
     # weight-gradient product on every row, so its padding must hold zeros
     zero_padding(h_prev_seq, lengths)
     h_n = np.empty_like(h0)
@@ -427,7 +427,7 @@ def lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, y, blocks,
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
         lstm_forward_rows(
-            lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, c_seq, h_prev_seq, c_prev_seq, h_n, c_n
+            lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, c_seq, h_prev_seq, h_n, c_n
         )
     return h_n, c_n
 
@@ -493,7 +493,7 @@ def _lstm_backward_units_overload(dh, dy, dc, gates, c, c_prev):
 
 
 @cpu_function
-def lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_seq, c_prev_seq, dh0, dc0):
+def lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_seq, c0, dh0, dc0):
     """Rows ``[lo, hi)`` of :func:`lstm_backward` over the whole sequence.
 
     The pre-activation gradients overwrite the saved gates in ``gates``
@@ -515,7 +515,9 @@ def lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_
             if t < 0:
                 d_step[r, :] = 0
                 continue
-            lstm_backward_units(dh[r], dy[t, b], dc[r], gates[t, b], c_seq[t, b], c_prev_seq[t, b])
+            # c_{t-1}: the cell value of this row's previous step, or c0 at its first
+            c_prev = c_seq[time_index(s - 1, lengths[b], reverse), b] if s > 0 else c0[b]
+            lstm_backward_units(dh[r], dy[t, b], dc[r], gates[t, b], c_seq[t, b], c_prev)
             d_step[r, :] = gates[t, b]
         product_into(d_step, w_hh, dh_rec)
         for r in range(hi - lo):
@@ -526,7 +528,7 @@ def lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_
 
 
 @cpu_kernel(parallel=True)
-def lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dh_n, dc_n, gates, c_seq, h_prev_seq, c_prev_seq, blocks):
+def lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dh_n, dc_n, gates, c_seq, h_prev_seq, c0, blocks):
     """Backward of :func:`lstm_forward`; consumes ``gates`` (overwritten with dA).
 
     Returns ``(dx, dh0, dc0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
@@ -536,7 +538,7 @@ def lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dh_n, dc_n, gates, c_seq,
     dc0 = np.empty_like(dc_n)
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
-        lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_seq, c_prev_seq, dh0, dc0)
+        lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_seq, c0, dh0, dc0)
     d_pre = gates
     dx = input_gradient(d_pre, w_ih)
     d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre)
@@ -785,7 +787,7 @@ def lstm_step(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
     h = h0.copy()
     c = c0.copy()
     scratch = np.empty((1,) + h0.shape, dtype=h0.dtype)
-    lstm_cell_rows(0, 0, pre_x, pre_h, lengths, False, h, c, scratch, scratch, scratch, scratch)
+    lstm_cell_rows(0, 0, pre_x, pre_h, lengths, False, h, c, scratch, scratch, scratch)
     return h, c
 
 
@@ -904,8 +906,9 @@ class CPUBackend:
         buffer = _Workspace(workspace, (steps, batch), dtype)
         h0 = state0[0]
         if cell == "lstm":
-            buffers = (buffer("gates", 4 * hidden), buffer("c_seq", hidden), buffer("h_prev", hidden), buffer("c_prev", hidden))
+            buffers = (buffer("gates", 4 * hidden), buffer("c_seq", hidden), buffer("h_prev", hidden))
             state_n = lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, state0[1], y, blocks, *buffers)
+            buffers += (state0[1].copy(),)  # c0, from which backward starts (the caller may change its own)
         elif cell in ("gru", "gru_reset_before"):
             buffers = (buffer("gates", 3 * hidden), buffer("h_prev", hidden), buffer("aux", hidden))
             state_n = (gru_forward(x, lengths, reverse, cell == "gru", w_ih, w_hh, b_ih, b_hh, h0, y, blocks, *buffers),)
