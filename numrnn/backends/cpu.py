@@ -203,8 +203,14 @@ def matmul_tn(a, b):
     for chunk in numba.prange(chunks):
         lo, hi = block_bounds(chunk, chunks, rows)
         product_into(a[lo:hi].T, b[lo:hi], partial[chunk])
+    return sum_partials(partial)
+
+
+@cpu_function
+def sum_partials(partial):
+    """``partial.sum(axis=0)``, in chunk order (so the same bits whatever the thread count)."""
     out = partial[0].copy()
-    for chunk in range(1, chunks):
+    for chunk in range(1, partial.shape[0]):
         out += partial[chunk]
     return out
 
@@ -240,19 +246,32 @@ def column_sums(a):
     return out
 
 
-@cpu_kernel
+@cpu_kernel(parallel=True)
 def weight_gradients(x, h_prev_seq, d_pre):
     """Gradients of ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` from the
     per-step pre-activation gradients ``d_pre`` (T, B, G*H): products over all ``T*B``
-    rows.  (The GRU's candidate rows of the h side differ and are redone by its driver.)"""
+    rows, as partial sums over fixed row chunks in one parallel pass (then summed in
+    chunk order).  (The GRU's candidate rows of the h side differ and are redone by
+    its driver.)"""
     steps, batch, features = x.shape
     hidden = h_prev_seq.shape[2]
+    gates = d_pre.shape[2]
     rows = steps * batch
-    d_rows = d_pre.reshape(rows, d_pre.shape[2])
-    d_w_ih = matmul_tn(d_rows, x.reshape(rows, features))
-    d_w_hh = matmul_tn(d_rows, h_prev_seq.reshape(rows, hidden))
-    d_b_ih = column_sums(d_rows)
-    return d_w_ih, d_w_hh, d_b_ih, d_b_ih.copy()
+    d_rows = d_pre.reshape(rows, gates)
+    x_rows = x.reshape(rows, features)
+    h_rows = h_prev_seq.reshape(rows, hidden)
+    chunks = min(PRODUCT_CHUNKS, rows) if rows * gates * (features + hidden) >= PARALLEL_PRODUCT_MIN_WORK else 1
+    partial_ih = np.empty((chunks, gates, features), dtype=d_pre.dtype)
+    partial_hh = np.empty((chunks, gates, hidden), dtype=d_pre.dtype)
+    partial_b = np.empty((chunks, gates), dtype=d_pre.dtype)
+    for chunk in numba.prange(chunks):
+        lo, hi = block_bounds(chunk, chunks, rows)
+        d_chunk = d_rows[lo:hi]
+        product_into(d_chunk.T, x_rows[lo:hi], partial_ih[chunk])
+        product_into(d_chunk.T, h_rows[lo:hi], partial_hh[chunk])
+        partial_b[chunk] = column_sums(d_chunk)
+    d_b = sum_partials(partial_b)
+    return sum_partials(partial_ih), sum_partials(partial_hh), d_b, d_b.copy()
 
 
 @cpu_kernel
