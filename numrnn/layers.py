@@ -34,7 +34,6 @@ import numpy as np
 
 from numrnn import _validation as check
 from numrnn.backends import get_backend
-from numrnn.backends.cpu import all_finite
 from numrnn.cells import GATES
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNBase"]
@@ -134,11 +133,18 @@ class RNNBase:
         return 2 if self._family == "lstm" else 1
 
     def _param_names(self, layer, direction):
+        cache = self.__dict__.setdefault("_param_name_cache", {})
+        names = cache.get((layer, direction))
+        if names is None:
+            names = cache[(layer, direction)] = self._make_param_names(layer, direction)
+        return names
+
+    def _make_param_names(self, layer, direction):
         suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
         names = [f"weight_ih{suffix}", f"weight_hh{suffix}"]
         if self.bias:
             names += [f"bias_ih{suffix}", f"bias_hh{suffix}"]
-        return names
+        return tuple(names)
 
     def _param_shapes(self):
         gates = GATES[self._family] * self.hidden_size
@@ -504,39 +510,24 @@ class RNNBase:
 
         Notes
         -----
-        Built for latency: when ``x_t`` is already a C-contiguous (B, I) array of the
-        layer's dtype and ``state`` is what the previous call returned, the only
-        checks are attribute tests and a compiled finiteness scan; the step itself
-        is one compiled call per layer.
+        Built for latency: for a single-layer model, with ``x_t`` already a
+        C-contiguous (B, I) array of the layer's dtype and ``state`` what the previous
+        call returned, Python checks only types and flags, and one compiled call
+        checks shapes and finiteness and does the step.
         """
         device = getattr(self._backend, "layers", None)
         if device is not None:
             return device.step(self, x_t, state)
         if self.bidirectional:
             raise ValueError("step() needs a unidirectional layer: a bidirectional layer must see the whole sequence")
-        x = x_t
-        if (
-            type(x) is np.ndarray
-            and x.ndim == 2
-            and x.dtype == self.dtype
-            and x.flags.c_contiguous
-            and x.shape[1] == self.input_size
-            and x.shape[0] > 0
-        ):
-            batched = True
-            if not all_finite(x):
-                raise ValueError("x_t contains NaN or inf")
-        else:
-            x, batched = self._check_step_input(x_t)
+        fast = self._checked_step(x_t, state)
+        if fast is not None:
+            return fast
+        x, batched = self._check_step_input(x_t)
         batch = x.shape[0]
-        state0 = self._check_step_state(state, batch) if batched else None
-        if state0 is None:
-            state0 = self._check_state(state, batch, batched, "state")
-            state0 = tuple(s.reshape(s.shape[0], batch, self.hidden_size) for s in state0)
+        state0 = self._check_state(state, batch, batched, "state")
+        state0 = tuple(s.reshape(s.shape[0], batch, self.hidden_size) for s in state0)
         backend = self._backend
-        if self.num_layers == 1 and batched:  # the streaming hot path: no copies
-            final = backend.layer_step(self.cell, x, self._weights(0, 0), tuple([part[0] for part in state0]))
-            return final[0], self._pack_state(tuple([part[None] for part in final]))
         layer_input = x
         new_state = tuple(np.empty_like(s) for s in state0)
         for layer in range(self.num_layers):
@@ -561,18 +552,42 @@ class RNNBase:
             raise ValueError("x_t must hold at least one sequence, got a batch of size 0")
         return np.ascontiguousarray(x), batched
 
-    def _check_step_state(self, state, batch):
-        """Fast acceptance of a state as returned by :meth:`step`; None when it needs full checks."""
-        parts = state if self.state_size == 2 and isinstance(state, tuple) else (state,)
-        if state is None or len(parts) != self.state_size:
+    def _checked_step(self, x, state):
+        """The streaming hot path of :meth:`step`, or None where it does not apply.
+
+        It applies to a single-layer model, ``x`` a C-contiguous (B, I) array of the
+        layer's dtype and ``state`` as the previous call returned it; then Python
+        checks only types and flags, and one compiled call checks shapes and
+        finiteness and does the step (``checked_step`` of the backend).  Anything
+        else, including a failed check, returns None: the full path then validates
+        (and raises the error naming the argument).
+        """
+        checked = getattr(self._backend, "checked_step", None)
+        if checked is None or self.num_layers != 1:
             return None
-        shape = (self.num_layers, batch, self.hidden_size)
-        for part in parts:
-            if not (type(part) is np.ndarray and part.dtype == self.dtype and part.shape == shape and part.flags.c_contiguous):
+        dtype = self.dtype
+        if not (
+            type(x) is np.ndarray
+            and x.ndim == 2
+            and x.dtype == dtype
+            and x.flags.c_contiguous
+            and x.shape[1] == self.input_size
+            and x.shape[0] > 0
+        ):
+            return None
+        if self.state_size == 2:
+            if type(state) is not tuple or len(state) != 2:
                 return None
-            if not all_finite(part):
-                return None  # the full check raises the error naming the argument
-        return parts
+            h0, c0 = state
+        else:
+            h0 = c0 = state
+        for part in (h0, c0):
+            if not (type(part) is np.ndarray and part.ndim == 3 and part.dtype == dtype and part.flags.c_contiguous):
+                return None
+        ok, h, c = checked(self.cell, x, self._weights(0, 0), h0, c0)
+        if not ok:
+            return None
+        return h[0], ((h, c) if self.state_size == 2 else h)
 
 
 class RNN(RNNBase):

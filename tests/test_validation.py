@@ -267,6 +267,40 @@ def test_bad_step_calls(mode, rng):
 
 
 @pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh"])
+def test_bad_step_calls_on_the_single_layer_hot_path(mode, rng):
+    """A single-layer model checks in one compiled call; failures still name the argument."""
+    case = Case(mode)
+    layer = make_layer(case, dtype=np.float32)
+    x = rng.normal(size=(case.batch, case.input_size)).astype(np.float32)
+    _, state = layer.step(x, None)  # a state as the hot path accepts it
+    parts = state if case.is_lstm else (state,)
+    before = {name: value.copy() for name, value in layer.params.items()}
+
+    def with_part(index, value):
+        new = list(parts)
+        new[index] = value
+        return tuple(new) if case.is_lstm else new[0]
+
+    with pytest.raises(ValueError, match="x_t"):
+        layer.step(x * np.float32(np.nan), state)
+    for index in range(len(parts)):
+        bad = parts[index].copy()
+        bad[0, 0, 0] = np.inf
+        with pytest.raises(ValueError, match="state"):
+            layer.step(x, with_part(index, bad))
+        with pytest.raises(ValueError, match="state"):
+            layer.step(x, with_part(index, parts[index][:, :1].copy()))  # wrong batch
+        with pytest.raises(ValueError, match="state"):
+            layer.step(x, with_part(index, np.zeros((1, case.batch, case.hidden_size + 1), np.float32)))
+    with pytest.raises(ValueError, match="state"):
+        layer.step(x[:1], state)  # the state is for another batch size
+    # a float64 state is cast, as everywhere: same result as the float32 one
+    wide = tuple(p.astype(np.float64) for p in parts) if case.is_lstm else parts[0].astype(np.float64)
+    np.testing.assert_array_equal(layer.step(x, wide)[0], layer.step(x, state)[0])
+    assert all(np.array_equal(before[name], value) for name, value in layer.params.items())
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh"])
 def test_backward_before_forward_is_runtime_error(mode):
     case = Case(mode)
     layer = make_layer(case)

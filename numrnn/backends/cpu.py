@@ -801,12 +801,33 @@ def rnn_step(x, relu, w_ih, w_hh, b_ih, b_hh, h0):
 
 @cpu_kernel
 def lstm_step(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
-    """One LSTM step for every row (B, I) -> new (h, c); nothing saved."""
-    pre_x, pre_h, lengths = step_projections(x, w_ih, w_hh, b_ih + b_hh, h0)
-    h = h0.copy()
-    c = c0.copy()
-    scratch = np.empty((1,) + h0.shape, dtype=h0.dtype)
-    lstm_cell_rows(0, 0, pre_x, pre_h, lengths, False, h, c, scratch, scratch, scratch)
+    """One LSTM step for every row (B, I) -> new (h, c); nothing saved.
+
+    Lean for latency at small B: two dot-form products on the weights as stored,
+    then one pass of :func:`numrnn.cells.lstm.forward` with the biases added on the
+    way (four allocations in all).
+    """
+    batch, hidden = h0.shape
+    pre_x = np.empty((batch, 4 * hidden), dtype=h0.dtype)
+    pre_h = np.empty((batch, 4 * hidden), dtype=h0.dtype)
+    matmul_nt_into(x, w_ih, pre_x)
+    matmul_nt_into(h0, w_hh, pre_h)
+    h = np.empty_like(h0)
+    c = np.empty_like(c0)
+    for r in range(batch):
+        a = pre_x[r]
+        a_h = pre_h[r]
+        for j in range(hidden):
+            f_j, g_j, o_j = hidden + j, 2 * hidden + j, 3 * hidden + j
+            _, _, _, _, c_new, h_new = lstm_pointwise(
+                a[j] + a_h[j] + (b_ih[j] + b_hh[j]),
+                a[f_j] + a_h[f_j] + (b_ih[f_j] + b_hh[f_j]),
+                a[g_j] + a_h[g_j] + (b_ih[g_j] + b_hh[g_j]),
+                a[o_j] + a_h[o_j] + (b_ih[o_j] + b_hh[o_j]),
+                c0[r, j],
+            )
+            h[r, j] = h_new
+            c[r, j] = c_new
     return h, c
 
 
@@ -827,6 +848,52 @@ def gru_step(x, reset_after, w_ih, w_hh, b_ih, b_hh, h0):
         matmul_nt_into(reset_h, w_hh[2 * hidden :], pre_hn)
     gru_update_rows(0, 0, pre_x, pre_h, pre_hn, b_hh[2 * hidden :], lengths, False, reset_after, h, reset_h, scratch, scratch, scratch)
     return h
+
+
+#: Cell codes of :func:`checked_step`.
+STEP_CELLS = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3, "gru_reset_before": 4}
+
+
+@cpu_kernel
+def checked_step(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0):
+    """One step of a single-layer cell on a (1, B, H) state: the streaming fast path.
+
+    One compiled call does the border checks and the step (each further call from
+    Python costs about as much as the step itself at B = 1).
+
+    Parameters
+    ----------
+    cell : int
+        Code from :data:`STEP_CELLS`.
+    x : ndarray, shape (B, I)
+    w_ih, w_hh, b_ih, b_hh : ndarray
+        As in :meth:`CPUBackend.layer_forward`.
+    h0, c0 : ndarray, shape (1, B, H)
+        The state; ``c0`` is ignored (pass ``h0``) but for the LSTM.
+
+    Returns
+    -------
+    ok : bool
+        False, with nothing computed, when the state's shape does not match or
+        ``x`` or the state holds NaN or inf: the caller then takes the full path,
+        which raises the error naming the argument.
+    h, c : ndarray, shape (1, B, H)
+        The new state (``c`` is ``h`` but for the LSTM).
+    """
+    batch, hidden = x.shape[0], w_hh.shape[1]
+    if h0.shape[0] != 1 or h0.shape[1] != batch or h0.shape[2] != hidden or c0.shape != h0.shape:
+        return False, h0, c0
+    if not (all_finite(x) and all_finite(h0) and all_finite(c0)):
+        return False, h0, c0
+    if cell == 2:
+        h, c = lstm_step(x, w_ih, w_hh, b_ih, b_hh, h0[0], c0[0])
+        return True, h.reshape(h0.shape), c.reshape(h0.shape)
+    if cell >= 3:
+        h = gru_step(x, cell == 3, w_ih, w_hh, b_ih, b_hh, h0[0])
+    else:
+        h = rnn_step(x, cell == 1, w_ih, w_hh, b_ih, b_hh, h0[0])
+    h = h.reshape(h0.shape)
+    return True, h, h
 
 
 # ------------------------------------------------------------------ backend object
@@ -965,6 +1032,10 @@ class CPUBackend:
         if cell in ("gru", "gru_reset_before"):
             return (gru_step(x, cell == "gru", w_ih, w_hh, b_ih, b_hh, state0[0]),)
         return (rnn_step(x, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, state0[0]),)
+
+    def checked_step(self, cell, x, weights, h0, c0):
+        """:func:`checked_step` by cell name: ``(ok, h (1, B, H), c (1, B, H))``."""
+        return checked_step(STEP_CELLS[cell], x, *weights, h0, c0)
 
     def layer_backward(self, saved, dy, dstate_n):
         """Backward of one :meth:`layer_forward` call; it may consume ``saved``
