@@ -166,7 +166,8 @@ def block_bounds(block, blocks, batch):
     return block * batch // blocks, (block + 1) * batch // blocks
 
 
-#: Fixed number of row chunks for the products over all ``T*B`` rows.  Fixed, not
+#: Fixed number of blocks for the products over all ``T*B`` rows (row blocks of the
+#: input projection and ``dx``, column blocks of the weight gradients).  Fixed, not
 #: the thread count, so that results are the same bits whatever the thread count.
 PRODUCT_CHUNKS = 8
 
@@ -198,12 +199,28 @@ def matmul_tn(a, b):
         out = np.empty((a.shape[1], b.shape[1]), dtype=a.dtype)
         product_into(a.T, b, out)
         return out
-    chunks = min(PRODUCT_CHUNKS, rows)
+    chunks = partial_chunks(rows, a.shape[1] * b.shape[1], a.itemsize)
     partial = np.empty((chunks, a.shape[1], b.shape[1]), dtype=a.dtype)
     for chunk in numba.prange(chunks):
         lo, hi = block_bounds(chunk, chunks, rows)
         product_into(a[lo:hi].T, b[lo:hi], partial[chunk])
     return sum_partials(partial)
+
+
+#: Memory for the partial sums of the products over all ``T*B`` rows: row chunks
+#: beyond what this holds (at least 2) are not used.  Eight chunks of a large
+#: LSTM's (2048, 768) gradient would hold 48 MiB.
+PARTIAL_SUMS_MAX_BYTES = 4 << 20
+
+
+@cpu_function
+def partial_chunks(rows, values, itemsize):
+    """Row chunks for a reduction over ``rows`` into ``values`` outputs: up to
+    :data:`PRODUCT_CHUNKS`, fewer (not below 2) where their partial sums would pass
+    :data:`PARTIAL_SUMS_MAX_BYTES`.  It depends on the shapes only, so the result is
+    the same bits whatever the thread count."""
+    fit = max(2, PARTIAL_SUMS_MAX_BYTES // (values * itemsize))
+    return max(1, min(PRODUCT_CHUNKS, fit, rows))
 
 
 @cpu_function
@@ -260,7 +277,9 @@ def weight_gradients(x, h_prev_seq, d_pre):
     d_rows = d_pre.reshape(rows, gates)
     x_rows = x.reshape(rows, features)
     h_rows = h_prev_seq.reshape(rows, hidden)
-    chunks = min(PRODUCT_CHUNKS, rows) if rows * gates * (features + hidden) >= PARALLEL_PRODUCT_MIN_WORK else 1
+    chunks = 1
+    if rows * gates * (features + hidden) >= PARALLEL_PRODUCT_MIN_WORK:
+        chunks = partial_chunks(rows, gates * (features + hidden + 1), d_pre.itemsize)
     partial_ih = np.empty((chunks, gates, features), dtype=d_pre.dtype)
     partial_hh = np.empty((chunks, gates, hidden), dtype=d_pre.dtype)
     partial_b = np.empty((chunks, gates), dtype=d_pre.dtype)
@@ -330,8 +349,13 @@ def rnn_forward(x, lengths, reverse, relu, w_ih, w_hh, b_ih, b_hh, h0, y, blocks
 
 
 @cpu_function
-def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, y, d_pre, dh0):
-    """Rows ``[lo, hi)`` of :func:`rnn_backward` over the whole sequence."""
+def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, h_prev_seq, h_last, d_pre, dh0):
+    """Rows ``[lo, hi)`` of :func:`rnn_backward` over the whole sequence.
+
+    The output of step ``t`` is the input of the row's next step, so it is read
+    from ``h_prev_seq`` (or ``h_last``, the final state, at the row's last step):
+    forward saves no copy of ``y``.
+    """
     steps = dy.shape[0]
     hidden = dh_n.shape[1]
     dh = dh_n[lo:hi].copy()
@@ -341,15 +365,16 @@ def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, y, d_pre, 
         for r in range(hi - lo):
             b = lo + r
             t = time_index(s, lengths[b], reverse)
+            if t < 0:
+                d_step[r, :] = 0
+                continue
+            out = h_prev_seq[time_index(s + 1, lengths[b], reverse), b] if s + 1 < lengths[b] else h_last[b]
             for j in range(hidden):
-                if t < 0:
-                    d_step[r, j] = 0
-                    continue
                 dh_total = dh[r, j] + dy[t, b, j]
                 if relu:
-                    d_a = rnn_relu_backward(dh_total, y[t, b, j])
+                    d_a = rnn_relu_backward(dh_total, out[j])
                 else:
-                    d_a = rnn_tanh_backward(dh_total, y[t, b, j])
+                    d_a = rnn_tanh_backward(dh_total, out[j])
                 d_pre[t, b, j] = d_a
                 d_step[r, j] = d_a
         product_into(d_step, w_hh, dh_rec)
@@ -360,8 +385,9 @@ def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, y, d_pre, 
 
 
 @cpu_kernel(parallel=True)
-def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, y, h_prev_seq, d_pre, blocks):
-    """Backward of :func:`rnn_forward` (``y`` is its output; ``d_pre`` a (T, B, H) buffer).
+def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, h_prev_seq, h_last, d_pre, blocks):
+    """Backward of :func:`rnn_forward` (``h_last`` is a copy of its final state; ``d_pre``
+    a (T, B, H) buffer).
 
     Returns ``(dx, dh0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
     """
@@ -370,7 +396,7 @@ def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, y, h_prev_seq,
     dh0 = np.empty_like(dh_n)
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
-        rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, y, d_pre, dh0)
+        rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, h_prev_seq, h_last, d_pre, dh0)
     dx = input_gradient(d_pre, w_ih)
     d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre)
     return dx, dh0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
@@ -1004,9 +1030,7 @@ class CPUBackend:
                 x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, h0, y, blocks, buffer("pre_x", hidden), h_prev_seq
             )
             state_n = (h_n,)
-            y_saved = buffer("y", hidden)
-            y_saved[...] = y  # a copy: the caller may change the y it is given
-            buffers = (y_saved, h_prev_seq)
+            buffers = (h_prev_seq, h_n.copy())  # h_n is returned: the caller may change it
         return state_n, (cell, x, lengths, reverse, w_ih, w_hh, buffers, buffer)
 
     def layer_step(self, cell, x, weights, state0):
