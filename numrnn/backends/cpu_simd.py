@@ -38,6 +38,8 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, models, overload, register_model
 
+import numpy as np
+
 from numrnn._jit import cpu_function
 
 #: Bytes per vector: one AVX-512 register.
@@ -334,3 +336,87 @@ def _column_tail(a, b, out, bias, start):
             b_row = b[k, start:]
             for j in range(o.shape[0]):
                 o[j] += a_ik * b_row[j]
+
+
+@cpu_function
+def pack_panels(b):
+    """``b`` (K, N) as panels (N // (2n), K, 2n) of two vectors' worth of columns, each
+    contiguous (``n`` lanes): what :func:`matmul_packed_into` reads.  ``N`` must be a
+    multiple of ``2n`` (:func:`packs_evenly`)."""
+    inner, cols = b.shape
+    span = 2 * lane_count(b[0])
+    panels = np.empty((cols // span, inner, span), dtype=b.dtype)
+    for p in range(cols // span):
+        panels[p] = b[:, p * span : (p + 1) * span]
+    return panels
+
+
+@cpu_function
+def packs_evenly(b):
+    """Whether :func:`pack_panels` takes ``b``: its columns fill whole panels."""
+    return b.shape[1] % (2 * lane_count(b[0])) == 0
+
+
+@cpu_function
+def matmul_packed_into(a, panels, out):
+    """``out[...] = a @ b`` with ``b`` given as :func:`pack_panels` ``(b)``.
+
+    For weights too big for the caches (where :func:`matmul_into` would stride
+    through ``b`` row by row): each panel is contiguous and is reused by every tile
+    of 4 rows while it sits in cache.  Same tiles and summation order as
+    :func:`matmul_into`.
+    """
+    rows = a.shape[0]
+    width = lane_count(out[0])
+    for p in range(panels.shape[0]):
+        panel = panels[p]
+        j = p * 2 * width
+        i = 0
+        while i + 4 <= rows:
+            _packed_tile_4x2(a, panel, out, i, j, width)
+            i += 4
+        while i < rows:
+            o = out[i]
+            c0 = zero_lanes(o)
+            c1 = zero_lanes(o)
+            for k in range(a.shape[1]):
+                s = a[i, k]
+                c0 = fma_lanes(c0, s, load_lanes(panel[k], 0))
+                c1 = fma_lanes(c1, s, load_lanes(panel[k], width))
+            store_lanes(o, j, c0)
+            store_lanes(o, j + width, c1)
+            i += 1
+
+
+@cpu_function
+def _packed_tile_4x2(a, panel, out, i, j, width):
+    """``out[i:i+4, j:j+2*width]`` from one packed panel, in 8 registers."""
+    o0 = out[i]
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = zero_lanes(o0)
+    for k in range(a.shape[1]):
+        b_row = panel[k]
+        v0 = load_lanes(b_row, 0)
+        v1 = load_lanes(b_row, width)
+        s = a[i, k]
+        c00 = fma_lanes(c00, s, v0)
+        c01 = fma_lanes(c01, s, v1)
+        s = a[i + 1, k]
+        c10 = fma_lanes(c10, s, v0)
+        c11 = fma_lanes(c11, s, v1)
+        s = a[i + 2, k]
+        c20 = fma_lanes(c20, s, v0)
+        c21 = fma_lanes(c21, s, v1)
+        s = a[i + 3, k]
+        c30 = fma_lanes(c30, s, v0)
+        c31 = fma_lanes(c31, s, v1)
+    store_lanes(o0, j, c00)
+    store_lanes(o0, j + width, c01)
+    o1 = out[i + 1]
+    store_lanes(o1, j, c10)
+    store_lanes(o1, j + width, c11)
+    o2 = out[i + 2]
+    store_lanes(o2, j, c20)
+    store_lanes(o2, j + width, c21)
+    o3 = out[i + 3]
+    store_lanes(o3, j, c30)
+    store_lanes(o3, j + width, c31)
