@@ -84,3 +84,50 @@ def test_single_threaded_blas_restores_the_thread_count():
         restored = {info["filepath"]: info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
     assert set(restored.values()) == {2}
     assert after.keys() == inside.keys()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_into_with_bias(dtype):
+    rng = np.random.default_rng(4)
+    for rows, inner, cols in itertools.product((1, 5, 8), (0, 3, 20), (7, 16, 33, 64)):
+        a = rng.standard_normal((rows, inner)).astype(dtype)
+        b = rng.standard_normal((inner, cols)).astype(dtype)
+        bias = rng.standard_normal(cols).astype(dtype)
+        out = np.full((rows, cols), np.nan, dtype=dtype)
+        cpu_simd.matmul_into(a, b, out, bias)
+        np.testing.assert_allclose(out, a.astype(np.float64) @ b + bias, rtol=0, atol=tolerance(dtype, inner + 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packed_panels_product_matches_numpy(dtype):
+    rng = np.random.default_rng(5)
+    width = 16 if dtype == np.float32 else 8
+    for rows, inner, panels in itertools.product((1, 3, 4, 9), (0, 1, 17), (1, 3)):
+        cols = 2 * width * panels
+        a = rng.standard_normal((rows, inner)).astype(dtype)
+        b = rng.standard_normal((inner, cols)).astype(dtype)
+        bias = rng.standard_normal(cols).astype(dtype)
+        assert cpu_simd.packs_evenly(b)
+        packed = cpu_simd.pack_panels(b)
+        assert packed.shape == (panels, inner, 2 * width)
+        out = np.full((rows, cols), np.nan, dtype=dtype)
+        cpu_simd.matmul_packed_into(a, packed, out)
+        np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=0, atol=tolerance(dtype, inner))
+        cpu_simd.matmul_packed_into(a, packed, out, bias)
+        np.testing.assert_allclose(out, a.astype(np.float64) @ b + bias, rtol=0, atol=tolerance(dtype, inner + 1))
+    assert not cpu_simd.packs_evenly(np.zeros((3, 2 * width + 1), dtype=dtype))
+
+
+@pytest.mark.parametrize("cols", [96, 40, 3])  # whole panels, not whole panels, narrower than a vector
+def test_matmul_rows_and_step_product_paths(cols):
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((1000, 24)).astype(np.float32)  # 1000 rows: blocks of 64 and a tail
+    b = rng.standard_normal((24, cols)).astype(np.float32)
+    bias = rng.standard_normal(cols).astype(np.float32)
+    out = np.empty((1000, cols), dtype=np.float32)
+    with cpu.single_threaded_blas():
+        cpu.matmul_rows(a, b, out, bias)
+        np.testing.assert_allclose(out, a.astype(np.float64) @ b + bias, rtol=0, atol=tolerance(np.float32, 25))
+        step_out = np.empty((7, cols), dtype=np.float32)
+        cpu.step_product(a[:7], cpu.step_weights(b), step_out)
+    np.testing.assert_allclose(step_out, a[:7].astype(np.float64) @ b, rtol=0, atol=tolerance(np.float32, 24))

@@ -210,15 +210,28 @@ PRODUCT_CHUNKS = 8
 PARALLEL_PRODUCT_MIN_WORK = 1 << 18
 
 
+#: Rows per block of :func:`matmul_rows` on packed weights: a block is re-read for
+#: every panel, so it must stay in cache.
+PACKED_ROW_BLOCK = 64
+
+
 @cpu_kernel(parallel=True)
 def matmul_rows(a, b, out, bias=None):
     """``out[...] = a @ b (+ bias)`` with the rows of ``a`` split into chunks run in
-    parallel, each one :func:`product_into`."""
+    parallel: blocks of :data:`PACKED_ROW_BLOCK` rows on ``b`` packed once into panels
+    (:func:`~numrnn.backends.cpu_simd.matmul_packed_into`) where its columns fill
+    whole panels, else :func:`product_into`."""
     rows = a.shape[0]
-    if rows * a.shape[1] * b.shape[1] < PARALLEL_PRODUCT_MIN_WORK:
-        product_into(a, b, out, bias)
+    chunks = 1 if rows * a.shape[1] * b.shape[1] < PARALLEL_PRODUCT_MIN_WORK else min(PRODUCT_CHUNKS, rows)
+    if packs_evenly(b):
+        panels = pack_panels(b)
+        blocks = (rows + PACKED_ROW_BLOCK - 1) // PACKED_ROW_BLOCK
+        for chunk in numba.prange(chunks):
+            first, last = block_bounds(chunk, chunks, blocks)
+            for block in range(first, last):
+                lo, hi = block * PACKED_ROW_BLOCK, min(rows, (block + 1) * PACKED_ROW_BLOCK)
+                matmul_packed_into(a[lo:hi], panels, out[lo:hi], bias)
         return
-    chunks = min(PRODUCT_CHUNKS, rows)
     for chunk in numba.prange(chunks):
         lo, hi = block_bounds(chunk, chunks, rows)
         product_into(a[lo:hi], b, out[lo:hi], bias)

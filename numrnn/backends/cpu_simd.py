@@ -358,8 +358,8 @@ def packs_evenly(b):
 
 
 @cpu_function
-def matmul_packed_into(a, panels, out):
-    """``out[...] = a @ b`` with ``b`` given as :func:`pack_panels` ``(b)``.
+def matmul_packed_into(a, panels, out, bias=None):
+    """``out[...] = a @ b (+ bias)`` with ``b`` given as :func:`pack_panels` ``(b)``.
 
     For weights too big for the caches (where :func:`matmul_into` would stride
     through ``b`` row by row): each panel is contiguous and is reused by every tile
@@ -373,12 +373,12 @@ def matmul_packed_into(a, panels, out):
         j = p * 2 * width
         i = 0
         while i + 4 <= rows:
-            _packed_tile_4x2(a, panel, out, i, j, width)
+            _packed_tile_4x2(a, panel, out, bias, i, j, width)
             i += 4
         while i < rows:
             o = out[i]
-            c0 = zero_lanes(o)
-            c1 = zero_lanes(o)
+            c0 = _start(bias, o, j)
+            c1 = _start(bias, o, j + width)
             for k in range(a.shape[1]):
                 s = a[i, k]
                 c0 = fma_lanes(c0, s, load_lanes(panel[k], 0))
@@ -389,10 +389,11 @@ def matmul_packed_into(a, panels, out):
 
 
 @cpu_function
-def _packed_tile_4x2(a, panel, out, i, j, width):
+def _packed_tile_4x2(a, panel, out, bias, i, j, width):
     """``out[i:i+4, j:j+2*width]`` from one packed panel, in 8 registers."""
     o0 = out[i]
-    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = zero_lanes(o0)
+    c00 = c10 = c20 = c30 = _start(bias, o0, j)
+    c01 = c11 = c21 = c31 = _start(bias, o0, j + width)
     for k in range(a.shape[1]):
         b_row = panel[k]
         v0 = load_lanes(b_row, 0)
