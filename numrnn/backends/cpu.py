@@ -2,28 +2,38 @@ r"""CPU backend: ``@njit`` drivers for one layer-direction of each cell family.
 
 Every driver runs a whole sequence in one call, so no Python runs per timestep:
 
-* the input projection of all timesteps is one matrix product
-  ``(T*B, I) @ (I, G*H)`` (BLAS, rows split in fixed chunks run in parallel);
+* the matrix products are built from register tiles written with explicit SIMD
+  lanes (:mod:`numrnn.backends.cpu_simd`), on weights packed once per call into
+  contiguous panels (:func:`step_weights`, :func:`matmul_rows`): about 220 GFLOP/s a
+  core here, above this machine's BLAS, whose dispatch and packing dominate the
+  small per-step products.  BLAS remains for what does not fit the tiles (fewer
+  columns than one vector, many rows on unpacked weights) and for the weight
+  gradients over all timesteps;
+* the input projection of all timesteps is one product ``(T*B, I) @ (I, G*H)``
+  with the biases added on the way, rows split in fixed chunks run in parallel;
 * the recurrence is split over blocks of the batch, run in parallel with
   ``prange`` (one block per thread); each block owns its rows for the *whole*
   sequence, so threads never synchronise between timesteps.  Per timestep a
   block does one recurrent product ``(rows, H) @ (H, G*H)`` for all gates
-  (:func:`product_into`: register tiles from :mod:`numrnn.backends.cpu_simd`, which
-  beat BLAS's dispatch and packing at these sizes, or BLAS for big weights), then
-  one fused pointwise pass built from the scalar cell functions of
-  :mod:`numrnn.cells`.  Nothing is allocated inside the time loop;
+  (:func:`step_product`), then one fused pointwise pass built from the scalar cell
+  functions of :mod:`numrnn.cells` (the LSTM's backward pass compiles them for
+  SIMD lanes, as LLVM leaves that loop scalar).  Nothing is allocated inside the
+  time loop;
 * in backward, the weight gradients are matrix products over all timesteps after
-  the time loop: ``dW_ih = dA_x^T X``, ``dW_hh = dA_h^T H_prev`` (BLAS, partial
-  products over fixed row chunks in parallel, then summed);
+  the time loop: ``dW_ih = dA_x^T X``, ``dW_hh = dA_h^T H_prev`` and the bias sums,
+  as partial sums over fixed row chunks in one parallel pass (fewer chunks where
+  their partial sums would pass :data:`PARTIAL_SUMS_MAX_BYTES`);
 * BLAS runs single-threaded inside these calls (:func:`single_threaded_blas`):
   OpenBLAS's own thread pool on top of Numba's made 2-core steps several times
-  slower.  The row chunks of the big products are fixed in number; the batch
+  slower.  The chunks of the big products depend on the shapes only; the batch
   blocks follow the thread count, and as the block size picks the product kernel,
   results may differ in the last bits between thread counts (never between runs);
 * what forward saves and backward's scratch live in caller-owned workspaces
   reused across calls (:class:`CPUBackend`), so a training step allocates no
-  large array; the activated gates overwrite their pre-activations, and the
-  LSTM's gate gradients overwrite its saved gates.
+  large array; the activated gates overwrite their pre-activations, the LSTM's
+  and GRU's gate gradients overwrite their saved gates, and what backward can
+  read from other saved arrays (the LSTM's ``c_{t-1}``, the RNN's outputs) is
+  not saved twice.
 
 Measured choices and their numbers are in the README's Performance section.
 
