@@ -363,8 +363,10 @@ def input_gradient(d_pre_x, w_ih):
 
 
 @cpu_function
-def rnn_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, relu, h, y, h_prev_seq):
-    """Pointwise part of one RNN step for rows ``[lo, lo + len(h))``; updates ``h`` in place."""
+def rnn_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, relu, h, h_prev_seq):
+    """Pointwise part of one RNN step for rows ``[lo, lo + len(h))``; updates ``h`` in
+    place, and each output overwrites its pre-activation in ``pre_x`` (one array read
+    and written at the same index, which LLVM vectorises without alias checks)."""
     hidden = h.shape[1]
     for r in range(h.shape[0]):
         b = lo + r
@@ -375,89 +377,112 @@ def rnn_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, relu, h, y, h_prev_seq)
             a = pre_x[t, b, j] + pre_h[r, j]
             h_new = rnn_relu(a) if relu else rnn_tanh(a)
             h_prev_seq[t, b, j] = h[r, j]
-            y[t, b, j] = h_new
+            pre_x[t, b, j] = h_new
             h[r, j] = h_new
 
 
 @cpu_function
-def rnn_forward_rows(lo, hi, pre_x, lengths, reverse, relu, w_hh_t, h0, y, h_prev_seq, h_n):
+def rnn_forward_rows(lo, hi, y, lengths, reverse, relu, w_hh_t, h0, h_prev_seq, h_n):
     """Rows ``[lo, hi)`` of :func:`rnn_forward` over the whole sequence."""
     h = h0[lo:hi].copy()
     pre_h = np.empty((hi - lo, w_hh_t[0].shape[1]), dtype=h0.dtype)
-    for s in range(pre_x.shape[0]):
+    for s in range(y.shape[0]):
         step_product(h, w_hh_t, pre_h)
-        rnn_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, relu, h, y, h_prev_seq)
+        rnn_cell_rows(s, lo, y, pre_h, lengths, reverse, relu, h, h_prev_seq)
     h_n[lo:hi] = h
 
 
 @cpu_kernel(parallel=True)
-def rnn_forward(x, lengths, reverse, relu, w_ih, w_hh, b_ih, b_hh, h0, y, blocks, pre_x, h_prev_seq):
+def rnn_forward(x, lengths, reverse, relu, w_ih, w_hh, b_ih, b_hh, h0, y, blocks, h_prev_seq):
     """Elman RNN over a sequence; outputs go to ``y``, saved inputs of each step to
-    the buffer ``h_prev_seq`` (T, B, H); ``pre_x`` (T, B, H) is scratch. Returns ``h_n``."""
+    the buffer ``h_prev_seq`` (T, B, H). Returns ``h_n``.
+
+    The input projection is written into ``y`` itself, each step's output over its
+    own pre-activation (read first): no (T, B, H) scratch.
+    """
     batch = x.shape[1]
-    project_inputs(x, w_ih, b_ih + b_hh, pre_x)
+    project_inputs(x, w_ih, b_ih + b_hh, y)
     w_hh_t = step_weights(np.ascontiguousarray(w_hh.T))
     zero_padding(h_prev_seq, lengths)
     h_n = np.empty_like(h0)
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
-        rnn_forward_rows(lo, hi, pre_x, lengths, reverse, relu, w_hh_t, h0, y, h_prev_seq, h_n)
+        rnn_forward_rows(lo, hi, y, lengths, reverse, relu, w_hh_t, h0, h_prev_seq, h_n)
+    zero_padding(y, lengths)  # padded positions still hold projections
     return h_n
 
 
 @cpu_function
-def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, h_prev_seq, h_last, d_pre, dh0):
+def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, h_prev_seq, h_last, dh0, d_w_hh):
     """Rows ``[lo, hi)`` of :func:`rnn_backward` over the whole sequence.
 
-    The output of step ``t`` is the input of the row's next step, so it is read
-    from ``h_prev_seq`` (or ``h_last``, the final state, at the row's last step):
-    forward saves no copy of ``y``.
+    Each step's input ``h_{t-1}`` is read from ``h_prev_seq``, enters this block's
+    part of ``dW_hh`` (accumulated into ``d_w_hh`` step by step) and is then
+    overwritten by the step's pre-activation gradient: ``h_prev_seq`` leaves as dA,
+    and backward needs no (T, B, H) buffer of its own.  The output of step ``t``,
+    which the activation's derivative needs, is the input of the row's next step
+    (carried over from the previous iteration), or ``h_last`` at its last step.
     """
     steps = dy.shape[0]
     hidden = dh_n.shape[1]
+    rows = hi - lo
+    dtype = dh_n.dtype
     dh = dh_n[lo:hi].copy()
-    d_step = np.zeros((hi - lo, hidden), dtype=dh_n.dtype)
-    dh_rec = np.empty((hi - lo, hidden), dtype=dh_n.dtype)
+    out = h_last[lo:hi].copy()
+    h_in = np.zeros((rows, hidden), dtype=dtype)
+    d_step = np.zeros((rows, hidden), dtype=dtype)
+    dh_rec = np.empty((rows, hidden), dtype=dtype)
+    d_w_step = np.empty((hidden, hidden), dtype=dtype)
+    d_w_hh[...] = 0
     for s in range(steps - 1, -1, -1):
-        for r in range(hi - lo):
+        for r in range(rows):
             b = lo + r
             t = time_index(s, lengths[b], reverse)
             if t < 0:
                 d_step[r, :] = 0
+                h_in[r, :] = 0
                 continue
-            out = h_prev_seq[time_index(s + 1, lengths[b], reverse), b] if s + 1 < lengths[b] else h_last[b]
+            h_in[r, :] = h_prev_seq[t, b]
             for j in range(hidden):
                 dh_total = dh[r, j] + dy[t, b, j]
                 if relu:
-                    d_a = rnn_relu_backward(dh_total, out[j])
+                    d_step[r, j] = rnn_relu_backward(dh_total, out[r, j])
                 else:
-                    d_a = rnn_tanh_backward(dh_total, out[j])
-                d_pre[t, b, j] = d_a
-                d_step[r, j] = d_a
+                    d_step[r, j] = rnn_tanh_backward(dh_total, out[r, j])
+            h_prev_seq[t, b] = d_step[r]
+            out[r, :] = h_in[r, :]
+        product_into(d_step.T, h_in, d_w_step)
+        d_w_hh += d_w_step
         step_product(d_step, w_hh, dh_rec)
-        for r in range(hi - lo):
+        for r in range(rows):
             if s < lengths[lo + r]:
                 dh[r, :] = dh_rec[r, :]
     dh0[lo:hi] = dh
 
 
 @cpu_kernel(parallel=True)
-def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, h_prev_seq, h_last, d_pre, blocks):
-    """Backward of :func:`rnn_forward` (``h_last`` is a copy of its final state; ``d_pre``
-    a (T, B, H) buffer).
+def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, h_prev_seq, h_last, blocks):
+    """Backward of :func:`rnn_forward` (``h_last`` is a copy of its final state);
+    consumes ``h_prev_seq`` (overwritten with dA, see :func:`rnn_backward_rows`).
 
-    Returns ``(dx, dh0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
+    ``dW_hh`` is summed from the blocks' parts in block order.  Returns ``(dx, dh0,
+    d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
     """
-    batch = x.shape[1]
-    zero_padding(d_pre, lengths)
+    steps, batch, features = x.shape
+    hidden = dh_n.shape[1]
     dh0 = np.empty_like(dh_n)
     w_step = step_weights(w_hh)
+    parts = np.empty((blocks, hidden, hidden), dtype=dh_n.dtype)
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
-        rnn_backward_rows(lo, hi, lengths, reverse, relu, w_step, dy, dh_n, h_prev_seq, h_last, d_pre, dh0)
+        rnn_backward_rows(lo, hi, lengths, reverse, relu, w_step, dy, dh_n, h_prev_seq, h_last, dh0, parts[block])
+    d_pre = h_prev_seq  # padded positions kept the zeros forward gave them
+    rows = steps * batch
+    d_rows = d_pre.reshape(rows, hidden)
     dx = input_gradient(d_pre, w_ih)
-    d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre)
-    return dx, dh0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
+    d_w_ih = matmul_tn(d_rows, x.reshape(rows, features))
+    d_b = column_sums(d_rows)
+    return dx, dh0, d_w_ih, sum_partials(parts), d_b, d_b.copy()
 
 
 # ---------------------------------------------------------------------------- LSTM
@@ -880,7 +905,7 @@ def rnn_step(x, relu, w_ih, w_hh, b_ih, b_hh, h0):
     pre_x, pre_h, lengths = step_projections(x, w_ih, w_hh, b_ih + b_hh, h0)
     h = h0.copy()
     scratch = np.empty((1,) + h0.shape, dtype=h0.dtype)
-    rnn_cell_rows(0, 0, pre_x, pre_h, lengths, False, relu, h, scratch, scratch)
+    rnn_cell_rows(0, 0, pre_x, pre_h, lengths, False, relu, h, scratch)
     return h
 
 
@@ -1085,12 +1110,10 @@ class CPUBackend:
             state_n = (gru_forward(x, lengths, reverse, cell == "gru", w_ih, w_hh, b_ih, b_hh, h0, y, blocks, *buffers),)
         else:
             h_prev_seq = buffer("h_prev", hidden)
-            h_n = rnn_forward(
-                x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, h0, y, blocks, buffer("pre_x", hidden), h_prev_seq
-            )
+            h_n = rnn_forward(x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, h0, y, blocks, h_prev_seq)
             state_n = (h_n,)
             buffers = (h_prev_seq, h_n.copy())  # h_n is returned: the caller may change it
-        return state_n, (cell, x, lengths, reverse, w_ih, w_hh, buffers, buffer)
+        return state_n, (cell, x, lengths, reverse, w_ih, w_hh, buffers)
 
     def layer_step(self, cell, x, weights, state0):
         """One timestep for every row, saving nothing.
@@ -1122,22 +1145,20 @@ class CPUBackend:
 
     def layer_backward(self, saved, dy, dstate_n):
         """Backward of one :meth:`layer_forward` call; it may consume ``saved``
-        (the LSTM's and GRU's gradients overwrite their saved gates), so call it once.
+        (the gradients overwrite the saved gates, or the RNN's saved inputs), so call it once.
 
         Returns ``(dx (T, B, I), dstate0 (tuple of (B, H)), (d_weight_ih, d_weight_hh,
         d_bias_ih, d_bias_hh))``.
         """
-        cell, x, lengths, reverse, w_ih, w_hh, buffers, buffer = saved
+        cell, x, lengths, reverse, w_ih, w_hh, buffers = saved
         blocks = batch_blocks(x.shape[1])
-        hidden = w_hh.shape[1]
         if cell == "lstm":
             dx, dh0, dc0, *grads = lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dstate_n[0], dstate_n[1], *buffers, blocks)
             return dx, (dh0, dc0), tuple(grads)
         if cell in ("gru", "gru_reset_before"):
             dx, dh0, *grads = gru_backward(x, lengths, reverse, cell == "gru", w_ih, w_hh, dy, dstate_n[0], *buffers, blocks)
         else:
-            d_pre = buffer("pre_x", hidden)  # forward's scratch, free once forward is done
-            dx, dh0, *grads = rnn_backward(x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, dy, dstate_n[0], *buffers, d_pre, blocks)
+            dx, dh0, *grads = rnn_backward(x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, dy, dstate_n[0], *buffers, blocks)
         return dx, (dh0,), tuple(grads)
 
 
