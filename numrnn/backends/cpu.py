@@ -298,6 +298,14 @@ def project_inputs(x, w_ih, bias, out):
 
 
 @cpu_function
+def copy_into(source, target):
+    """``target[:] = source`` for 1-D rows, as a plain loop: inside the time loops
+    Numba's slice assignment costs more than copying a short row."""
+    for j in range(target.shape[0]):
+        target[j] = source[j]
+
+
+@cpu_function
 def zero_padding(a, lengths):
     """``a[t, b] = 0`` for the padded positions ``t >= lengths[b]`` of a (T, B, F) buffer.
 
@@ -326,14 +334,16 @@ def weight_gradients(x, h_prev_seq, d_pre):
     per-step pre-activation gradients ``d_pre`` (T, B, G*H): products over all ``T*B``
     rows, as partial sums over fixed row chunks in one parallel pass (then summed in
     chunk order).  (The GRU's candidate rows of the h side differ and are redone by
-    its driver.)"""
+    its driver.)  With ``h_prev_seq`` None (the RNN, which sums ``dW_hh`` during its
+    time loop) the ``weight_hh`` gradient is None."""
     steps, batch, features = x.shape
-    hidden = h_prev_seq.shape[2]
+    hidden = 0
+    if h_prev_seq is not None:
+        hidden = h_prev_seq.shape[2]
     gates = d_pre.shape[2]
     rows = steps * batch
     d_rows = d_pre.reshape(rows, gates)
     x_rows = x.reshape(rows, features)
-    h_rows = h_prev_seq.reshape(rows, hidden)
     chunks = 1
     if rows * gates * (features + hidden) >= PARALLEL_PRODUCT_MIN_WORK:
         chunks = partial_chunks(rows, gates * (features + hidden + 1), d_pre.itemsize)
@@ -344,10 +354,14 @@ def weight_gradients(x, h_prev_seq, d_pre):
         lo, hi = block_bounds(chunk, chunks, rows)
         d_chunk = d_rows[lo:hi]
         product_into(d_chunk.T, x_rows[lo:hi], partial_ih[chunk])
-        product_into(d_chunk.T, h_rows[lo:hi], partial_hh[chunk])
+        if h_prev_seq is not None:
+            product_into(d_chunk.T, h_prev_seq.reshape(rows, hidden)[lo:hi], partial_hh[chunk])
         partial_b[chunk] = column_sums(d_chunk)
     d_b = sum_partials(partial_b)
-    return sum_partials(partial_ih), sum_partials(partial_hh), d_b, d_b.copy()
+    d_w_ih = sum_partials(partial_ih)
+    if h_prev_seq is None:
+        return d_w_ih, None, d_b, d_b.copy()
+    return d_w_ih, sum_partials(partial_hh), d_b, d_b.copy()
 
 
 @cpu_kernel
@@ -442,21 +456,21 @@ def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, h_prev_seq
                 d_step[r, :] = 0
                 h_in[r, :] = 0
                 continue
-            h_in[r, :] = h_prev_seq[t, b]
+            copy_into(h_prev_seq[t, b], h_in[r])
             for j in range(hidden):
                 dh_total = dh[r, j] + dy[t, b, j]
                 if relu:
                     d_step[r, j] = rnn_relu_backward(dh_total, out[r, j])
                 else:
                     d_step[r, j] = rnn_tanh_backward(dh_total, out[r, j])
-            h_prev_seq[t, b] = d_step[r]
-            out[r, :] = h_in[r, :]
+            copy_into(d_step[r], h_prev_seq[t, b])
+            copy_into(h_in[r], out[r])
         product_into(d_step.T, h_in, d_w_step)
         d_w_hh += d_w_step
         step_product(d_step, w_hh, dh_rec)
         for r in range(rows):
             if s < lengths[lo + r]:
-                dh[r, :] = dh_rec[r, :]
+                copy_into(dh_rec[r], dh[r])
     dh0[lo:hi] = dh
 
 
@@ -477,12 +491,9 @@ def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, h_prev_seq, h_
         lo, hi = block_bounds(block, blocks, batch)
         rnn_backward_rows(lo, hi, lengths, reverse, relu, w_step, dy, dh_n, h_prev_seq, h_last, dh0, parts[block])
     d_pre = h_prev_seq  # padded positions kept the zeros forward gave them
-    rows = steps * batch
-    d_rows = d_pre.reshape(rows, hidden)
     dx = input_gradient(d_pre, w_ih)
-    d_w_ih = matmul_tn(d_rows, x.reshape(rows, features))
-    d_b = column_sums(d_rows)
-    return dx, dh0, d_w_ih, sum_partials(parts), d_b, d_b.copy()
+    d_w_ih, _, d_b_ih, d_b_hh = weight_gradients(x, None, d_pre)
+    return dx, dh0, d_w_ih, sum_partials(parts), d_b_ih, d_b_hh
 
 
 # ---------------------------------------------------------------------------- LSTM
@@ -646,11 +657,11 @@ def lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_
             # c_{t-1}: the cell value of this row's previous step, or c0 at its first
             c_prev = c_seq[time_index(s - 1, lengths[b], reverse), b] if s > 0 else c0[b]
             lstm_backward_units(dh[r], dy[t, b], dc[r], gates[t, b], c_seq[t, b], c_prev)
-            d_step[r, :] = gates[t, b]
+            copy_into(gates[t, b], d_step[r])
         step_product(d_step, w_hh, dh_rec)
         for r in range(hi - lo):
             if s < lengths[lo + r]:
-                dh[r, :] = dh_rec[r, :]
+                copy_into(dh_rec[r], dh[r])
     dh0[lo:hi] = dh
     dc0[lo:hi] = dc
 
