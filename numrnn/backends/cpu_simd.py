@@ -23,8 +23,12 @@ Arithmetic on lanes
     :mod:`numrnn.backends.cpu_activations`): the LSTM's backward pointwise pass,
     which LLVM will not vectorise by itself, runs on them.
 
-:func:`matmul_into` builds ``out = a @ b`` from micro-tiles of 4 rows by 2 vectors
-(8 accumulators), with vector then scalar tails.  Summation runs over ``k`` in
+:func:`matmul_into` builds ``out = a @ b (+ bias)`` from micro-tiles of 4 rows by 2
+vectors (8 accumulators), with vector then scalar tails.  For weights reused across
+many products (every timestep), :func:`pack_panels` lays ``b`` out once as
+contiguous panels of two vectors' worth of columns and :func:`matmul_packed_into`
+runs the same tiles on them: measured here at about 220 GFLOP/s a core from
+(8, 256) @ (256, 1024) to (64, 512) @ (512, 2048).  Summation runs over ``k`` in
 order, so results do not depend on the tile a row falls in.
 """
 
