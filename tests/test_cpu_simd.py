@@ -131,3 +131,39 @@ def test_matmul_rows_and_step_product_paths(cols):
         step_out = np.empty((7, cols), dtype=np.float32)
         cpu.step_product(a[:7], cpu.step_weights(b), step_out)
     np.testing.assert_allclose(step_out, a[:7].astype(np.float64) @ b, rtol=0, atol=tolerance(np.float32, 24))
+
+
+def test_lanes_arithmetic_matches_numpy():
+    """The operators that let the scalar cell functions compile for lanes."""
+    import numba
+
+    from numrnn.backends.cpu_activations import tanh
+
+    @numba.njit
+    def apply(a, b, out):
+        x = cpu_simd.load_lanes(a, 0)
+        y = cpu_simd.load_lanes(b, 0)
+        results = (x + y, x - y, x * y, x / y, -x, min(x, y), max(x, y), np.float32(2) * x + np.float32(1), tanh(x))
+        for row, value in enumerate(results):
+            cpu_simd.store_lanes(out[row], 0, value)
+
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal(16).astype(np.float32) * 3
+    b = rng.uniform(0.5, 2.0, 16).astype(np.float32) * np.sign(rng.standard_normal(16)).astype(np.float32)
+    out = np.empty((9, 16), dtype=np.float32)
+    apply(a, b, out)
+    expected = [a + b, a - b, a * b, a / b, -a, np.minimum(a, b), np.maximum(a, b), 2 * a + 1]
+    for row, value in enumerate(expected):
+        np.testing.assert_allclose(out[row], value, rtol=1e-6, err_msg=str(row))
+    np.testing.assert_allclose(out[8], np.tanh(a.astype(np.float64)), rtol=0, atol=1e-6)
+
+
+def test_lanes_reject_non_contiguous_rows():
+    import numba
+
+    @numba.njit
+    def load(row):
+        return cpu_simd.load_lanes(row, 0)
+
+    with pytest.raises(numba.core.errors.TypingError, match="C-contiguous"):
+        load(np.zeros(32, dtype=np.float32)[::2])
