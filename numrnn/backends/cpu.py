@@ -482,7 +482,7 @@ def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, h_prev_seq, h_
     ``dW_hh`` is summed from the blocks' parts in block order.  Returns ``(dx, dh0,
     d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
     """
-    steps, batch, features = x.shape
+    batch = x.shape[1]
     hidden = dh_n.shape[1]
     dh0 = np.empty_like(dh_n)
     w_step = step_weights(w_hh)

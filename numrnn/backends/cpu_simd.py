@@ -237,11 +237,11 @@ def matmul_into(a, b, out, bias=None):
     while j + 2 * width <= cols:
         i = 0
         while i + 4 <= rows:
-            _tile_4x2(a, b, out, bias, i, j, width)
+            _tile_4x2(a, b, j, out, bias, i, j, width)
             i += 4
         while i < rows:
-            _tile_1x1(a, b, out, bias, i, j)
-            _tile_1x1(a, b, out, bias, i, j + width)
+            _tile_1x1(a, b, j, out, bias, i, j)
+            _tile_1x1(a, b, j + width, out, bias, i, j + width)
             i += 1
         j += 2 * width
     while j + width <= cols:
@@ -250,7 +250,7 @@ def matmul_into(a, b, out, bias=None):
             _tile_4x1(a, b, out, bias, i, j)
             i += 4
         while i < rows:
-            _tile_1x1(a, b, out, bias, i, j)
+            _tile_1x1(a, b, j, out, bias, i, j)
             i += 1
         j += width
     if j < cols:
@@ -266,15 +266,16 @@ def _start(bias, row, j):
 
 
 @cpu_function
-def _tile_4x2(a, b, out, bias, i, j, width):
-    """``out[i:i+4, j:j+2*width] = a[i:i+4] @ b[:, j:j+2*width]`` in 8 registers."""
+def _tile_4x2(a, b, column, out, bias, i, j, width):
+    """``out[i:i+4, j:j+2*width] = a[i:i+4] @ b[:, column:column+2*width]`` in 8
+    registers (``column`` is ``j`` for a plain ``b``, 0 for a packed panel)."""
     o0 = out[i]
     c00 = c10 = c20 = c30 = _start(bias, o0, j)
     c01 = c11 = c21 = c31 = _start(bias, o0, j + width)
     for k in range(a.shape[1]):
         b_row = b[k]
-        v0 = load_lanes(b_row, j)
-        v1 = load_lanes(b_row, j + width)
+        v0 = load_lanes(b_row, column)
+        v1 = load_lanes(b_row, column + width)
         s = a[i, k]
         c00 = fma_lanes(c00, s, v0)
         c01 = fma_lanes(c01, s, v1)
@@ -317,12 +318,12 @@ def _tile_4x1(a, b, out, bias, i, j):
 
 
 @cpu_function
-def _tile_1x1(a, b, out, bias, i, j):
-    """``out[i, j:j+width] = a[i] @ b[:, j:j+width]`` in one register."""
+def _tile_1x1(a, b, column, out, bias, i, j):
+    """``out[i, j:j+width] = a[i] @ b[:, column:column+width]`` in one register."""
     o = out[i]
     c = _start(bias, o, j)
     for k in range(a.shape[1]):
-        c = fma_lanes(c, a[i, k], load_lanes(b[k], j))
+        c = fma_lanes(c, a[i, k], load_lanes(b[k], column))
     store_lanes(o, j, c)
 
 
@@ -377,51 +378,9 @@ def matmul_packed_into(a, panels, out, bias=None):
         j = p * 2 * width
         i = 0
         while i + 4 <= rows:
-            _packed_tile_4x2(a, panel, out, bias, i, j, width)
+            _tile_4x2(a, panel, 0, out, bias, i, j, width)
             i += 4
         while i < rows:
-            o = out[i]
-            c0 = _start(bias, o, j)
-            c1 = _start(bias, o, j + width)
-            for k in range(a.shape[1]):
-                s = a[i, k]
-                c0 = fma_lanes(c0, s, load_lanes(panel[k], 0))
-                c1 = fma_lanes(c1, s, load_lanes(panel[k], width))
-            store_lanes(o, j, c0)
-            store_lanes(o, j + width, c1)
+            _tile_1x1(a, panel, 0, out, bias, i, j)
+            _tile_1x1(a, panel, width, out, bias, i, j + width)
             i += 1
-
-
-@cpu_function
-def _packed_tile_4x2(a, panel, out, bias, i, j, width):
-    """``out[i:i+4, j:j+2*width]`` from one packed panel, in 8 registers."""
-    o0 = out[i]
-    c00 = c10 = c20 = c30 = _start(bias, o0, j)
-    c01 = c11 = c21 = c31 = _start(bias, o0, j + width)
-    for k in range(a.shape[1]):
-        b_row = panel[k]
-        v0 = load_lanes(b_row, 0)
-        v1 = load_lanes(b_row, width)
-        s = a[i, k]
-        c00 = fma_lanes(c00, s, v0)
-        c01 = fma_lanes(c01, s, v1)
-        s = a[i + 1, k]
-        c10 = fma_lanes(c10, s, v0)
-        c11 = fma_lanes(c11, s, v1)
-        s = a[i + 2, k]
-        c20 = fma_lanes(c20, s, v0)
-        c21 = fma_lanes(c21, s, v1)
-        s = a[i + 3, k]
-        c30 = fma_lanes(c30, s, v0)
-        c31 = fma_lanes(c31, s, v1)
-    store_lanes(o0, j, c00)
-    store_lanes(o0, j + width, c01)
-    o1 = out[i + 1]
-    store_lanes(o1, j, c10)
-    store_lanes(o1, j + width, c11)
-    o2 = out[i + 2]
-    store_lanes(o2, j, c20)
-    store_lanes(o2, j + width, c21)
-    o3 = out[i + 3]
-    store_lanes(o3, j, c30)
-    store_lanes(o3, j + width, c31)
