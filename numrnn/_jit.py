@@ -97,10 +97,17 @@ def cpu_function(fn):
     return numba.njit(**CPU_OPTIONS)(fn)
 
 
-def cpu_kernel(fn=None, *, parallel=False):
-    """Compile a CPU driver kernel with the house options."""
+def cpu_kernel(fn=None, *, parallel=False, signatures=None):
+    """Compile a CPU driver kernel with the house options.
+
+    With ``signatures`` (a list of argument-type tuples) the kernel is compiled
+    for those now, and a call with other argument types raises ``TypeError``
+    instead of compiling.
+    """
 
     def wrap(f):
+        if signatures is not None:
+            return numba.njit(signatures, parallel=parallel, **CPU_OPTIONS)(f)
         return numba.njit(parallel=parallel, **CPU_OPTIONS)(f)
 
     return wrap(fn) if fn is not None else wrap

@@ -510,19 +510,36 @@ class RNNBase:
 
         Notes
         -----
-        Built for latency: for a single-layer model, with ``x_t`` already a
-        C-contiguous (B, I) array of the layer's dtype and ``state`` what the previous
-        call returned, Python checks only types and flags, and one compiled call
-        checks shapes and finiteness and does the step.
+        Built for latency.  For a single-layer model on the CPU, ``x_t`` a (B, I)
+        array of the layer's dtype and ``state`` what the previous call returned,
+        Python checks only types, and one compiled call checks shapes and
+        finiteness and does the step (:func:`numrnn.backends.cpu.step_kernel`).
+        Any other call, or a failed check, takes the full path, which validates
+        every argument and raises the error naming it.
         """
+        plan = self._step_plan
+        if plan is not None and state is not None and type(x_t) is np.ndarray and x_t.ndim == 2:
+            kernel, cell, names, state_size, hidden, dtype = plan
+            params = self.params
+            try:
+                if state_size == 2:
+                    if type(state) is not tuple:
+                        raise TypeError("an LSTM state is a tuple (h, c)")
+                    h0, c0 = state
+                else:
+                    h0 = c0 = state
+                new_state = np.empty((state_size, 1, len(x_t), hidden), dtype)
+                kernel(cell, x_t, params[names[0]], params[names[1]], params[names[2]], params[names[3]], h0, c0, new_state)
+            except (TypeError, ValueError):  # not the fast path's kind of call: take the full path
+                pass
+            else:
+                h = new_state[0]
+                return h[0], ((h, new_state[1]) if state_size == 2 else h)
         device = getattr(self._backend, "layers", None)
         if device is not None:
             return device.step(self, x_t, state)
         if self.bidirectional:
             raise ValueError("step() needs a unidirectional layer: a bidirectional layer must see the whole sequence")
-        fast = self._checked_step(x_t, state)
-        if fast is not None:
-            return fast
         x, batched = self._check_step_input(x_t)
         batch = x.shape[0]
         state0 = self._check_state(state, batch, batched, "state")
@@ -535,9 +552,28 @@ class RNNBase:
             for k, value in enumerate(final):
                 new_state[k][layer] = value
             layer_input = final[0]
+        self._plan_step()
         if not batched:
             return layer_input[0], self._pack_state(tuple(s[:, 0] for s in new_state))
         return layer_input, self._pack_state(new_state)
+
+    _step_plan = None  # set by _plan_step() for models that can take the fast path
+
+    def _plan_step(self):
+        """After a first full-path :meth:`step`, set up the fast path where it applies
+        (a single-layer, unidirectional model with biases on a backend with a
+        ``step_kernel``): ``(kernel, cell code, parameter names, state size, H, dtype)``.
+        The kernel takes only arrays of ``dtype``: an ``x_t`` of another dtype makes
+        it raise TypeError, and the full path converts it."""
+        if self._step_plan is not None or self.num_layers != 1 or self.bidirectional or not self.bias:
+            return
+        step_kernel = getattr(self._backend, "step_kernel", None)
+        if step_kernel is not None:
+            from numrnn.backends.cpu import STEP_CELLS
+
+            kernel = step_kernel(self.dtype)
+            names = self._param_names(0, 0)
+            self._step_plan = (kernel, STEP_CELLS[self.cell], names, self.state_size, self.hidden_size, self.dtype)
 
     def _check_step_input(self, x_t):
         """Full validation of ``x_t`` for :meth:`step`: returns ((B, I) array, batched)."""
@@ -551,43 +587,6 @@ class RNNBase:
         if x.shape[0] == 0:
             raise ValueError("x_t must hold at least one sequence, got a batch of size 0")
         return np.ascontiguousarray(x), batched
-
-    def _checked_step(self, x, state):
-        """The streaming hot path of :meth:`step`, or None where it does not apply.
-
-        It applies to a single-layer model, ``x`` a C-contiguous (B, I) array of the
-        layer's dtype and ``state`` as the previous call returned it; then Python
-        checks only types and flags, and one compiled call checks shapes and
-        finiteness and does the step (``checked_step`` of the backend).  Anything
-        else, including a failed check, returns None: the full path then validates
-        (and raises the error naming the argument).
-        """
-        checked = getattr(self._backend, "checked_step", None)
-        if checked is None or self.num_layers != 1:
-            return None
-        dtype = self.dtype
-        if not (
-            type(x) is np.ndarray
-            and x.ndim == 2
-            and x.dtype == dtype
-            and x.flags.c_contiguous
-            and x.shape[1] == self.input_size
-            and x.shape[0] > 0
-        ):
-            return None
-        if self.state_size == 2:
-            if type(state) is not tuple or len(state) != 2:
-                return None
-            h0, c0 = state
-        else:
-            h0 = c0 = state
-        for part in (h0, c0):
-            if not (type(part) is np.ndarray and part.ndim == 3 and part.dtype == dtype and part.flags.c_contiguous):
-                return None
-        ok, h, c = checked(self.cell, x, self._weights(0, 0), h0, c0)
-        if not ok:
-            return None
-        return h[0], ((h, c) if self.state_size == 2 else h)
 
 
 class RNN(RNNBase):

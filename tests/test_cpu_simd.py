@@ -167,3 +167,17 @@ def test_lanes_reject_non_contiguous_rows():
 
     with pytest.raises(numba.core.errors.TypingError, match="C-contiguous"):
         load(np.zeros(32, dtype=np.float32)[::2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matvec_into_matches_numpy(dtype):
+    """Dot-form products of the streaming step: rows in lane groups and left over,
+    inner sizes below, at and past one vector, ``v`` a row view."""
+    rng = np.random.default_rng(5)
+    for rows, inner in itertools.product((1, 7, 8, 15, 16, 17, 33, 64), (1, 3, 7, 8, 15, 16, 17, 40, 64)):
+        m = rng.standard_normal((rows, inner)).astype(dtype)
+        v = rng.standard_normal((2, inner)).astype(dtype)[1]
+        out = np.full(rows, np.nan, dtype=dtype)
+        cpu_simd.matvec_into(m, v, out)
+        expected = m.astype(np.float64) @ v.astype(np.float64)
+        np.testing.assert_allclose(out, expected, rtol=0, atol=tolerance(dtype, inner), err_msg=str((rows, inner)))

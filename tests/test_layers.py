@@ -291,6 +291,54 @@ def test_step_matches_forward(mode, options, rng):
             np.testing.assert_allclose(state, h_n, **FORWARD_TOL)
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("input_size, hidden_size, batch", [(1, 1, 1), (3, 7, 3), (17, 16, 1), (9, 33, 2)])
+def test_step_fast_path_matches_forward(mode, dtype, input_size, hidden_size, batch, rng):
+    """After its first call, a single-layer step() is one compiled call: check it at
+    sizes where its dot products run on lanes (I or H at least one vector, 8 or 16)
+    and where they do not, with no fallback to the full path."""
+    case = Case(mode, input_size=input_size, hidden_size=hidden_size, batch=batch, steps=5)
+    layer = make_layer(case, dtype=dtype)
+    set_params(layer, random_params(case, rng))
+    inp = random_inputs(case, rng)
+    x = inp["x"].astype(dtype)
+    y, h_n, c_n = forward(layer, case, x, None, None)
+    h_t, state = layer.step(x[0], None)
+    layer._check_step_input = lambda *args: pytest.fail("step() left the fast path")
+    outputs = [h_t]
+    for t in range(1, case.steps):
+        h_t, state = layer.step(x[t], state)
+        outputs.append(h_t)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else FORWARD_TOL
+    np.testing.assert_allclose(np.stack(outputs), y, **tol)
+    final = state if case.is_lstm else (state,)
+    for got, expected in zip(final, (h_n, c_n)):
+        assert got.dtype == dtype and got.flags.c_contiguous
+        np.testing.assert_allclose(got, expected, **tol)
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh"])
+def test_step_calls_off_the_fast_path_give_the_same_result(mode, rng):
+    """What the fast path does not take (another dtype, a strided x, an LSTM state
+    as a list, an unbatched x) goes the full path, to the same numbers."""
+    case = Case(mode, input_size=5, hidden_size=16)
+    layer = make_layer(case, dtype=np.float32)
+    x = rng.normal(size=(case.batch, case.input_size)).astype(np.float32)
+    _, state = layer.step(x, None)
+    expected, expected_state = layer.step(x, state)
+    wide = np.asfortranarray(x.astype(np.float64))
+    for x_t, state_t in ((x.astype(np.float64), state), (wide, state), (np.asfortranarray(x), state)):
+        np.testing.assert_array_equal(layer.step(x_t, state_t)[0], expected)
+    if case.is_lstm:
+        got, got_state = layer.step(x, list(state))
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(got_state[1], expected_state[1])
+    single = state[0][:, 0] if case.is_lstm else state[:, 0]
+    single_state = (single, state[1][:, 0]) if case.is_lstm else single
+    np.testing.assert_allclose(layer.step(x[0], single_state)[0], expected[0], rtol=1e-6, atol=1e-7)
+
+
 # --------------------------------------------------------------------------- state_dict
 
 

@@ -65,7 +65,7 @@ from numba.extending import overload
 
 from numrnn._jit import OVERLOAD_OPTIONS, cpu_function, cpu_kernel
 from numrnn.backends import cpu_activations  # noqa: F401  (registers the float32 activations)
-from numrnn.backends.cpu_simd import lane_count, load_lanes, matmul_packed_into, pack_panels, packs_evenly, store_lanes
+from numrnn.backends.cpu_simd import lane_count, load_lanes, matmul_packed_into, matvec_into, pack_panels, packs_evenly, store_lanes
 from numrnn.backends.cpu_simd import matmul_into as simd_matmul_into
 from numrnn.cells import gru as gru_cell
 from numrnn.cells import lstm as lstm_cell
@@ -162,41 +162,12 @@ def step_product(a, weights, out):
 def matmul_nt_into(a, b, out):
     """``out[...] = a @ b.T`` for small C-contiguous 2-D arrays, without BLAS.
 
-    Dot products of rows of ``a`` with rows of ``b`` (both contiguous), four rows
-    of ``a`` per row of ``b``; the reductions vectorise under fast-math
-    re-association.  Used by the streaming step kernels (:func:`lstm_step` and
-    friends), which then need no transposed copy of the weights.
+    One :func:`~numrnn.backends.cpu_simd.matvec_into` per row of ``a``: dot
+    products with the rows of ``b`` as stored, so the streaming step kernels
+    (:func:`lstm_step` and friends) need no transposed copy of the weights.
     """
-    rows, inner = a.shape
-    cols = b.shape[0]
-    i = 0
-    while i + 4 <= rows:
-        a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
-        for j in range(cols):
-            b_row = b[j]
-            out[i, j] = 0  # a typed zero: out may hold garbage, and a bare 0.0 would be float64
-            acc0 = acc1 = acc2 = acc3 = out[i, j]
-            for k in range(inner):
-                b_jk = b_row[k]
-                acc0 += a0[k] * b_jk
-                acc1 += a1[k] * b_jk
-                acc2 += a2[k] * b_jk
-                acc3 += a3[k] * b_jk
-            out[i, j] = acc0
-            out[i + 1, j] = acc1
-            out[i + 2, j] = acc2
-            out[i + 3, j] = acc3
-        i += 4
-    while i < rows:
-        a_row = a[i]
-        for j in range(cols):
-            b_row = b[j]
-            out[i, j] = 0
-            acc = out[i, j]
-            for k in range(inner):
-                acc += a_row[k] * b_row[k]
-            out[i, j] = acc
-        i += 1
+    for i in range(a.shape[0]):
+        matvec_into(b, a[i], out[i])
 
 
 def batch_blocks(batch):
@@ -885,13 +856,19 @@ def gru_backward(x, lengths, reverse, reset_after, w_ih, w_hh, dy, dh_n, gates, 
 # -------------------------------------------------------------- streaming step()
 
 
-@cpu_kernel
+@cpu_function
 def all_finite(a):
-    """True when every value of ``a`` is finite (a compiled scan, for cheap border checks)."""
-    for value in a.ravel():
-        if not np.isfinite(value):
-            return False
-    return True
+    """True when every value of ``a`` (C-contiguous) is finite: a compiled scan for
+    cheap border checks.  ``v - v`` is 0 for a finite ``v`` and NaN for NaN or
+    inf, so one NaN-propagating sum (which vectorises) tells; a sum that
+    overflows only reports False, never hides a bad value."""
+    flat = a.reshape(a.size)
+    if flat.size == 0:
+        return True
+    total = flat[0] - flat[0]
+    for i in range(flat.size):
+        total += flat[i] - flat[i]
+    return total == 0
 
 
 @cpu_function
@@ -922,22 +899,28 @@ def rnn_step(x, relu, w_ih, w_hh, b_ih, b_hh, h0):
 
 @cpu_kernel
 def lstm_step(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
-    """One LSTM step for every row (B, I) -> new (h, c); nothing saved.
-
-    Lean for latency at small B: two dot-form products on the weights as stored,
-    then one pass of :func:`numrnn.cells.lstm.forward` with the biases added on the
-    way (four allocations in all).
-    """
-    batch, hidden = h0.shape
-    pre_x = np.empty((batch, 4 * hidden), dtype=h0.dtype)
-    pre_h = np.empty((batch, 4 * hidden), dtype=h0.dtype)
-    matmul_nt_into(x, w_ih, pre_x)
-    matmul_nt_into(h0, w_hh, pre_h)
+    """One LSTM step for every row (B, I) -> new (h, c), each (B, H); nothing saved."""
     h = np.empty_like(h0)
     c = np.empty_like(c0)
+    lstm_step_into(x, w_ih, w_hh, b_ih, b_hh, h0, c0, h, c)
+    return h, c
+
+
+@cpu_function
+def lstm_step_into(x, w_ih, w_hh, b_ih, b_hh, h0, c0, h, c):
+    """:func:`lstm_step` into given ``h`` and ``c`` (B, H).
+
+    Lean for latency at small B: two dot-form products on the weights as stored
+    into one scratch array, then one pass of :func:`numrnn.cells.lstm.forward` with
+    the biases added on the way.
+    """
+    batch, hidden = h0.shape
+    pre = np.empty((2, batch, 4 * hidden), dtype=h0.dtype)
+    matmul_nt_into(x, w_ih, pre[0])
+    matmul_nt_into(h0, w_hh, pre[1])
     for r in range(batch):
-        a = pre_x[r]
-        a_h = pre_h[r]
+        a = pre[0, r]
+        a_h = pre[1, r]
         for j in range(hidden):
             f_j, g_j, o_j = hidden + j, 2 * hidden + j, 3 * hidden + j
             _, _, _, _, c_new, h_new = lstm_pointwise(
@@ -949,7 +932,6 @@ def lstm_step(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
             )
             h[r, j] = h_new
             c[r, j] = c_new
-    return h, c
 
 
 @cpu_kernel
@@ -971,16 +953,17 @@ def gru_step(x, reset_after, w_ih, w_hh, b_ih, b_hh, h0):
     return h
 
 
-#: Cell codes of :func:`checked_step`.
+#: Cell codes of :func:`checked_step`, and the number of gates of each.
 STEP_CELLS = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3, "gru_reset_before": 4}
+_STEP_GATES = (1, 1, 4, 3, 3)
 
 
-@cpu_kernel
-def checked_step(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0):
+def checked_step(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, state):
     """One step of a single-layer cell on a (1, B, H) state: the streaming fast path.
 
-    One compiled call does the border checks and the step (each further call from
-    Python costs about as much as the step itself at B = 1).
+    Compiled per dtype by :func:`step_kernel`, never called as it stands.  One
+    compiled call does the border checks and the step, because at B = 1 each call
+    from Python costs about as much as the step itself.
 
     Parameters
     ----------
@@ -988,33 +971,67 @@ def checked_step(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0):
         Code from :data:`STEP_CELLS`.
     x : ndarray, shape (B, I)
     w_ih, w_hh, b_ih, b_hh : ndarray
-        As in :meth:`CPUBackend.layer_forward`.
+        As in :meth:`CPUBackend.layer_forward`; every shape is checked here.
     h0, c0 : ndarray, shape (1, B, H)
         The state; ``c0`` is ignored (pass ``h0``) but for the LSTM.
+    state : ndarray, shape (S, 1, B, H)
+        Output: the new state, ``S`` = 2 (h, c) for the LSTM, else 1 (h).  Given by
+        the caller because an array made here would cost about 0.4 µs to hand back
+        to Python, twice what NumPy takes to make it.
 
-    Returns
-    -------
-    ok : bool
-        False, with nothing computed, when the state's shape does not match or
-        ``x`` or the state holds NaN or inf: the caller then takes the full path,
-        which raises the error naming the argument.
-    h, c : ndarray, shape (1, B, H)
-        The new state (``c`` is ``h`` but for the LSTM).
+    Raises
+    ------
+    ValueError
+        With nothing computed, when a shape does not match or ``x`` or the state
+        holds NaN or inf: the caller then takes the full path, which raises the
+        error naming the argument.
     """
-    batch, hidden = x.shape[0], w_hh.shape[1]
-    if h0.shape[0] != 1 or h0.shape[1] != batch or h0.shape[2] != hidden or c0.shape != h0.shape:
-        return False, h0, c0
+    batch, inputs = x.shape
+    hidden = w_hh.shape[1]
+    gates = _STEP_GATES[cell] * hidden
+    if not (
+        batch > 0
+        and w_ih.shape[0] == gates
+        and w_ih.shape[1] == inputs
+        and w_hh.shape[0] == gates
+        and b_ih.shape[0] == gates
+        and b_hh.shape[0] == gates
+        and h0.shape[0] == 1
+        and h0.shape[1] == batch
+        and h0.shape[2] == hidden
+        and c0.shape == h0.shape
+        and state.shape[0] == (2 if cell == 2 else 1)
+        and state.shape[1:] == h0.shape
+    ):
+        raise ValueError("step(): shapes do not match the layer")
     if not (all_finite(x) and all_finite(h0) and all_finite(c0)):
-        return False, h0, c0
+        raise ValueError("step(): x_t or the state is not finite")
     if cell == 2:
-        h, c = lstm_step(x, w_ih, w_hh, b_ih, b_hh, h0[0], c0[0])
-        return True, h.reshape(h0.shape), c.reshape(h0.shape)
-    if cell >= 3:
-        h = gru_step(x, cell == 3, w_ih, w_hh, b_ih, b_hh, h0[0])
+        lstm_step_into(x, w_ih, w_hh, b_ih, b_hh, h0[0], c0[0], state[0, 0], state[1, 0])
+    elif cell >= 3:
+        state[0, 0] = gru_step(x, cell == 3, w_ih, w_hh, b_ih, b_hh, h0[0])
     else:
-        h = rnn_step(x, cell == 1, w_ih, w_hh, b_ih, b_hh, h0[0])
-    h = h.reshape(h0.shape)
-    return True, h, h
+        state[0, 0] = rnn_step(x, cell == 1, w_ih, w_hh, b_ih, b_hh, h0[0])
+
+
+_step_kernels = {}
+
+
+def step_kernel(dtype):
+    """:func:`checked_step` compiled for C-contiguous arrays of ``dtype`` only.
+
+    Compiled (or loaded from the cache) on first use.  Compilation is then closed,
+    so a call with arguments of any other type or layout raises ``TypeError``
+    rather than compiling a new specialisation in the middle of a stream.
+    """
+    dtype = np.dtype(dtype)
+    kernel = _step_kernels.get(dtype)
+    if kernel is None:
+        matrix, row, state = (types.Array(numba.from_dtype(dtype), ndim, "C") for ndim in (2, 1, 3))
+        output = types.Array(numba.from_dtype(dtype), 4, "C")
+        signature = (types.intp, matrix, matrix, matrix, row, row, state, state, output)
+        kernel = _step_kernels[dtype] = cpu_kernel(checked_step, signatures=[signature])
+    return kernel
 
 
 # ------------------------------------------------------------------ backend object
@@ -1150,9 +1167,9 @@ class CPUBackend:
             return (gru_step(x, cell == "gru", w_ih, w_hh, b_ih, b_hh, state0[0]),)
         return (rnn_step(x, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, state0[0]),)
 
-    def checked_step(self, cell, x, weights, h0, c0):
-        """:func:`checked_step` by cell name: ``(ok, h (1, B, H), c (1, B, H))``."""
-        return checked_step(STEP_CELLS[cell], x, *weights, h0, c0)
+    def step_kernel(self, dtype):
+        """The streaming fast path for ``dtype``: :func:`step_kernel`."""
+        return step_kernel(dtype)
 
     def layer_backward(self, saved, dy, dstate_n):
         """Backward of one :meth:`layer_forward` call; it may consume ``saved``

@@ -30,6 +30,13 @@ contiguous panels of two vectors' worth of columns and :func:`matmul_packed_into
 runs the same tiles on them: measured here at about 220 GFLOP/s a core from
 (8, 256) @ (256, 1024) to (64, 512) @ (512, 2048).  Summation runs over ``k`` in
 order, so results do not depend on the tile a row falls in.
+
+The streaming step multiplies one state row by the weights as stored, ``(G*H, H)``
+row-major, where a packed transposed copy could go stale under an in-place update
+of the parameters.  :func:`matvec_into` does it in dot form: :func:`dot_lanes`
+keeps one register per weight row for a group of ``n`` rows, then folds the ``n``
+registers into one vector of ``n`` sums with a tree of shuffles and adds, so no
+sum is reduced on its own.
 """
 
 from __future__ import annotations
@@ -145,6 +152,68 @@ def fma_lanes(typingctx, acc, scale, value):
         return builder.call(fused, [broadcast, args[2], args[0]])
 
     return acc(acc, scale, value), codegen
+
+
+def _fold(builder, a, b, count, half):
+    """One level of the reduction tree of :func:`dot_lanes`.
+
+    ``a`` and ``b`` hold blocks of ``2 * half`` partial sums, one block per row;
+    the result holds blocks of ``half``: each block's halves added, the rows of
+    ``a`` first, then those of ``b``, in order.
+    """
+    blocks = count // (2 * half)
+    low = [block * 2 * half + offset for block in range(blocks) for offset in range(half)]
+    low += [count + index for index in low]
+    high = [index + half for index in low]
+    index_type = ir.IntType(32)
+
+    def picks(indices):
+        return ir.Constant(ir.VectorType(index_type, count), [ir.Constant(index_type, i) for i in indices])
+
+    return builder.fadd(builder.shuffle_vector(a, b, picks(low)), builder.shuffle_vector(a, b, picks(high)))
+
+
+@intrinsic
+def dot_lanes(typingctx, v, m, row, inner):
+    """Lanes of ``n`` dot products: lane ``r`` is ``v[:inner] @ m[row + r, :inner]``.
+
+    ``v`` is a C-contiguous row, ``m`` a C-contiguous matrix of its dtype with
+    ``n`` rows from ``row`` on, ``inner`` a multiple of ``n`` (no bounds checks).
+    Each of the ``n`` rows accumulates in its own register (one fused multiply-add
+    per vector of ``m``), and a tree of ``n - 1`` shuffle-and-add steps turns the
+    ``n`` registers into one vector of sums, so no sum is reduced alone.
+    """
+    lanes = _float_row(v, "dot_lanes")
+    if not (isinstance(m, types.Array) and m.ndim == 2 and m.layout == "C" and m.dtype == v.dtype):
+        raise TypingError(f"dot_lanes needs a C-contiguous 2-D matrix of {v.dtype}, got {m}")
+    count = lanes.count
+
+    def codegen(context, builder, signature, args):
+        index_type = context.get_value_type(types.intp)
+        vector_type = context.get_value_type(lanes)
+        row_index, inner_count = (context.cast(builder, args[i], signature.args[i], types.intp) for i in (2, 3))
+        v_data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        matrix = context.make_array(signature.args[1])(context, builder, args[1])
+        row_length = builder.sdiv(builder.extract_value(matrix.strides, 0), ir.Constant(index_type, lanes.dtype.bitwidth // 8))
+        rows = [builder.gep(matrix.data, [builder.mul(builder.add(row_index, ir.Constant(index_type, r)), row_length)]) for r in range(count)]
+        name = f"llvm.fma.v{count}f{lanes.dtype.bitwidth}"
+        fused = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector_type, [vector_type] * 3), name)
+        align = lanes.dtype.bitwidth // 8
+        sums = [cgutils.alloca_once_value(builder, ir.Constant(vector_type, None)) for _ in range(count)]
+        step = ir.Constant(index_type, count)
+        with cgutils.for_range_slice(builder, ir.Constant(index_type, 0), inner_count, step) as (k, _):
+            vector = builder.load(builder.bitcast(builder.gep(v_data, [k]), vector_type.as_pointer()), align=align)
+            for r in range(count):
+                weights = builder.load(builder.bitcast(builder.gep(rows[r], [k]), vector_type.as_pointer()), align=align)
+                builder.store(builder.call(fused, [vector, weights, builder.load(sums[r])]), sums[r])
+        level = [builder.load(total) for total in sums]
+        half = count // 2
+        while len(level) > 1:
+            level = [_fold(builder, level[i], level[i + 1], count, half) for i in range(0, len(level), 2)]
+            half //= 2
+        return level[0]
+
+    return lanes(v, m, row, inner), codegen
 
 
 def _as_vector(context, builder, value, value_type, lanes):
@@ -384,3 +453,44 @@ def matmul_packed_into(a, panels, out, bias=None):
             _tile_1x1(a, panel, 0, out, bias, i, j)
             _tile_1x1(a, panel, width, out, bias, i, j + width)
             i += 1
+
+
+@cpu_function
+def matvec_into(m, v, out):
+    """``out[...] = m @ v``: ``m`` (N, K), ``v`` (K,) and ``out`` (N,) C-contiguous,
+    one float dtype.  For the streaming step, where ``v`` is one row of the batch
+    and ``m`` a weight matrix as stored (no transposed or packed copy to keep in
+    step with the parameters).
+
+    Rows of ``m`` go in groups of one vector's worth (:func:`dot_lanes`); the
+    ``K mod n`` last columns, and the rows left over, are summed one by one.
+    """
+    rows, inner = m.shape
+    width = lane_count(v)
+    if inner < width:  # rows too short for lanes: LLVM vectorises this loop across rows
+        _dot_rows(m, v, out, 0)
+        return
+    grouped = rows - rows % width
+    full = inner - inner % width
+    for j in range(0, grouped, width):
+        store_lanes(out, j, dot_lanes(v, m, j, full))
+        for r in range(j, j + width):
+            total = out[r]
+            for k in range(full, inner):
+                total += v[k] * m[r, k]
+            out[r] = total
+    _dot_rows(m, v, out, grouped)
+
+
+@cpu_function
+def _dot_rows(m, v, out, start):
+    """``out[start:] = m[start:] @ v``, one scalar sum per row, ``v[k]`` read once
+    (not per row, which LLVM would do for fear that ``out`` overlaps ``v``)."""
+    rows, inner = m.shape
+    v_k = v[0]
+    for r in range(start, rows):
+        out[r] = v_k * m[r, 0]
+    for k in range(1, inner):
+        v_k = v[k]
+        for r in range(start, rows):
+            out[r] += v_k * m[r, k]
