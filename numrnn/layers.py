@@ -519,7 +519,7 @@ class RNNBase:
         """
         plan = self._step_plan
         if plan is not None and state is not None and type(x_t) is np.ndarray and x_t.ndim == 2:
-            kernel, cell, names, state_size, hidden, dtype = plan
+            kernel, cell, name_ih, name_hh, name_bias_ih, name_bias_hh, state_size, hidden, dtype = plan
             params = self.params
             try:
                 if state_size == 2:
@@ -529,7 +529,7 @@ class RNNBase:
                 else:
                     h0 = c0 = state
                 new_state = np.empty((state_size, 1, len(x_t), hidden), dtype)
-                kernel(cell, x_t, params[names[0]], params[names[1]], params[names[2]], params[names[3]], h0, c0, new_state)
+                kernel(cell, x_t, params[name_ih], params[name_hh], params[name_bias_ih], params[name_bias_hh], h0, c0, new_state)
             except (TypeError, ValueError):  # not the fast path's kind of call: take the full path
                 pass
             else:
@@ -562,7 +562,8 @@ class RNNBase:
     def _plan_step(self):
         """After a first full-path :meth:`step`, set up the fast path where it applies
         (a single-layer, unidirectional model with biases on a backend with a
-        ``step_kernel``): ``(kernel, cell code, parameter names, state size, H, dtype)``.
+        ``step_kernel``): ``(kernel, cell code, the four parameter names, state size, H,
+        dtype)``.
         The kernel takes only arrays of ``dtype``: an ``x_t`` of another dtype makes
         it raise TypeError, and the full path converts it."""
         if self._step_plan is not None or self.num_layers != 1 or self.bidirectional or not self.bias:
@@ -573,7 +574,7 @@ class RNNBase:
 
             kernel = step_kernel(self.dtype)
             names = self._param_names(0, 0)
-            self._step_plan = (kernel, STEP_CELLS[self.cell], names, self.state_size, self.hidden_size, self.dtype)
+            self._step_plan = (kernel, STEP_CELLS[self.cell], *names, self.state_size, self.hidden_size, self.dtype)
 
     def _check_step_input(self, x_t):
         """Full validation of ``x_t`` for :meth:`step`: returns ((B, I) array, batched)."""
