@@ -911,27 +911,72 @@ def lstm_step_into(x, w_ih, w_hh, b_ih, b_hh, h0, c0, h, c):
     """:func:`lstm_step` into given ``h`` and ``c`` (B, H).
 
     Lean for latency at small B: two dot-form products on the weights as stored
-    into one scratch array, then one pass of :func:`numrnn.cells.lstm.forward` with
-    the biases added on the way.
+    into one scratch array, then one pass of :func:`numrnn.cells.lstm.forward`
+    (:func:`lstm_step_units`) with the biases added on the way.
     """
     batch, hidden = h0.shape
     pre = np.empty((2, batch, 4 * hidden), dtype=h0.dtype)
     matmul_nt_into(x, w_ih, pre[0])
     matmul_nt_into(h0, w_hh, pre[1])
     for r in range(batch):
-        a = pre[0, r]
-        a_h = pre[1, r]
-        for j in range(hidden):
-            f_j, g_j, o_j = hidden + j, 2 * hidden + j, 3 * hidden + j
-            _, _, _, _, c_new, h_new = lstm_pointwise(
-                a[j] + a_h[j] + (b_ih[j] + b_hh[j]),
-                a[f_j] + a_h[f_j] + (b_ih[f_j] + b_hh[f_j]),
-                a[g_j] + a_h[g_j] + (b_ih[g_j] + b_hh[g_j]),
-                a[o_j] + a_h[o_j] + (b_ih[o_j] + b_hh[o_j]),
-                c0[r, j],
-            )
-            h[r, j] = h_new
-            c[r, j] = c_new
+        lstm_step_units(pre[0, r], pre[1, r], b_ih, b_hh, c0[r], h[r], c[r])
+
+
+def lstm_step_units(a_x, a_h, b_ih, b_hh, c_prev, h, c):
+    """Pointwise pass of one LSTM row at one step: pre-activations ``a_x + a_h +
+    b_ih + b_hh`` (rows of 4H) and ``c_prev`` (H) to the new ``h`` and ``c``.
+    Compiled, float32 runs on :class:`~numrnn.backends.cpu_simd.Lanes`, float64
+    one value at a time (as :func:`lstm_backward_units`)."""
+    _lstm_step_units_from(a_x, a_h, b_ih, b_hh, c_prev, h, c, 0)
+
+
+@cpu_function
+def _lstm_step_units_from(a_x, a_h, b_ih, b_hh, c_prev, h, c, start):
+    """:func:`lstm_step_units` for the units ``start:``, one at a time."""
+    hidden = h.shape[0]
+    for j in range(start, hidden):
+        f_j, g_j, o_j = hidden + j, 2 * hidden + j, 3 * hidden + j
+        _, _, _, _, c_new, h_new = lstm_pointwise(
+            a_x[j] + a_h[j] + (b_ih[j] + b_hh[j]),
+            a_x[f_j] + a_h[f_j] + (b_ih[f_j] + b_hh[f_j]),
+            a_x[g_j] + a_h[g_j] + (b_ih[g_j] + b_hh[g_j]),
+            a_x[o_j] + a_h[o_j] + (b_ih[o_j] + b_hh[o_j]),
+            c_prev[j],
+        )
+        h[j] = h_new
+        c[j] = c_new
+
+
+@cpu_function
+def _gate_lanes(a_x, a_h, b_ih, b_hh, j):
+    """Pre-activations ``j:j+n`` as lanes, added in the scalar pass's order."""
+    return load_lanes(a_x, j) + load_lanes(a_h, j) + (load_lanes(b_ih, j) + load_lanes(b_hh, j))
+
+
+def _lstm_step_units_lanes(a_x, a_h, b_ih, b_hh, c_prev, h, c):
+    """:func:`lstm_step_units` a vector of units at a time, then the tail one by one."""
+    hidden = h.shape[0]
+    width = lane_count(h)
+    j = 0
+    while j + width <= hidden:
+        _, _, _, _, c_new, h_new = lstm_pointwise(
+            _gate_lanes(a_x, a_h, b_ih, b_hh, j),
+            _gate_lanes(a_x, a_h, b_ih, b_hh, hidden + j),
+            _gate_lanes(a_x, a_h, b_ih, b_hh, 2 * hidden + j),
+            _gate_lanes(a_x, a_h, b_ih, b_hh, 3 * hidden + j),
+            load_lanes(c_prev, j),
+        )
+        store_lanes(h, j, h_new)
+        store_lanes(c, j, c_new)
+        j += width
+    _lstm_step_units_from(a_x, a_h, b_ih, b_hh, c_prev, h, c, j)
+
+
+@overload(lstm_step_units, jit_options=OVERLOAD_OPTIONS, inline="always")
+def _lstm_step_units_overload(a_x, a_h, b_ih, b_hh, c_prev, h, c):
+    if h.dtype == types.float32:
+        return _lstm_step_units_lanes
+    return lambda a_x, a_h, b_ih, b_hh, c_prev, h, c: _lstm_step_units_from(a_x, a_h, b_ih, b_hh, c_prev, h, c, 0)
 
 
 @cpu_kernel
