@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 
 import numpy as np
 
@@ -37,6 +38,15 @@ from numrnn.backends import get_backend
 from numrnn.cells import GATES
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNBase"]
+
+
+def _tuple_getter(keys):
+    """``mapping -> tuple(mapping[k] for k in keys)`` in one C call (``itemgetter``
+    returns a bare item for one key)."""
+    if len(keys) == 1:
+        key = keys[0]
+        return lambda mapping: (mapping[key],)
+    return operator.itemgetter(*keys)
 
 
 class RNNBase:
@@ -510,17 +520,18 @@ class RNNBase:
 
         Notes
         -----
-        Built for latency.  For a single-layer model on the CPU, ``x_t`` a (B, I)
+        Built for latency.  For a unidirectional model on the CPU, ``x_t`` a (B, I)
         array of the layer's dtype and ``state`` what the previous call returned,
         Python checks only types, and one compiled call checks shapes and
-        finiteness and does the step (:func:`numrnn.backends.cpu.step_kernel`).
+        finiteness and does the step of every layer
+        (:func:`numrnn.backends.cpu.step_kernel`, or ``stack_step_kernel`` for
+        several layers or no biases).
         Any other call, or a failed check, takes the full path, which validates
         every argument and raises the error naming it.
         """
         plan = self._step_plan
         if plan is not None and state is not None and type(x_t) is np.ndarray and x_t.ndim == 2:
-            kernel, cell, name_ih, name_hh, name_bias_ih, name_bias_hh, state_size, hidden, dtype = plan
-            params = self.params
+            kernel, cell, weights, state_size, layers, hidden, dtype = plan
             try:
                 if state_size == 2:
                     if type(state) is not tuple:
@@ -528,13 +539,13 @@ class RNNBase:
                     h0, c0 = state
                 else:
                     h0 = c0 = state
-                new_state = np.empty((state_size, 1, len(x_t), hidden), dtype)
-                kernel(cell, x_t, params[name_ih], params[name_hh], params[name_bias_ih], params[name_bias_hh], h0, c0, new_state)
+                new_state = np.empty((state_size, layers, len(x_t), hidden), dtype)
+                kernel(cell, x_t, *weights(self.params), h0, c0, new_state)
             except (TypeError, ValueError):  # not the fast path's kind of call: take the full path
                 pass
             else:
                 h = new_state[0]
-                return h[0], ((h, new_state[1]) if state_size == 2 else h)
+                return h[layers - 1], ((h, new_state[1]) if state_size == 2 else h)
         device = getattr(self._backend, "layers", None)
         if device is not None:
             return device.step(self, x_t, state)
@@ -561,20 +572,33 @@ class RNNBase:
 
     def _plan_step(self):
         """After a first full-path :meth:`step`, set up the fast path where it applies
-        (a single-layer, unidirectional model with biases on a backend with a
-        ``step_kernel``): ``(kernel, cell code, the four parameter names, state size, H,
-        dtype)``.
-        The kernel takes only arrays of ``dtype``: an ``x_t`` of another dtype makes
-        it raise TypeError, and the full path converts it."""
-        if self._step_plan is not None or self.num_layers != 1 or self.bidirectional or not self.bias:
-            return
+        (a unidirectional model on a backend with a ``step_kernel``):
+        ``(kernel, cell code, weights, state size, L, H, dtype)``, where ``weights``
+        maps :attr:`params` to the kernel's weight arguments, read on every call so
+        that replaced arrays are seen.  The kernel takes only arrays of ``dtype``:
+        an ``x_t`` of another dtype makes it raise TypeError, and the full path
+        converts it."""
         step_kernel = getattr(self._backend, "step_kernel", None)
-        if step_kernel is not None:
-            from numrnn.backends.cpu import STEP_CELLS
+        if self._step_plan is not None or self.bidirectional or step_kernel is None:
+            return
+        from numrnn.backends.cpu import STEP_CELLS
 
+        layers = self.num_layers
+        names = [self._param_names(layer, 0) for layer in range(layers)]
+        if layers == 1 and self.bias:
             kernel = step_kernel(self.dtype)
-            names = self._param_names(0, 0)
-            self._step_plan = (kernel, STEP_CELLS[self.cell], *names, self.state_size, self.hidden_size, self.dtype)
+            weights = operator.itemgetter(*names[0])
+        else:
+            kernel = step_kernel(self.dtype, layers)
+            weights_ih = _tuple_getter([n[0] for n in names])
+            weights_hh = _tuple_getter([n[1] for n in names])
+            if self.bias:
+                biases = _tuple_getter([n[k] for n in names for k in (2, 3)])
+            else:
+                zeros = (np.zeros(GATES[self._family] * self.hidden_size, dtype=self.dtype),) * (2 * layers)
+                biases = lambda params: zeros  # noqa: E731
+            weights = lambda params: (weights_ih(params), weights_hh(params), biases(params))  # noqa: E731
+        self._step_plan = (kernel, STEP_CELLS[self.cell], weights, self.state_size, layers, self.hidden_size, self.dtype)
 
     def _check_step_input(self, x_t):
         """Full validation of ``x_t`` for :meth:`step`: returns ((B, I) array, batched)."""

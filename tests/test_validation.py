@@ -267,9 +267,10 @@ def test_bad_step_calls(mode, rng):
 
 
 @pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh"])
-def test_bad_step_calls_on_the_single_layer_hot_path(mode, rng):
-    """A single-layer model checks in one compiled call; failures still name the argument."""
-    case = Case(mode)
+@pytest.mark.parametrize("layout", [{}, {"num_layers": 2}, {"bias": False}], ids=["L1", "L2", "nobias"])
+def test_bad_step_calls_on_the_fast_path(mode, layout, rng):
+    """step()'s fast path checks in one compiled call; failures still name the argument."""
+    case = Case(mode, **layout)
     layer = make_layer(case, dtype=np.float32)
     x = rng.normal(size=(case.batch, case.input_size)).astype(np.float32)
     _, state = layer.step(x, None)  # a state as the hot path accepts it
@@ -292,6 +293,8 @@ def test_bad_step_calls_on_the_single_layer_hot_path(mode, rng):
             layer.step(x, with_part(index, parts[index][:, :1].copy()))  # wrong batch
         with pytest.raises(ValueError, match="state"):
             layer.step(x, with_part(index, np.zeros((1, case.batch, case.hidden_size + 1), np.float32)))
+        with pytest.raises(ValueError, match="state"):  # one layer too many
+            layer.step(x, with_part(index, np.zeros((case.num_layers + 1, case.batch, case.hidden_size), np.float32)))
     with pytest.raises(ValueError, match="state"):
         layer.step(x[:1], state)  # the state is for another batch size
     # a float64 state is cast, as everywhere: same result as the float32 one

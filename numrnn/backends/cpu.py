@@ -1003,8 +1003,53 @@ STEP_CELLS = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3, "gru_reset_befo
 _STEP_GATES = (1, 1, 4, 3, 3)
 
 
+@cpu_function
+def _step_layer(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, h, c):
+    """One layer of a checked step: (B, I) input, (B, H) state in, ``h`` and ``c``
+    (B, H) out (``c`` untouched but for the LSTM).  False, with nothing written,
+    when a weight's shape does not fit ``x`` and the state."""
+    batch, inputs = x.shape
+    hidden = h0.shape[1]
+    gates = _STEP_GATES[cell] * hidden
+    if not (
+        w_ih.shape[0] == gates
+        and w_ih.shape[1] == inputs
+        and w_hh.shape[0] == gates
+        and w_hh.shape[1] == hidden
+        and b_ih.shape[0] == gates
+        and b_hh.shape[0] == gates
+    ):
+        return False
+    if cell == 2:
+        lstm_step_into(x, w_ih, w_hh, b_ih, b_hh, h0, c0, h, c)
+    elif cell >= 3:
+        h[:] = gru_step(x, cell == 3, w_ih, w_hh, b_ih, b_hh, h0)
+    else:
+        h[:] = rnn_step(x, cell == 1, w_ih, w_hh, b_ih, b_hh, h0)
+    return True
+
+
+@cpu_function
+def _check_step_border(cell, x, hidden, layers, h0, c0, state):
+    """Raise ``ValueError`` unless ``x`` (B, I), the state ``h0``, ``c0`` (L, B, H) and
+    the output ``state`` (S, L, B, H) fit together and hold finite values."""
+    batch = x.shape[0]
+    if not (
+        batch > 0
+        and h0.shape[0] == layers
+        and h0.shape[1] == batch
+        and h0.shape[2] == hidden
+        and c0.shape == h0.shape
+        and state.shape[0] == (2 if cell == 2 else 1)
+        and state.shape[1:] == h0.shape
+    ):
+        raise ValueError("step(): shapes do not match the layer")
+    if not (all_finite(x) and all_finite(h0) and all_finite(c0)):
+        raise ValueError("step(): x_t or the state is not finite")
+
+
 def checked_step(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, state):
-    """One step of a single-layer cell on a (1, B, H) state: the streaming fast path.
+    """One step of a single-layer cell with biases: the streaming fast path.
 
     Compiled per dtype by :func:`step_kernel`, never called as it stands.  One
     compiled call does the border checks and the step, because at B = 1 each call
@@ -1031,35 +1076,41 @@ def checked_step(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, state):
         holds NaN or inf: the caller then takes the full path, which raises the
         error naming the argument.
     """
-    batch, inputs = x.shape
-    hidden = w_hh.shape[1]
-    gates = _STEP_GATES[cell] * hidden
-    if not (
-        batch > 0
-        and w_ih.shape[0] == gates
-        and w_ih.shape[1] == inputs
-        and w_hh.shape[0] == gates
-        and b_ih.shape[0] == gates
-        and b_hh.shape[0] == gates
-        and h0.shape[0] == 1
-        and h0.shape[1] == batch
-        and h0.shape[2] == hidden
-        and c0.shape == h0.shape
-        and state.shape[0] == (2 if cell == 2 else 1)
-        and state.shape[1:] == h0.shape
-    ):
-        raise ValueError("step(): shapes do not match the layer")
-    if not (all_finite(x) and all_finite(h0) and all_finite(c0)):
-        raise ValueError("step(): x_t or the state is not finite")
-    if cell == 2:
-        lstm_step_into(x, w_ih, w_hh, b_ih, b_hh, h0[0], c0[0], state[0, 0], state[1, 0])
-    elif cell >= 3:
-        state[0, 0] = gru_step(x, cell == 3, w_ih, w_hh, b_ih, b_hh, h0[0])
-    else:
-        state[0, 0] = rnn_step(x, cell == 1, w_ih, w_hh, b_ih, b_hh, h0[0])
+    _check_step_border(cell, x, w_hh.shape[1], 1, h0, c0, state)
+    if not _step_layer(cell, x, w_ih, w_hh, b_ih, b_hh, h0[0], c0[0], state[0, 0], state[-1, 0]):
+        raise ValueError("step(): the parameters' shapes do not match the layer")
+
+
+def checked_stack_step(cell, x, weights_ih, weights_hh, biases, h0, c0, state):
+    """:func:`checked_step` for any number of layers L, or no biases.
+
+    Compiled per dtype and L by :func:`stack_step_kernel`.  The weights come as
+    tuples: ``weights_ih`` and ``weights_hh`` of L arrays, ``biases`` of 2L
+    (``b_ih``, ``b_hh`` of each layer in turn; zeros for a layer without biases).
+    Each tuple costs Numba's dispatch about as much as two or three arrays, so the
+    single-layer model keeps :func:`checked_step`.  ``h0``, ``c0`` are (L, B, H) and
+    ``state`` (S, L, B, H); layer ``l`` reads the new ``h`` of layer ``l - 1``.
+    """
+    layers = len(weights_ih)
+    _check_step_border(cell, x, h0.shape[2], layers, h0, c0, state)
+    layer_input = x
+    for index in range(layers):
+        ok = _step_layer(
+            cell, layer_input, weights_ih[index], weights_hh[index], biases[2 * index], biases[2 * index + 1],
+            h0[index], c0[index], state[0, index], state[-1, index],
+        )
+        if not ok:
+            raise ValueError("step(): the parameters' shapes do not match the layer")
+        layer_input = state[0, index]
 
 
 _step_kernels = {}
+
+
+def _step_types(dtype):
+    """Numba types of C-contiguous arrays of ``dtype``: 1-D to 4-D."""
+    element = numba.from_dtype(np.dtype(dtype))
+    return tuple(types.Array(element, ndim, "C") for ndim in (1, 2, 3, 4))
 
 
 def step_kernel(dtype):
@@ -1069,13 +1120,25 @@ def step_kernel(dtype):
     so a call with arguments of any other type or layout raises ``TypeError``
     rather than compiling a new specialisation in the middle of a stream.
     """
-    dtype = np.dtype(dtype)
-    kernel = _step_kernels.get(dtype)
+    key = ("single", np.dtype(dtype))
+    kernel = _step_kernels.get(key)
     if kernel is None:
-        matrix, row, state = (types.Array(numba.from_dtype(dtype), ndim, "C") for ndim in (2, 1, 3))
-        output = types.Array(numba.from_dtype(dtype), 4, "C")
+        row, matrix, state, output = _step_types(dtype)
         signature = (types.intp, matrix, matrix, matrix, row, row, state, state, output)
-        kernel = _step_kernels[dtype] = cpu_kernel(checked_step, signatures=[signature])
+        kernel = _step_kernels[key] = cpu_kernel(checked_step, signatures=[signature])
+    return kernel
+
+
+def stack_step_kernel(dtype, layers):
+    """:func:`checked_stack_step` compiled for ``layers`` layers of ``dtype`` only
+    (closed to other types, as :func:`step_kernel`)."""
+    key = ("stack", np.dtype(dtype), int(layers))
+    kernel = _step_kernels.get(key)
+    if kernel is None:
+        row, matrix, state, output = _step_types(dtype)
+        weights, biases = types.UniTuple(matrix, layers), types.UniTuple(row, 2 * layers)
+        signature = (types.intp, matrix, weights, weights, biases, state, state, output)
+        kernel = _step_kernels[key] = cpu_kernel(checked_stack_step, signatures=[signature])
     return kernel
 
 
@@ -1212,9 +1275,10 @@ class CPUBackend:
             return (gru_step(x, cell == "gru", w_ih, w_hh, b_ih, b_hh, state0[0]),)
         return (rnn_step(x, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, state0[0]),)
 
-    def step_kernel(self, dtype):
-        """The streaming fast path for ``dtype``: :func:`step_kernel`."""
-        return step_kernel(dtype)
+    def step_kernel(self, dtype, layers=None):
+        """The streaming fast path: :func:`step_kernel` (``layers`` None, a
+        single layer with biases) or :func:`stack_step_kernel`."""
+        return step_kernel(dtype) if layers is None else stack_step_kernel(dtype, layers)
 
     def layer_backward(self, saved, dy, dstate_n):
         """Backward of one :meth:`layer_forward` call; it may consume ``saved``
