@@ -86,15 +86,24 @@ def compile_scalar(fn, target):
     return compiled
 
 
-def cpu_function(fn):
+def cpu_function(fn=None, *, inline=False):
     """Compile a scalar helper for the CPU; LLVM inlines it into the drivers.
 
     Cell functions (:mod:`numrnn.cells`) go through :func:`compile_scalar`, so the
-    cell functions they call are compiled too.
+    cell functions they call are compiled too.  ``inline=True`` inlines at Numba-IR
+    level instead, for helpers that take many arrays on a latency-bound path: a
+    call that LLVM does not inline passes each array as a reference-counted
+    structure (measured: 0.2 µs on a streaming step with ten arrays).
     """
-    if fn.__module__.startswith(_SCALAR_MODULE_PREFIX):
-        return compile_scalar(fn, "cpu")
-    return numba.njit(**CPU_OPTIONS)(fn)
+
+    def wrap(f):
+        if f.__module__.startswith(_SCALAR_MODULE_PREFIX):
+            return compile_scalar(f, "cpu")
+        if inline:
+            return numba.njit(inline="always", **CPU_OPTIONS)(f)
+        return numba.njit(**CPU_OPTIONS)(f)
+
+    return wrap(fn) if fn is not None else wrap
 
 
 def cpu_kernel(fn=None, *, parallel=False, signatures=None):

@@ -1003,7 +1003,7 @@ STEP_CELLS = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3, "gru_reset_befo
 _STEP_GATES = (1, 1, 4, 3, 3)
 
 
-@cpu_function
+@cpu_function(inline=True)
 def _step_layer(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, h, c):
     """One layer of a checked step: (B, I) input, (B, H) state in, ``h`` and ``c``
     (B, H) out (``c`` untouched but for the LSTM).  False, with nothing written,
@@ -1029,7 +1029,7 @@ def _step_layer(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, h, c):
     return True
 
 
-@cpu_function
+@cpu_function(inline=True)
 def _check_step_border(cell, x, hidden, layers, h0, c0, state):
     """Raise ``ValueError`` unless ``x`` (B, I), the state ``h0``, ``c0`` (L, B, H) and
     the output ``state`` (S, L, B, H) fit together and hold finite values."""
