@@ -324,6 +324,32 @@ def test_step_fast_path_matches_forward(mode, dtype, input_size, hidden_size, ba
 
 
 @pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_step_fast_path_takes_unbatched_and_strided_inputs(mode, num_layers, rng):
+    """An unbatched x (I,) with (L, H) states, and a strided (B, I) x (a time
+    column of a batch-first array), stay on the fast path, to the same numbers."""
+    case = Case(mode, input_size=5, hidden_size=16, num_layers=num_layers)
+    layer = make_layer(case, dtype=np.float32)
+    x = rng.normal(size=(case.batch, 3, case.input_size)).astype(np.float32)  # batch-first
+    _, state = layer.step(np.ascontiguousarray(x[:, 0]), None)
+    expected, expected_state = layer.step(np.ascontiguousarray(x[:, 1]), state)
+    _, single_state = layer.step(np.ascontiguousarray(x[0, 0]), None)  # (L, H) states: the full path
+    layer._check_step_input = lambda *args: pytest.fail("step() left the fast path")
+    got, got_state = layer.step(x[:, 1], state)
+    np.testing.assert_array_equal(got, expected)
+    for got_part, expected_part in zip(got_state if case.is_lstm else (got_state,),
+                                       expected_state if case.is_lstm else (expected_state,)):
+        np.testing.assert_array_equal(got_part, expected_part)
+    got, got_state = layer.step(x[0, 1], single_state)
+    assert got.shape == (case.hidden_size,)
+    np.testing.assert_array_equal(got, expected[0])
+    for got_part, expected_part in zip(got_state if case.is_lstm else (got_state,),
+                                       expected_state if case.is_lstm else (expected_state,)):
+        assert got_part.shape == (num_layers, case.hidden_size)
+        np.testing.assert_array_equal(got_part, expected_part[:, 0])
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh"])
 def test_step_calls_off_the_fast_path_give_the_same_result(mode, rng):
     """What the fast path does not take (another dtype, a strided x, an LSTM state
     as a list, an unbatched x) goes the full path, to the same numbers."""

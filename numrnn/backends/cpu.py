@@ -1060,6 +1060,7 @@ def checked_step(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, state):
     cell : int
         Code from :data:`STEP_CELLS`.
     x : ndarray, shape (B, I)
+        Any strides (then copied to a contiguous scratch).
     w_ih, w_hh, b_ih, b_hh : ndarray
         As in :meth:`CPUBackend.layer_forward`; every shape is checked here.
     h0, c0 : ndarray, shape (1, B, H)
@@ -1076,6 +1077,7 @@ def checked_step(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, state):
         holds NaN or inf: the caller then takes the full path, which raises the
         error naming the argument.
     """
+    x = np.ascontiguousarray(x)  # a no-op for the C-contiguous signature
     _check_step_border(cell, x, w_hh.shape[1], 1, h0, c0, state)
     if not _step_layer(cell, x, w_ih, w_hh, b_ih, b_hh, h0[0], c0[0], state[0, 0], state[-1, 0]):
         raise ValueError("step(): the parameters' shapes do not match the layer")
@@ -1092,6 +1094,7 @@ def checked_stack_step(cell, x, weights_ih, weights_hh, biases, h0, c0, state):
     ``state`` (S, L, B, H); layer ``l`` reads the new ``h`` of layer ``l - 1``.
     """
     layers = len(weights_ih)
+    x = np.ascontiguousarray(x)
     _check_step_border(cell, x, h0.shape[2], layers, h0, c0, state)
     layer_input = x
     for index in range(layers):
@@ -1107,10 +1110,20 @@ def checked_stack_step(cell, x, weights_ih, weights_hh, biases, h0, c0, state):
 _step_kernels = {}
 
 
-def _step_types(dtype):
-    """Numba types of C-contiguous arrays of ``dtype``: 1-D to 4-D."""
+def _step_signatures(dtype, weights):
+    """Argument types of a step kernel: the cell code, ``x``, then ``weights(row,
+    matrix)`` (the weight arguments), the state in and out, all of ``dtype``.
+
+    Two signatures: ``x`` C-contiguous, or of any layout (a column of a
+    batch-first array).  Both are needed: a C-contiguous ``x`` would match the
+    second only by Numba's conversion search, which costs 0.3 µs a call.
+    """
     element = numba.from_dtype(np.dtype(dtype))
-    return tuple(types.Array(element, ndim, "C") for ndim in (1, 2, 3, 4))
+    row, matrix, state, output = (types.Array(element, ndim, "C") for ndim in (1, 2, 3, 4))
+    return [
+        (types.intp, x, *weights(row, matrix), state, state, output)
+        for x in (matrix, types.Array(element, 2, "A"))
+    ]
 
 
 def step_kernel(dtype):
@@ -1118,14 +1131,15 @@ def step_kernel(dtype):
 
     Compiled (or loaded from the cache) on first use.  Compilation is then closed,
     so a call with arguments of any other type or layout raises ``TypeError``
-    rather than compiling a new specialisation in the middle of a stream.
+    rather than compiling a new specialisation in the middle of a stream.  That
+    refusal costs Numba about 100 µs, so the caller checks ``x``'s dtype first, and
+    ``x`` may have any layout.
     """
     key = ("single", np.dtype(dtype))
     kernel = _step_kernels.get(key)
     if kernel is None:
-        row, matrix, state, output = _step_types(dtype)
-        signature = (types.intp, matrix, matrix, matrix, row, row, state, state, output)
-        kernel = _step_kernels[key] = cpu_kernel(checked_step, signatures=[signature])
+        signatures = _step_signatures(dtype, lambda row, matrix: (matrix, matrix, row, row))
+        kernel = _step_kernels[key] = cpu_kernel(checked_step, signatures=signatures)
     return kernel
 
 
@@ -1135,10 +1149,10 @@ def stack_step_kernel(dtype, layers):
     key = ("stack", np.dtype(dtype), int(layers))
     kernel = _step_kernels.get(key)
     if kernel is None:
-        row, matrix, state, output = _step_types(dtype)
-        weights, biases = types.UniTuple(matrix, layers), types.UniTuple(row, 2 * layers)
-        signature = (types.intp, matrix, weights, weights, biases, state, state, output)
-        kernel = _step_kernels[key] = cpu_kernel(checked_stack_step, signatures=[signature])
+        signatures = _step_signatures(
+            dtype, lambda row, matrix: (types.UniTuple(matrix, layers),) * 2 + (types.UniTuple(row, 2 * layers),)
+        )
+        kernel = _step_kernels[key] = cpu_kernel(checked_stack_step, signatures=signatures)
     return kernel
 
 
