@@ -35,6 +35,13 @@ Every driver runs a whole sequence in one call, so no Python runs per timestep:
   read from other saved arrays (the LSTM's ``c_{t-1}``, the RNN's outputs) is
   not saved twice.
 
+The streaming ``step()`` is the other kind of call: one timestep, small B, where
+the cost of calling compiled code from Python is as large as the step itself.
+:func:`step_kernel` and :func:`stack_step_kernel` do the border checks and every
+layer's step in one compiled call, compiled for the layer's dtype only; products
+in dot form on the weights as stored (:func:`~numrnn.backends.cpu_simd.matvec_into`);
+the new state written into one array the caller made.
+
 Measured choices and their numbers are in the README's Performance section.
 
 Conventions shared by every driver (arrays are contiguous and of one float
