@@ -15,11 +15,27 @@ keeps working::
 The update rules are PyTorch's (``torch.optim.SGD``, ``Adam``, ``AdamW``) and give the same
 numbers.  Every call validates first (same keys, shapes, finite gradients) and mutates nothing
 when it raises.
+
+Device arrays
+-------------
+A parameter and its gradient may also be CUDA device arrays (Numba ``DeviceNDArray`` or any
+object exposing ``__cuda_array_interface__``), key by key: a model may keep its recurrent layers
+on the GPU and a linear head on the host.  Device keys are validated and updated on the device
+(:mod:`numrnn.backends.cuda_optim`), their optimiser state lives there too, and only single
+scalars (a count of NaN/inf entries, a norm) come back to the host.
+
+Every update is written once, as a plain scalar rule (:func:`sgd_rule`, :func:`adam_rule`,
+:func:`clamp_rule`) of arithmetic operators and :func:`sqrt`.  The NumPy path calls the rule with
+whole arrays (broadcasting) and writes the results back in place; the CUDA backend compiles the
+same function into a device function, with ``sqrt`` bound to ``math.sqrt``, and applies it per
+element.  Hyperparameters and per-step scalars (bias corrections, ``1 - beta``) are computed once
+on the host and passed in.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
@@ -51,8 +67,146 @@ def _check_float(name, value, *, low=None, low_open=False, high=None, high_open=
     return value
 
 
+# -------------------------------------------------------------------- update rules (written once)
+
+#: The square root the rules use: NumPy's on the host (arrays), ``math.sqrt`` once compiled for
+#: the GPU (:mod:`numrnn.backends.cuda_optim` rebinds this name).
+sqrt = np.sqrt
+
+
+def sgd_rule(param, grad, momentum_buffer, lr, weight_decay, momentum, grad_scale, nesterov, first_step):
+    r"""One SGD step for a parameter (an array, or one element in device code).
+
+    With :math:`g = \nabla + \lambda p` (when ``weight_decay`` is not zero) and, when ``momentum``
+    :math:`\mu` is not zero, :math:`b = g` on the first step and
+    :math:`b = \mu b + (1 - \tau) g` afterwards:
+
+    .. math::
+
+        p \leftarrow p - \eta \, (g + \mu b \text{ if nesterov else } b)
+
+    (:math:`p \leftarrow p - \eta g` without momentum).
+
+    Parameters
+    ----------
+    param, grad : float or ndarray
+        Parameter :math:`p` and gradient :math:`\nabla`.
+    momentum_buffer : float or ndarray
+        Momentum buffer :math:`b` (not read when ``momentum`` is 0 or on the first step).
+    lr, weight_decay, momentum : float
+        :math:`\eta`, :math:`\lambda` and :math:`\mu`.
+    grad_scale : float
+        :math:`1 - \tau` (one minus the dampening).
+    nesterov, first_step : bool
+        Nesterov momentum; whether the momentum buffer starts now.
+
+    Returns
+    -------
+    (new_param, new_momentum_buffer)
+        The updated values (``momentum_buffer`` unchanged without momentum).
+    """
+    if weight_decay != 0:
+        grad = grad + weight_decay * param
+    if momentum != 0:
+        if first_step:
+            momentum_buffer = grad
+        else:
+            momentum_buffer = momentum_buffer * momentum + grad_scale * grad
+        if nesterov:
+            grad = grad + momentum * momentum_buffer
+        else:
+            grad = momentum_buffer
+    return param - lr * grad, momentum_buffer
+
+
+def adam_rule(param, grad, exp_avg, exp_avg_sq, beta1, grad_scale1, beta2, grad_scale2, step_size,
+              bias_correction2_sqrt, eps, weight_decay, decoupled, decay_scale):
+    r"""One Adam / AdamW step for a parameter (an array, or one element in device code).
+
+    .. math::
+
+        m \leftarrow \beta_1 m + (1-\beta_1) g, \quad v \leftarrow \beta_2 v + (1-\beta_2) g^2,
+        \quad p \leftarrow p - \frac{\eta}{1-\beta_1^t}
+        \frac{m}{\sqrt{v} / \sqrt{1-\beta_2^t} + \epsilon}
+
+    with :math:`g = \nabla + \lambda p` (Adam) or, decoupled (AdamW), :math:`g = \nabla` and
+    :math:`p \leftarrow p (1 - \eta \lambda)` first; nothing of either when ``weight_decay`` is 0.
+
+    Parameters
+    ----------
+    param, grad, exp_avg, exp_avg_sq : float or ndarray
+        :math:`p`, :math:`\nabla`, :math:`m`, :math:`v`.
+    beta1, grad_scale1, beta2, grad_scale2 : float
+        :math:`\beta_1`, :math:`1 - \beta_1`, :math:`\beta_2`, :math:`1 - \beta_2`.
+    step_size : float
+        :math:`\eta / (1 - \beta_1^t)`.
+    bias_correction2_sqrt : float
+        :math:`\sqrt{1 - \beta_2^t}`.
+    eps, weight_decay : float
+        :math:`\epsilon`, :math:`\lambda`.
+    decoupled : bool
+        AdamW's decoupled decay instead of an L2 term in the gradient.
+    decay_scale : float
+        :math:`1 - \eta \lambda` (used when ``decoupled``).
+
+    Returns
+    -------
+    (new_param, new_exp_avg, new_exp_avg_sq)
+    """
+    if weight_decay != 0:
+        if decoupled:
+            param = param * decay_scale
+        else:
+            grad = grad + weight_decay * param
+    exp_avg = exp_avg * beta1 + grad_scale1 * grad
+    exp_avg_sq = exp_avg_sq * beta2 + grad_scale2 * (grad * grad)
+    denom = sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
+    return param - step_size * (exp_avg / denom), exp_avg, exp_avg_sq
+
+
+def clamp_rule(grad, clip_value):
+    """``grad`` clamped to ``[-clip_value, clip_value]`` (NaN stays NaN), for :func:`clip_grad_value`."""
+    return np.minimum(np.maximum(grad, -clip_value), clip_value)
+
+
+def _is_device(value):
+    """True for CUDA device arrays, without importing numba.cuda on the host path.
+
+    Objects exposing ``__cuda_array_interface__`` are device arrays; so are Numba's own (and
+    its simulator's) device arrays, which can only exist once ``numba.cuda`` is imported.
+    """
+    if value is None or isinstance(value, (np.ndarray, np.generic, int, float, list, tuple)):
+        return False
+    if hasattr(value, "__cuda_array_interface__"):
+        return True
+    if "numba.cuda" not in sys.modules:
+        return False
+    try:
+        from numrnn.backends.cuda import is_device_array
+    except ImportError:  # numba.cuda imported by someone else but unusable here
+        return False
+    return is_device_array(value)
+
+
+def _device_ops():
+    """:mod:`numrnn.backends.cuda_optim`, imported on first use (it imports numba.cuda)."""
+    from numrnn.backends import cuda_optim
+
+    return cuda_optim
+
+
 def _check_params_grads(params, grads):
-    """Validate that ``params`` and ``grads`` are dicts of float arrays with matching keys and shapes."""
+    """Validate ``params`` and ``grads``: dicts with the same keys, of float arrays of one shape.
+
+    Per key, a parameter and its gradient are both NumPy arrays or both device arrays; the
+    device pairs are checked on the device (:func:`numrnn.backends.cuda_optim.check_pair`).
+
+    Returns
+    -------
+    dict of str -> device array or None
+        For each device key, the gradient as a 1-D contiguous device array of the parameter's
+        dtype (a view, or a device copy when the dtypes differ); None for host keys.
+    """
     for name, d in (("params", params), ("grads", grads)):
         if not isinstance(d, dict):
             raise TypeError(f"{name} must be a dict of name -> ndarray, got {type(d).__name__}")
@@ -60,8 +214,20 @@ def _check_params_grads(params, grads):
         missing = sorted(set(params) - set(grads))
         extra = sorted(set(grads) - set(params))
         raise ValueError(f"grads must have the same keys as params; missing {missing}, unexpected {extra}")
+    device = {}
     for key, p in params.items():
         g = grads[key]
+        p_on_device, g_on_device = _is_device(p), _is_device(g)
+        if p_on_device != g_on_device:
+            raise TypeError(
+                f"params[{key!r}] and grads[{key!r}] must both be NumPy arrays or both device arrays, "
+                f"got {'a device array' if p_on_device else type(p).__name__} and "
+                f"{'a device array' if g_on_device else type(g).__name__}"
+            )
+        if p_on_device:
+            device[key] = _device_ops().check_pair(key, p, g)
+            continue
+        device[key] = None
         if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
             raise TypeError(f"params[{key!r}] must be a float ndarray, got {type(p).__name__}"
                             + (f" of dtype {p.dtype}" if isinstance(p, np.ndarray) else ""))
@@ -73,17 +239,24 @@ def _check_params_grads(params, grads):
             raise ValueError(f"grads[{key!r}] must have shape {p.shape} like params, got {g.shape}")
         if not np.all(np.isfinite(g)):
             raise ValueError(f"grads[{key!r}] contains NaN or inf")
+    return device
+
+
+def _to_numpy(array):
+    """A NumPy copy of a host or device array."""
+    return array.copy_to_host() if _is_device(array) else np.array(array, copy=True)
 
 
 class Optimizer:
     """Base class.  Subclasses define ``_hyper`` (names of the hyperparameters), ``_slots`` (names
-    of per-parameter state arrays) and ``_update``."""
+    of per-parameter state arrays), ``_update`` (NumPy arrays) and ``_update_device`` (device
+    arrays), both built on one scalar rule."""
 
     _hyper: tuple = ()
     _slots: tuple = ()
 
     def __init__(self):
-        self.state = {}  # param name -> {slot: ndarray}
+        self.state = {}  # param name -> {slot: ndarray, or a device array for a device parameter}
         self.steps = 0
 
     def step(self, params, grads):
@@ -91,29 +264,54 @@ class Optimizer:
 
         Parameters
         ----------
-        params : dict of str -> ndarray
-            Parameters, updated in place.
-        grads : dict of str -> ndarray
-            Gradients with the same keys and shapes (not modified).
+        params : dict of str -> ndarray or device array
+            Parameters, updated in place.  Device arrays (objects exposing
+            ``__cuda_array_interface__``, e.g. Numba ``DeviceNDArray``) are updated on the
+            device, with their optimiser state kept there.
+        grads : dict of str -> ndarray or device array
+            Gradients with the same keys and shapes (not modified), of the same kind (host or
+            device) as the parameter of each key.
+
+        Raises
+        ------
+        TypeError
+            For non-float arrays, or a key whose parameter and gradient are of different kinds.
+        ValueError
+            For different keys or shapes, NaN or inf in a gradient, or state of another shape.
+            Nothing is modified then.
         """
-        _check_params_grads(params, grads)
+        device = _check_params_grads(params, grads)
         for key, p in params.items():
             st = self.state.get(key)
-            if st is not None and any(v.shape != p.shape for v in st.values()):
+            if st is not None and any(tuple(v.shape) != tuple(p.shape) for v in st.values()):
                 raise ValueError(
-                    f"optimiser state for {key!r} has shape {next(iter(st.values())).shape}, "
-                    f"but the parameter has shape {p.shape}; call reset() for a new model"
+                    f"optimiser state for {key!r} has shape {tuple(next(iter(st.values())).shape)}, "
+                    f"but the parameter has shape {tuple(p.shape)}; call reset() for a new model"
                 )
         self.steps += 1
         for key, p in params.items():
             st = self.state.setdefault(key, {})
-            g = np.asarray(grads[key], dtype=p.dtype)
-            self._update(p, g, st)
+            if device[key] is not None:
+                ops = _device_ops()
+                ops.state_to_device(st, p.dtype)
+                self._update_device(ops, p, device[key], st)
+            else:
+                for slot, value in st.items():
+                    if _is_device(value):
+                        st[slot] = value.copy_to_host()
+                g = np.asarray(grads[key], dtype=p.dtype)
+                self._update(p, g, st)
 
     def zero_grad(self, grads):
-        """Set every array of ``grads`` to zero in place (a convenience; modules have their own)."""
+        """Set every array of ``grads`` to zero in place (a convenience; modules have their own).
+
+        Device arrays are zeroed on the device.
+        """
         for g in grads.values():
-            g[...] = 0
+            if _is_device(g):
+                _device_ops().fill_zero(g)
+            else:
+                g[...] = 0
 
     def reset(self):
         """Forget all per-parameter state and the step count."""
@@ -128,17 +326,22 @@ class Optimizer:
     def state_dict(self):
         """Everything needed to resume: ``{"type", "config", "steps", "state"}``.
 
-        ``state`` maps each parameter name to a dict of NumPy arrays (copies).
+        ``state`` maps each parameter name to a dict of NumPy arrays (copies; state kept on the
+        device for a device parameter is copied to the host).
         """
         return {
             "type": type(self).__name__,
             "config": self.config(),
             "steps": int(self.steps),
-            "state": {k: {s: v.copy() for s, v in st.items()} for k, st in self.state.items()},
+            "state": {k: {s: _to_numpy(v) for s, v in st.items()} for k, st in self.state.items()},
         }
 
     def load_state_dict(self, state_dict):
-        """Restore what :meth:`state_dict` returned (hyperparameters, step count, state arrays)."""
+        """Restore what :meth:`state_dict` returned (hyperparameters, step count, state arrays).
+
+        The state is stored as NumPy arrays; the next :meth:`step` moves the state of a device
+        parameter to the device.
+        """
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         missing = {"type", "config", "steps", "state"} - set(state_dict)
@@ -161,7 +364,7 @@ class Optimizer:
                 )
             arrays = {}
             for slot, v in st.items():
-                v = np.asarray(v)
+                v = v.copy_to_host() if _is_device(v) else np.asarray(v)
                 if v.dtype.kind != "f":
                     raise TypeError(f"state_dict['state'][{key!r}][{slot!r}] must be a float array")
                 arrays[slot] = v.copy()
@@ -225,18 +428,27 @@ class SGD(Optimizer):
     def _active_slots(self):
         return ("momentum_buffer",) if self.momentum > 0 else ()
 
+    def _coefficients(self):
+        """The scalar arguments of :func:`sgd_rule` after the arrays (host floats)."""
+        return {"lr": self.lr, "weight_decay": self.weight_decay, "momentum": self.momentum,
+                "grad_scale": 1.0 - self.dampening, "nesterov": self.nesterov}
+
     def _update(self, p, g, st):
-        if self.weight_decay:
-            g = g + self.weight_decay * p
+        buf = st.get("momentum_buffer")
+        first_step = self.momentum > 0 and buf is None
+        if first_step:
+            buf = st["momentum_buffer"] = np.empty_like(p)
+        new_p, new_buf = sgd_rule(p, g, buf, first_step=first_step, **self._coefficients())
+        p[...] = new_p
         if self.momentum > 0:
-            buf = st.get("momentum_buffer")
-            if buf is None:
-                buf = st["momentum_buffer"] = g.copy()
-            else:
-                buf *= self.momentum
-                buf += (1.0 - self.dampening) * g
-            g = g + self.momentum * buf if self.nesterov else buf
-        p -= self.lr * g
+            buf[...] = new_buf
+
+    def _update_device(self, ops, p, g, st):
+        buf = st.get("momentum_buffer")
+        first_step = self.momentum > 0 and buf is None
+        if first_step:
+            buf = st["momentum_buffer"] = ops.empty(p.shape, p.dtype)
+        ops.sgd_step(p, g, buf, first_step=first_step, **self._coefficients())
 
 
 class Adam(Optimizer):
@@ -274,25 +486,30 @@ class Adam(Optimizer):
         super().__init__()
         self.lr, self.betas, self.eps, self.weight_decay = lr, [b1, b2], eps, weight_decay
 
-    def _update(self, p, g, st):
+    def _coefficients(self):
+        """The scalar arguments of :func:`adam_rule` after the arrays (host floats, this step)."""
         b1, b2 = self.betas
-        if self.weight_decay:
-            if self._decoupled:
-                p *= 1.0 - self.lr * self.weight_decay
-            else:
-                g = g + self.weight_decay * p
+        return {"beta1": b1, "grad_scale1": 1.0 - b1, "beta2": b2, "grad_scale2": 1.0 - b2,
+                "step_size": self.lr / (1.0 - b1**self.steps),
+                "bias_correction2_sqrt": math.sqrt(1.0 - b2**self.steps),
+                "eps": self.eps, "weight_decay": self.weight_decay, "decoupled": self._decoupled,
+                "decay_scale": 1.0 - self.lr * self.weight_decay}
+
+    def _update(self, p, g, st):
         if not st:
             st["exp_avg"] = np.zeros_like(p)
             st["exp_avg_sq"] = np.zeros_like(p)
         m, v = st["exp_avg"], st["exp_avg_sq"]
-        m *= b1
-        m += (1.0 - b1) * g
-        v *= b2
-        v += (1.0 - b2) * (g * g)
-        bias1 = 1.0 - b1**self.steps
-        bias2 = 1.0 - b2**self.steps
-        denom = np.sqrt(v) / math.sqrt(bias2) + self.eps
-        p -= (self.lr / bias1) * (m / denom)
+        new_p, new_m, new_v = adam_rule(p, g, m, v, **self._coefficients())
+        p[...] = new_p
+        m[...] = new_m
+        v[...] = new_v
+
+    def _update_device(self, ops, p, g, st):
+        if not st:
+            st["exp_avg"] = ops.zeros(p.shape, p.dtype)
+            st["exp_avg_sq"] = ops.zeros(p.shape, p.dtype)
+        ops.adam_step(p, g, st["exp_avg"], st["exp_avg_sq"], **self._coefficients())
 
 
 class AdamW(Adam):
@@ -331,6 +548,11 @@ def get_optimizer(optimizer, **kwargs):
 
 
 def _grad_arrays(grads):
+    """The gradient arrays of a dict or list, validated for in-place clipping.
+
+    Host arrays must be writeable float ndarrays; device arrays float and C-contiguous (checked
+    by :func:`numrnn.backends.cuda_optim.check_clippable`).
+    """
     if isinstance(grads, dict):
         arrays = list(grads.values())
     elif isinstance(grads, (list, tuple)):
@@ -338,6 +560,9 @@ def _grad_arrays(grads):
     else:
         raise TypeError(f"grads must be a dict or list of ndarrays, got {type(grads).__name__}")
     for a in arrays:
+        if _is_device(a):
+            _device_ops().check_clippable(a)
+            continue
         if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
             raise TypeError("every gradient must be a float ndarray")
         if not a.flags.writeable:
@@ -354,7 +579,8 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
     Parameters
     ----------
     grads : dict of str -> ndarray or list of ndarray
-        Gradients, modified in place.
+        Gradients, modified in place; device arrays are reduced and scaled on the device (one
+        float per array comes back to the host).
     max_norm : float
         Largest allowed norm, > 0.
     norm_type : float, default 2.0
@@ -374,16 +600,29 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
         raise ValueError(f"norm_type must be > 0, got {norm_type}")
     if not arrays:
         return 0.0
+    def part(a):
+        """max |a| (inf-norm), sum a^2 (2-norm) or sum |a|^p of one array, as a float."""
+        if _is_device(a):
+            return _device_ops().norm_part(a, norm_type)
+        if math.isinf(norm_type):
+            return float(np.max(np.abs(a))) if a.size else 0.0
+        if norm_type == 2.0:
+            return float(np.vdot(a, a))
+        return float(np.sum(np.abs(a) ** norm_type))
+
     if math.isinf(norm_type):
-        total = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in arrays)
+        total = max(part(a) for a in arrays)
     elif norm_type == 2.0:
-        total = math.sqrt(sum(float(np.vdot(a, a)) for a in arrays))
+        total = math.sqrt(sum(part(a) for a in arrays))
     else:
-        total = sum(float(np.sum(np.abs(a) ** norm_type)) for a in arrays) ** (1.0 / norm_type)
+        total = sum(part(a) for a in arrays) ** (1.0 / norm_type)
     coef = max_norm / (total + 1e-6)
     if math.isfinite(total) and coef < 1.0:  # NaN / inf totals: leave the gradients alone
         for a in arrays:
-            a *= coef
+            if _is_device(a):
+                _device_ops().scale(a, coef)
+            else:
+                a *= coef
     return total
 
 
@@ -393,11 +632,14 @@ def clip_grad_value(grads, clip_value):
     Parameters
     ----------
     grads : dict of str -> ndarray or list of ndarray
-        Gradients, modified in place.
+        Gradients, modified in place (device arrays on the device), with :func:`clamp_rule`.
     clip_value : float
         Bound, > 0.
     """
     arrays = _grad_arrays(grads)
     clip_value = _check_float("clip_value", clip_value, low=0.0, low_open=True)
     for a in arrays:
-        np.clip(a, -clip_value, clip_value, out=a)
+        if _is_device(a):
+            _device_ops().clamp(a, clip_value)
+        else:
+            a[...] = clamp_rule(a, clip_value)

@@ -61,12 +61,13 @@ def test_every_kernel_compiles_to_ptx(target_capability, dtype):
     from numba import cuda
 
     from numrnn.backends import cuda as backend
+    from numrnn.backends import cuda_optim
 
     major, minor = target_capability
-    signatures = backend.kernel_signatures(dtype, batch_tile=4)
+    signatures = backend.kernel_signatures(dtype, batch_tile=4) + cuda_optim.kernel_signatures(dtype)
     names = {name for name, _, _ in signatures}
     assert {"lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
-            "matmul"} <= names
+            "matmul", "sgd_kernel", "adam_kernel", "clamp_kernel", "norm_partials"} <= names
     for name, function, argtypes in signatures:
         ptx, _ = cuda.compile_ptx(function, argtypes, cc=target_capability)
         assert f".target sm_{major}{minor}" in ptx, name
