@@ -9,6 +9,8 @@ PyTorch (CUDA build) are already installed; it downloads and installs nothing::
 1. ``python -m pytest tests/cuda`` on the real device (the same equality tests
    that CI runs under Numba's CUDA simulator), with a time cap.
 2. Training-step time (forward + backward, float32) of numrnn ``backend="cuda"``
+   (with NumPy in and out, and with device arrays in and out and the parameters
+   and gradients on the device, ``device_output`` and ``device_params``)
    and of ``torch.nn.LSTM``/``GRU`` on cuDNN, for LSTM and GRU at
    (T, B, I, H) = (64, 32, 1, 32), (100, 64, 16, 128), (50, 128, 256, 512),
    (100, 8, 32, 256); plus the largest relative difference of numrnn's output
@@ -90,7 +92,7 @@ def markdown():
                   f"(exit code {tests.get('returncode')}, {tests.get('seconds', 0):.0f} s)"]
         lines += [f"  - {line}" for line in tests.get("failures", [])]
     lines += ["", "## Training step (forward + backward), float32, median ms", "",
-              "| cell | T | B | I | H | numrnn cuda | numrnn (NumPy in/out) | torch cuDNN | cuda / cuDNN | "
+              "| cell | T | B | I | H | numrnn cuda (all on device) | numrnn (NumPy in/out) | torch cuDNN | cuda / cuDNN | "
               "max rel diff vs torch | note |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["training"]:
@@ -299,6 +301,8 @@ def training_row(cell, size):
         if set_device_output(layer, True):
             from numba import cuda
 
+            if hasattr(type(layer), "device_params"):  # weights and gradients stay on the GPU too
+                layer.device_params = True
             x_d, dy_d = cuda.to_device(x), cuda.to_device(dy)
 
             def device_step():

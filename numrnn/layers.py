@@ -40,6 +40,19 @@ from numrnn.cells import GATES
 __all__ = ["RNN", "LSTM", "GRU", "RNNBase"]
 
 
+def _assign(target, values):
+    """``target[...] = values`` for a NumPy or a device parameter (copied to the device)."""
+    if isinstance(target, np.ndarray):
+        target[...] = values
+    else:
+        target.copy_to_device(np.ascontiguousarray(values, dtype=target.dtype))
+
+
+def _host_copy(array):
+    """A NumPy copy of a NumPy or a device array."""
+    return array.copy() if isinstance(array, np.ndarray) else array.copy_to_host()
+
+
 def _tuple_getter(keys):
     """``mapping -> tuple(mapping[k] for k in keys)`` in one C call (``itemgetter``
     returns a bare item for one key)."""
@@ -85,6 +98,44 @@ class RNNBase:
     #: expose ``__cuda_array_interface__``) from forward, backward and step instead
     #: of NumPy arrays.  Inputs may be device arrays either way.  Ignored on the CPU.
     device_output = False
+
+    _device_params = False
+
+    @property
+    def device_params(self) -> bool:
+        """Whether :attr:`params` and :attr:`grads` live on the GPU (CUDA backend only).
+
+        Set to True to move them there as Numba device arrays: forward, backward and
+        step then read the weights and accumulate the gradients in place on the
+        device, and the optimisers of :mod:`numrnn.optim` update them there, so
+        nothing crosses to the host between training steps.  :meth:`state_dict`
+        still returns NumPy copies, :meth:`load_state_dict` and
+        :meth:`reset_parameters` copy to the device, and :meth:`zero_grad` clears on
+        the device.  Setting it replaces the arrays of both dicts (the dicts stay the
+        same objects; optimisers key their state by name, so they keep working).
+        Set it back to False to bring them home as NumPy arrays.
+        """
+        return self._device_params
+
+    @device_params.setter
+    def device_params(self, value):
+        value = check.check_bool(value, "device_params")
+        if value == self._device_params:
+            return
+        if value and getattr(self._backend, "layers", None) is None:
+            raise ValueError(
+                f"device_params=True needs a layer on the GPU (backend='cuda'); this one runs on "
+                f"{self._backend.name!r}"
+            )
+        from numrnn.backends import cuda as kernels
+
+        def move(array):
+            return kernels.cuda.to_device(np.ascontiguousarray(array)) if value else array.copy_to_host()
+
+        moved = [(store, {name: move(array) for name, array in store.items()}) for store in (self.params, self.grads)]
+        for store, arrays in moved:
+            store.update(arrays)
+        self._device_params = value
 
     def __init__(
         self,
@@ -175,7 +226,7 @@ class RNNBase:
         for name, shape in self._param_shapes().items():
             values = rng.uniform(-bound, bound, size=shape).astype(self.dtype)
             if name in self.params:
-                self.params[name][...] = values
+                _assign(self.params[name], values)
             else:
                 self.params[name] = values
 
@@ -211,7 +262,12 @@ class RNNBase:
     def zero_grad(self):
         """Set every gradient in :attr:`grads` to zero (in place)."""
         for value in self.grads.values():
-            value.fill(0)
+            if isinstance(value, np.ndarray):
+                value.fill(0)
+            else:
+                from numrnn.backends import cuda as kernels
+
+                kernels.fill_zero(value)
 
     def parameters(self):
         """The parameter dict (the arrays themselves, not copies)."""
@@ -223,7 +279,7 @@ class RNNBase:
 
     def state_dict(self):
         """Copies of the parameters, keyed by PyTorch names."""
-        return {name: value.copy() for name, value in self.params.items()}
+        return {name: _host_copy(value) for name, value in self.params.items()}
 
     def load_state_dict(self, state_dict):
         """Load parameters (cast to the layer's dtype) from a dict of arrays.
@@ -244,7 +300,7 @@ class RNNBase:
             check.check_shape(array, shape, f"state_dict[{name!r}]")
             loaded[name] = array
         for name, array in loaded.items():
-            self.params[name][...] = array
+            _assign(self.params[name], array)
         self._saved = None
 
     def config(self):

@@ -50,6 +50,17 @@ def _check_model(model):
         raise TypeError(f"model must be callable, got {type(model).__name__}")
 
 
+def _require_host(arrays, what):
+    """Raise TypeError unless every value of ``arrays`` is a NumPy array: the helpers
+    that read or perturb parameters element by element run on the host."""
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise TypeError(
+                f"{what} needs NumPy arrays, but {name!r} is a {type(value).__name__} (GPU parameters?): "
+                "set model.device_params = False first"
+            )
+
+
 def make_closure(model, loss, x, target):
     """Return ``closure() -> (value, grads)`` evaluating ``loss(model(x), target)`` and its gradients.
 
@@ -66,6 +77,7 @@ def make_closure(model, loss, x, target):
         Target for the model output.
     """
     _check_model(model)
+    _require_host(model.grads, "make_closure")
     loss = get_loss(loss)
 
     def closure():
@@ -82,11 +94,13 @@ def flatten(params):
     """Concatenate every array of ``params`` (in dict order) into one float64 vector."""
     if not params:
         return np.zeros(0)
+    _require_host(params, "flatten")
     return np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in params.values()])
 
 
 def unflatten_into(params, vector):
     """Write ``vector`` (as made by :func:`flatten`) back into the arrays of ``params`` in place."""
+    _require_host(params, "unflatten_into")
     vector = np.asarray(vector)
     total = sum(v.size for v in params.values())
     if vector.ndim != 1 or vector.size != total:
@@ -136,6 +150,7 @@ def gradcheck(closure, params, eps=1e-6, rtol=1e-5, atol=1e-8, max_per_param=Non
         raise TypeError(f"closure must be callable, got {type(closure).__name__}")
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+    _require_host(params, "gradcheck")
     _, analytic = closure()
     analytic = {k: np.asarray(v, dtype=np.float64).copy() for k, v in analytic.items()}
     if set(analytic) != set(params):

@@ -862,6 +862,22 @@ def zeros(shape, dtype):
     return out
 
 
+def fill_zero(array):
+    """``array[...] = 0`` in place for a C-contiguous device array of any shape."""
+    if array.size:
+        grid, threads = _blocks(array.size)
+        fill_3d[grid, threads](array.reshape(_as_3d_shape(array.shape)), 0)
+
+
+def accumulate(total, part):
+    """``total += part`` in place, for C-contiguous device arrays of one shape."""
+    if total.size:
+        shape = _as_3d_shape(total.shape)
+        flat_total = total.reshape(shape)
+        grid, threads = _blocks(total.size)
+        add_3d[grid, threads](flat_total, part.reshape(shape), flat_total)
+
+
 def _as_3d_shape(shape):
     shape = tuple(shape)
     while len(shape) < 3:

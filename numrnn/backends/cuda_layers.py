@@ -12,10 +12,13 @@ gradients reaching each layer) stays on the GPU:
   with a counting kernel that returns one integer;
 * outputs are NumPy arrays, or device arrays (Numba ``DeviceNDArray``, which
   expose ``__cuda_array_interface__``) when ``layer.device_output`` is True;
-* parameters live in ``layer.params`` as NumPy arrays, the contract of the
-  layers and optimisers; each forward copies them to the device (one copy per
-  array), and backward copies each gradient back once to accumulate it into
-  ``layer.grads``;
+* parameters live in ``layer.params`` as NumPy arrays by default; each forward
+  then copies them to the device (one copy per array), and backward copies each
+  gradient back once to accumulate it into ``layer.grads``.  With
+  ``layer.device_params = True`` both dicts hold device arrays instead: the
+  weights are read where they are and the gradients accumulate on the device, so
+  with the optimisers of :mod:`numrnn.optim` (which update device arrays on the
+  device) nothing crosses to the host between training steps;
 * dropout masks are drawn on the host from the layer's generator exactly as on
   the CPU, so the same seed gives the same masks, and copied to the device.
 
@@ -136,7 +139,9 @@ class DeviceLayers:
 
     @staticmethod
     def _weights(layer, layer_index, direction):
-        return tuple(kernels.cuda.to_device(w) for w in layer._weights(layer_index, direction))
+        """The layer-direction's weights on the device: as they are with
+        ``layer.device_params``, else copied there (one copy per array)."""
+        return tuple(w if _is_device(w) else kernels.cuda.to_device(w) for w in layer._weights(layer_index, direction))
 
     def _present(self, layer, y, state_n, batched):
         """Device arrays or NumPy arrays in the layer's conventions."""
@@ -281,7 +286,10 @@ class DeviceLayers:
                     d_out = masked
                 else:
                     d_out = dx
-        host_grads = {name: grad.copy_to_host() for name, grad in new_grads.items()}
+        for name, grad in new_grads.items():
+            if _is_device(layer.grads[name]):
+                kernels.accumulate(layer.grads[name], grad)
+        host_grads = {name: grad.copy_to_host() for name, grad in new_grads.items() if not _is_device(layer.grads[name])}
         for name, grad in host_grads.items():
             layer.grads[name] += grad
         layer._saved = None  # one backward per forward, as on the CPU
