@@ -47,6 +47,17 @@ def override_scalar(target, original, replacement):
     _scalar_overrides[(target, original)] = replacement
 
 
+def with_globals(fn, namespace):
+    """A copy of the plain function ``fn`` that reads its globals from ``namespace``
+    (same code, name and docstring), for compiling one formula with some of the
+    names it calls bound to another target's implementation."""
+    clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    clone.__qualname__ = fn.__qualname__
+    clone.__module__ = fn.__module__
+    clone.__doc__ = fn.__doc__
+    return clone
+
+
 def compile_scalar(fn, target):
     """Compile a plain scalar function of :mod:`numrnn.cells` for ``target`` ("cpu" or "cuda").
 
@@ -68,10 +79,7 @@ def compile_scalar(fn, target):
             namespace[global_name] = _scalar_overrides[(target, value)]
         elif isinstance(value, types.FunctionType) and value.__module__.startswith(_SCALAR_MODULE_PREFIX):
             namespace[global_name] = compile_scalar(value, target)
-    clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
-    clone.__qualname__ = fn.__qualname__
-    clone.__module__ = fn.__module__
-    clone.__doc__ = fn.__doc__
+    clone = with_globals(fn, namespace)
     if target == "cpu":
         # inline at Numba-IR level: LLVM does not inline across Numba's per-function
         # modules, and an un-inlined call blocks vectorising the pointwise loops

@@ -669,8 +669,8 @@ class RNNBase:
                 biases = _tuple_getter([n[k] for n in names for k in (2, 3)])
             else:
                 zeros = (np.zeros(GATES[self._family] * self.hidden_size, dtype=self.dtype),) * (2 * layers)
-                biases = lambda params: zeros  # noqa: E731
-            weights = lambda params: (weights_ih(params), weights_hh(params), biases(params))  # noqa: E731
+                biases = lambda params: zeros
+            weights = lambda params: (weights_ih(params), weights_hh(params), biases(params))
         self._step_plan = (kernel, STEP_CELLS[self.cell], weights, self.state_size, layers, self.hidden_size, self.dtype)
 
     def _check_step_input(self, x_t):

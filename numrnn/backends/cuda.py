@@ -862,6 +862,16 @@ def zeros(shape, dtype):
     return out
 
 
+def nonfinite_count(array):
+    """Number of NaN/inf values of a C-contiguous device array (one integer comes back)."""
+    if array.size == 0:
+        return 0
+    count = cuda.to_device(np.zeros(1, dtype=np.int32))
+    grid, threads = _blocks(array.size)
+    count_nonfinite[grid, threads](array.reshape(array.size), count)
+    return int(count.copy_to_host()[0])
+
+
 def fill_zero(array):
     """``array[...] = 0`` in place for a C-contiguous device array of any shape."""
     if array.size:

@@ -55,12 +55,7 @@ def _device_input(value, name, dtype, ndims):
 
 def _check_finite(array, name):
     """Raise ``ValueError`` if the contiguous device array holds NaN or inf."""
-    if array.size == 0:
-        return
-    count = kernels.cuda.to_device(np.zeros(1, dtype=np.int32))
-    grid, threads = kernels._blocks(array.size)
-    kernels.count_nonfinite[grid, threads](array.reshape(array.size), count)
-    if int(count.copy_to_host()[0]):
+    if kernels.nonfinite_count(array):
         raise ValueError(f"{name} contains NaN or inf")
 
 

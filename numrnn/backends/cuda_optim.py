@@ -28,15 +28,15 @@ compiles to the correctly rounded ``sqrt.rn`` of the argument's precision.
 from __future__ import annotations
 
 import math
-import types
 
 import numba
 import numpy as np
 from numba import cuda
 
 from numrnn import optim
-from numrnn._jit import cuda_device
+from numrnn._jit import cuda_device, with_globals
 from numrnn.backends import cuda as kernels
+from numrnn.backends.cuda import empty, fill_zero, zeros
 from numrnn.backends.cuda_config import MAX_THREADS
 
 __all__ = [
@@ -57,13 +57,7 @@ __all__ = [
 
 def _device_rule(rule):
     """Compile a scalar rule of :mod:`numrnn.optim` as a CUDA device function, ``sqrt`` -> ``math.sqrt``."""
-    namespace = dict(rule.__globals__)
-    namespace["sqrt"] = math.sqrt
-    clone = types.FunctionType(rule.__code__, namespace, rule.__name__, rule.__defaults__, rule.__closure__)
-    clone.__qualname__ = rule.__qualname__
-    clone.__module__ = rule.__module__
-    clone.__doc__ = rule.__doc__
-    return cuda_device(clone)
+    return cuda_device(with_globals(rule, {**rule.__globals__, "sqrt": math.sqrt}))
 
 
 sgd_update = _device_rule(optim.sgd_rule)
@@ -171,15 +165,6 @@ def _flat(array):
     return array.reshape(int(array.size))
 
 
-def _count_nonfinite(flat):
-    if flat.size == 0:
-        return 0
-    count = cuda.to_device(np.zeros(1, dtype=np.int32))
-    grid, threads = kernels._blocks(flat.size)
-    kernels.count_nonfinite[grid, threads](flat, count)
-    return int(count.copy_to_host()[0])
-
-
 def check_pair(key, param, grad):
     """Validate the device parameter and gradient of ``key`` on the device; mutate nothing.
 
@@ -215,7 +200,7 @@ def check_pair(key, param, grad):
     if not kernels.is_c_contiguous(grad):
         raise ValueError(f"grads[{key!r}] must be a C-contiguous device array")
     flat = _flat(grad)
-    if _count_nonfinite(flat):
+    if kernels.nonfinite_count(flat):
         raise ValueError(f"grads[{key!r}] contains NaN or inf")
     if np.dtype(grad.dtype) != np.dtype(param.dtype):
         flat = kernels.copy(flat, param.dtype)
@@ -243,24 +228,6 @@ def state_to_device(slots, dtype):
             slots[slot] = cuda.to_device(np.ascontiguousarray(value, dtype=dtype))
         else:
             slots[slot] = kernels.contiguous(value, dtype)  # the same array when it already fits
-
-
-def empty(shape, dtype):
-    """An uninitialised device array."""
-    return kernels.empty(tuple(shape), dtype)
-
-
-def zeros(shape, dtype):
-    """A zero-filled device array."""
-    return kernels.zeros(tuple(shape), dtype)
-
-
-def fill_zero(array):
-    """Set a C-contiguous device array to zero in place."""
-    flat = _flat(array)
-    if flat.size:
-        grid, threads = kernels._blocks(flat.size)
-        kernels.fill_3d[grid, threads](flat.reshape((1, 1, flat.size)), 0)
 
 
 # ------------------------------------------------------------------ updates
