@@ -158,3 +158,23 @@ def test_fit_a_stack_with_its_recurrent_layer_on_the_device(rng, quick_matmul):
     np.testing.assert_allclose(histories[1]["train_loss"], histories[0]["train_loss"], rtol=RTOL[np.dtype(np.float64)])
     for name, value in models[0].state_dict().items():
         assert_rel_close(models[1].state_dict()[name], value, RTOL[np.dtype(np.float64)], name)
+
+
+def test_save_and_load_a_model_and_optimiser_with_device_parameters(rng, quick_matmul, tmp_path):
+    case = Case("gru", input_size=2, hidden_size=3)
+    host, device = _pair(case, np.float64, rng)
+    optimizer = numrnn.optim.Adam(lr=0.01)
+    data = random_inputs(case, rng)
+    forward(device, case, data["x"], data["h0"], data["c0"], data["lengths"])
+    backward(device, case, data["dy"], data["dh_n"], data["dc_n"])
+    optimizer.step(device.params, device.grads)
+    path = tmp_path / "model.npz"
+    numrnn.io.save(path, device, optimizer)
+    model, loaded_optimizer = numrnn.io.load(path)
+    for name, value in device.state_dict().items():
+        np.testing.assert_array_equal(model.params[name], value)
+    model.device_params = True  # and back on the device, where the loaded optimiser goes on
+    loaded_optimizer.step(model.params, device.grads)
+    optimizer.step(device.params, device.grads)
+    for name, value in device.state_dict().items():
+        np.testing.assert_array_equal(model.params[name].copy_to_host(), value)
