@@ -130,7 +130,9 @@ class RNNBase:
         from numrnn.backends import cuda as kernels
 
         def move(array):
-            return kernels.cuda.to_device(np.ascontiguousarray(array)) if value else array.copy_to_host()
+            if kernels.is_device_array(array):
+                return kernels.contiguous(array, self.dtype) if value else kernels.as_device(array).copy_to_host()
+            return kernels.cuda.to_device(np.ascontiguousarray(array, dtype=self.dtype)) if value else array
 
         moved = [(store, {name: move(array) for name, array in store.items()}) for store in (self.params, self.grads)]
         for store, arrays in moved:
