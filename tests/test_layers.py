@@ -16,6 +16,7 @@ import naive
 from helpers import (
     MODES,
     Case,
+    assert_rel_close,
     backward,
     forward,
     make_layer,
@@ -501,6 +502,26 @@ def test_float32_layer_computes_in_float32(mode, rng):
                                     None if c_n is None else inp["c0"].astype(np.float32))
     np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(h_n, h_ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_float32_backward_on_lanes_matches_float64(mode, rng):
+    """At H = 33 the float32 pointwise passes run on SIMD lanes (16 units at a time, the
+    33rd alone): forward, every gradient and dx agree with the float64 layer (whose
+    passes are scalar) to float32 accuracy, with lengths so some rows sit out steps."""
+    case = Case(mode, bidirectional=True, lengths=True, input_size=5, hidden_size=33, steps=4)
+    params = random_params(case, rng)
+    inp = random_inputs(case, rng)
+    results = []
+    for dtype in (np.float32, np.float64):
+        layer = make_layer(case, dtype=dtype)
+        set_params(layer, params)
+        outputs = forward(layer, case, inp["x"], inp["h0"], inp["c0"], inp["lengths"])
+        grads = backward(layer, case, inp["dy"], inp["dh_n"], inp["dc_n"])
+        results.append([a for a in outputs + grads if a is not None] + [layer.grads[n] for n in sorted(layer.grads)])
+    for got, want in zip(*results):
+        assert got.dtype == np.float32
+        assert_rel_close(got, want, 2e-4)
 
 
 @pytest.mark.parametrize("mode", ["lstm", "gru", "gru_cho", "rnn_tanh"])
