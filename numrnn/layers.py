@@ -34,7 +34,7 @@ import operator
 import numpy as np
 
 from numrnn import _validation as check
-from numrnn.backends import get_backend
+from numrnn.backends import get_backend, host_copy
 from numrnn.cells import GATES
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNBase"]
@@ -46,11 +46,6 @@ def _assign(target, values):
         target[...] = values
     else:
         target.copy_to_device(np.ascontiguousarray(values, dtype=target.dtype))
-
-
-def _host_copy(array):
-    """A NumPy copy of a NumPy or a device array."""
-    return array.copy() if isinstance(array, np.ndarray) else array.copy_to_host()
 
 
 def _tuple_getter(keys):
@@ -130,9 +125,9 @@ class RNNBase:
         from numrnn.backends import cuda as kernels
 
         def move(array):
-            if kernels.is_device_array(array):
-                return kernels.contiguous(array, self.dtype) if value else kernels.as_device(array).copy_to_host()
-            return kernels.cuda.to_device(np.ascontiguousarray(array, dtype=self.dtype)) if value else array
+            if not value:
+                return host_copy(array) if kernels.is_device_array(array) else array
+            return kernels.contiguous(array, self.dtype)  # NumPy arrays are copied over, device ones kept
 
         moved = [(store, {name: move(array) for name, array in store.items()}) for store in (self.params, self.grads)]
         for store, arrays in moved:
@@ -281,7 +276,7 @@ class RNNBase:
 
     def state_dict(self):
         """Copies of the parameters, keyed by PyTorch names."""
-        return {name: _host_copy(value) for name, value in self.params.items()}
+        return {name: host_copy(value) for name, value in self.params.items()}
 
     def load_state_dict(self, state_dict):
         """Load parameters (cast to the layer's dtype) from a dict of arrays.

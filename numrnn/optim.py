@@ -35,9 +35,10 @@ on the host and passed in.
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
+
+from numrnn.backends import host_copy, is_device_array
 
 __all__ = [
     "Optimizer",
@@ -169,25 +170,6 @@ def clamp_rule(grad, clip_value):
     return np.minimum(np.maximum(grad, -clip_value), clip_value)
 
 
-def _is_device(value):
-    """True for CUDA device arrays, without importing numba.cuda on the host path.
-
-    Objects exposing ``__cuda_array_interface__`` are device arrays; so are Numba's own (and
-    its simulator's) device arrays, which can only exist once ``numba.cuda`` is imported.
-    """
-    if value is None or isinstance(value, (np.ndarray, np.generic, int, float, list, tuple)):
-        return False
-    if hasattr(value, "__cuda_array_interface__"):
-        return True
-    if "numba.cuda" not in sys.modules:
-        return False
-    try:
-        from numrnn.backends.cuda import is_device_array
-    except ImportError:  # numba.cuda imported by someone else but unusable here
-        return False
-    return is_device_array(value)
-
-
 def _device_ops():
     """:mod:`numrnn.backends.cuda_optim`, imported on first use (it imports numba.cuda)."""
     from numrnn.backends import cuda_optim
@@ -217,7 +199,7 @@ def _check_params_grads(params, grads):
     device = {}
     for key, p in params.items():
         g = grads[key]
-        p_on_device, g_on_device = _is_device(p), _is_device(g)
+        p_on_device, g_on_device = is_device_array(p), is_device_array(g)
         if p_on_device != g_on_device:
             raise TypeError(
                 f"params[{key!r}] and grads[{key!r}] must both be NumPy arrays or both device arrays, "
@@ -240,11 +222,6 @@ def _check_params_grads(params, grads):
         if not np.all(np.isfinite(g)):
             raise ValueError(f"grads[{key!r}] contains NaN or inf")
     return device
-
-
-def _to_numpy(array):
-    """A NumPy copy of a host or device array."""
-    return array.copy_to_host() if _is_device(array) else np.array(array, copy=True)
 
 
 class Optimizer:
@@ -297,7 +274,7 @@ class Optimizer:
                 self._update_device(ops, p, device[key], st)
             else:
                 for slot, value in st.items():
-                    if _is_device(value):
+                    if is_device_array(value):
                         st[slot] = value.copy_to_host()
                 g = np.asarray(grads[key], dtype=p.dtype)
                 self._update(p, g, st)
@@ -308,7 +285,7 @@ class Optimizer:
         Device arrays are zeroed on the device.
         """
         for g in grads.values():
-            if _is_device(g):
+            if is_device_array(g):
                 _device_ops().fill_zero(g)
             else:
                 g[...] = 0
@@ -333,7 +310,7 @@ class Optimizer:
             "type": type(self).__name__,
             "config": self.config(),
             "steps": int(self.steps),
-            "state": {k: {s: _to_numpy(v) for s, v in st.items()} for k, st in self.state.items()},
+            "state": {k: {s: host_copy(v) for s, v in st.items()} for k, st in self.state.items()},
         }
 
     def load_state_dict(self, state_dict):
@@ -364,10 +341,10 @@ class Optimizer:
                 )
             arrays = {}
             for slot, v in st.items():
-                v = v.copy_to_host() if _is_device(v) else np.asarray(v)
+                v = host_copy(v)
                 if v.dtype.kind != "f":
                     raise TypeError(f"state_dict['state'][{key!r}][{slot!r}] must be a float array")
-                arrays[slot] = v.copy()
+                arrays[slot] = v
             if len({a.shape for a in arrays.values()}) > 1:
                 raise ValueError(f"state_dict['state'][{key!r}] arrays differ in shape")
             state[key] = arrays
@@ -560,7 +537,7 @@ def _grad_arrays(grads):
     else:
         raise TypeError(f"grads must be a dict or list of ndarrays, got {type(grads).__name__}")
     for a in arrays:
-        if _is_device(a):
+        if is_device_array(a):
             _device_ops().check_clippable(a)
             continue
         if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
@@ -602,7 +579,7 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
         return 0.0
     def part(a):
         """max |a| (inf-norm), sum a^2 (2-norm) or sum |a|^p of one array, as a float."""
-        if _is_device(a):
+        if is_device_array(a):
             return _device_ops().norm_part(a, norm_type)
         if math.isinf(norm_type):
             return float(np.max(np.abs(a))) if a.size else 0.0
@@ -619,7 +596,7 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
     coef = max_norm / (total + 1e-6)
     if math.isfinite(total) and coef < 1.0:  # NaN / inf totals: leave the gradients alone
         for a in arrays:
-            if _is_device(a):
+            if is_device_array(a):
                 _device_ops().scale(a, coef)
             else:
                 a *= coef
@@ -639,7 +616,7 @@ def clip_grad_value(grads, clip_value):
     arrays = _grad_arrays(grads)
     clip_value = _check_float("clip_value", clip_value, low=0.0, low_open=True)
     for a in arrays:
-        if _is_device(a):
+        if is_device_array(a):
             _device_ops().clamp(a, clip_value)
         else:
             a[...] = clamp_rule(a, clip_value)

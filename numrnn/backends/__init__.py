@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
+
+import numpy as np
 
 BACKENDS = ("auto", "cpu", "cuda")
 
@@ -22,6 +25,34 @@ INSTALL_HINT = 'pip install "numrnn[cuda]"'
 
 _instances: dict = {}
 _probe: dict = {}
+
+
+def is_device_array(value) -> bool:
+    """True for CUDA device arrays, without importing numba.cuda on the host path.
+
+    Objects exposing ``__cuda_array_interface__`` are device arrays; so are Numba's own (and
+    its simulator's) device arrays, which can only exist once ``numba.cuda`` is imported.
+    """
+    if value is None or isinstance(value, (np.ndarray, np.generic, int, float, list, tuple)):
+        return False
+    if hasattr(value, "__cuda_array_interface__"):
+        return True
+    if "numba.cuda" not in sys.modules:
+        return False
+    try:
+        from numrnn.backends.cuda import is_device_array as is_numba_device_array
+    except ImportError:  # numba.cuda imported by someone else but unusable here
+        return False
+    return is_numba_device_array(value)
+
+
+def host_copy(array):
+    """A NumPy copy of a NumPy array, anything array-like, or a device array."""
+    if is_device_array(array):
+        from numrnn.backends.cuda import as_device
+
+        return as_device(array).copy_to_host()
+    return np.array(array, copy=True)
 
 
 def numba_cuda_installed() -> bool:

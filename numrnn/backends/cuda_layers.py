@@ -281,10 +281,12 @@ class DeviceLayers:
                     d_out = masked
                 else:
                     d_out = dx
+        host_grads = {}  # copied first, added after, so a failed copy leaves the NumPy gradients as they were
         for name, grad in new_grads.items():
             if _is_device(layer.grads[name]):
                 kernels.accumulate(layer.grads[name], grad)
-        host_grads = {name: grad.copy_to_host() for name, grad in new_grads.items() if not _is_device(layer.grads[name])}
+            else:
+                host_grads[name] = grad.copy_to_host()
         for name, grad in host_grads.items():
             layer.grads[name] += grad
         layer._saved = None  # one backward per forward, as on the CPU

@@ -309,20 +309,22 @@ def norm_part(array, norm_type):
     return float(result.copy_to_host()[0])
 
 
-def scale(array, factor):
-    """``array *= factor`` on the device (``factor`` cast to the array's dtype)."""
+def _apply_in_place(kernel, array, value):
+    """Launch ``kernel(flat, value)`` over the flat view of a device array, ``value`` cast to its dtype."""
     flat = _flat(array)
     if flat.size:
         grid, threads = kernels._blocks(flat.size)
-        scale_kernel[grid, threads](flat, np.dtype(flat.dtype).type(factor))
+        kernel[grid, threads](flat, np.dtype(flat.dtype).type(value))
+
+
+def scale(array, factor):
+    """``array *= factor`` on the device (``factor`` cast to the array's dtype)."""
+    _apply_in_place(scale_kernel, array, factor)
 
 
 def clamp(array, clip_value):
     """Clamp a device array to ``[-clip_value, clip_value]`` in place (:func:`numrnn.optim.clamp_rule`)."""
-    flat = _flat(array)
-    if flat.size:
-        grid, threads = kernels._blocks(flat.size)
-        clamp_kernel[grid, threads](flat, np.dtype(flat.dtype).type(clip_value))
+    _apply_in_place(clamp_kernel, array, clip_value)
 
 
 # ------------------------------------------------------------------ PTX check
