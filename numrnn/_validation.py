@@ -87,3 +87,22 @@ def check_lengths(lengths, batch, steps, name="lengths"):
     if array.size and (array.min() < 1 or array.max() > steps):
         raise ValueError(f"{name} must lie in [1, {steps}] (the sequence length), got min {array.min()}, max {array.max()}")
     return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def check_seed(seed, name="seed"):
+    """The one seed rule: an integer in ``[0, 2**63)``, or ``None`` to draw one.
+
+    Returns the seed as a Python ``int``.  ``None`` draws fresh entropy and returns
+    the seed drawn, so that the caller can record it (a saved config then
+    reproduces the same initial weights).
+
+    Raises ``TypeError`` for anything but an integer or ``None`` (bools included)
+    and ``ValueError`` for a negative or too large integer, naming ``name``.
+    """
+    if seed is None:
+        return int(np.random.SeedSequence().entropy % (2**63))
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be an integer in [0, 2**63) or None, got {seed!r} of type {type(seed).__name__}")
+    if not 0 <= int(seed) < 2**63:
+        raise ValueError(f"{name} must be an integer in [0, 2**63) or None, got {seed}")
+    return int(seed)
