@@ -12,7 +12,10 @@ series before the validation tail, nothing on the future):
 
 1. **Transform.**  ``transform="auto"`` takes the log of every column that is strictly positive
    (multiplicative trend and season become additive) and leaves the others as they are.
-2. **Scale.**  Each column is divided by the standard deviation of its transformed values.
+2. **Scale.**  Each column is divided by the standard deviation of its transformed values
+   (by its largest magnitude when it is constant).  Location and scale are computed after
+   dividing by a power of two near the column's largest magnitude, so they neither overflow nor
+   underflow: a series multiplied by 1e200 or 1e-200 gets forecasts multiplied by the same factor.
 3. **Windows.**  Every stretch of ``lookback`` values is an input, the ``horizon`` values after it
    the target.  Both are taken *relative to the last input value* (the level), so the network
    learns shapes and changes, not absolute levels, and extrapolates trends.
@@ -27,6 +30,11 @@ series before the validation tail, nothing on the future):
 
 The forecast undoes steps 3, 2 and 1.  With a log transform the point forecast is the median of
 the predictive distribution in the original units.
+
+Nothing non-finite is returned silently: a fit whose loss or weights become NaN or inf, or whose
+in-sample forecasts are not finite, raises :class:`NonFiniteForecastError` (naming ``lr`` when the
+optimiser's step size is the likely cause) and leaves the forecaster as it was; so does a
+forecast from :meth:`Forecaster.predict` that is not finite.
 """
 
 from __future__ import annotations
@@ -41,15 +49,62 @@ from numrnn import _validation as check
 from numrnn import io as nio
 from numrnn import metrics as nmetrics
 from numrnn import nn
+from numrnn.backends import host_copy
 from numrnn.losses import LOSSES, get_loss
 from numrnn.optim import OPTIMIZERS, get_optimizer
 from numrnn.train import fit as _fit_loop
 from numrnn.train import limit_threads, fit_lbfgs
 
-__all__ = ["Forecaster", "backtest"]
+__all__ = ["Forecaster", "NonFiniteForecastError", "backtest"]
 
 _CELLS = ("lstm", "gru", "rnn")
 _TRANSFORMS = ("auto", "log", "none")
+
+
+class NonFiniteForecastError(RuntimeError, FloatingPointError):
+    """Training diverged (a NaN/inf loss or weight) or a forecast is not finite.
+
+    Raised by :meth:`Forecaster.fit` (the forecaster is then left as it was) and by
+    :meth:`Forecaster.predict`.  The message says what became non-finite and which argument to
+    change (usually a lower ``lr`` or a ``clip_norm``).  It is a :class:`RuntimeError` and, like
+    the :class:`FloatingPointError` that :func:`numrnn.train.fit` raises for a non-finite training
+    loss, a :class:`FloatingPointError`, so either ``except`` clause catches it.
+    """
+
+
+# NumPy floating-point warnings are silenced where non-finite values are detected explicitly.
+_QUIET = dict(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+
+# Forecasts within this many (scaled) standard deviations of the last value are "in range": if
+# such a forecast is still not finite, the data, not a diverged fit, is the cause.
+_SANE_OUTPUT = 1e3
+
+
+def _safe_location_scale(a):
+    """Column means, standard deviations and largest magnitudes, without overflow or underflow.
+
+    Parameters
+    ----------
+    a : ndarray, shape (n, k)
+        Finite float64 values.
+
+    Returns
+    -------
+    mean, std, maxabs : ndarray, shape (k,)
+        ``np.mean(a, 0)``, ``np.std(a, 0)`` and ``np.max(np.abs(a), 0)``.  Each column is first
+        divided by a power of two ``2**(e - 1)`` with ``max|a| = f * 2**e``, ``0.5 <= f < 1``
+        (an exact division), so its values lie in ``[-2, 2)``; squares and sums then neither
+        overflow (values near 1e308) nor underflow (values near 1e-300), and the results are
+        multiplied back by the same factor.
+    """
+    k = a.shape[1]
+    if a.shape[0] == 0 or k == 0:
+        return np.zeros(k), np.zeros(k), np.zeros(k)
+    maxabs = np.max(np.abs(a), axis=0)
+    _, exponent = np.frexp(maxabs)  # frexp(0) = (0, 0): factor 0.5, harmless
+    factor = np.ldexp(1.0, exponent - 1)  # exponent <= 1024, so factor <= 2**1023 is finite
+    unit = a / factor
+    return unit.mean(axis=0) * factor, unit.std(axis=0) * factor, maxabs
 
 
 def _cell_class(cell):
@@ -161,14 +216,18 @@ class Forecaster:
     num_layers : int, default 1
         Stacked recurrent layers.
     seed : int or None, default 0
-        Seed of the weights and the shuffling; the same seed and data give the same forecast,
-        bit for bit.  None draws a seed (recorded in ``seed_``).
+        Seed of the weights and the shuffling, an integer in ``[0, 2**63)`` (the project's one
+        seed rule, :func:`numrnn._validation.check_seed`: ``TypeError`` for a non-integer,
+        ``ValueError`` for a negative or too large one).  The same seed and data give the same
+        forecast, bit for bit.  None draws a fresh seed at every :meth:`fit`; the seed drawn is
+        recorded in ``seed_`` and in the file :meth:`save` writes.
     backend : {"auto", "cpu", "cuda"}, default "auto"
         Where the recurrent kernels run.
     epochs : int, default 300
         Most passes over the training windows (iterations for ``optimizer="lbfgs"``).
     lr : float, default 0.01
-        Learning rate (ignored by L-BFGS).
+        Learning rate (ignored by L-BFGS).  Too large a rate makes training diverge, which
+        :meth:`fit` reports with :class:`NonFiniteForecastError`.
     batch_size : int, default 32
         Windows per step.
     optimizer : {"adam", "adamw", "sgd", "lbfgs"}, default "adam"
@@ -196,7 +255,13 @@ class Forecaster:
     history_ : list of dict
         Per member: ``train_loss``, ``val_loss`` (lists), ``best_epoch``, ``epochs_run``.
     seed_ : int
-        The seed used.
+        The seed used (the one drawn when ``seed`` is None).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a constructor argument of the wrong type or value; the message names the argument,
+        what was expected and what was given.
 
     Examples
     --------
@@ -233,9 +298,8 @@ class Forecaster:
         self.horizon = _check_int("horizon", horizon, 1)
         self.hidden_size = _check_int("hidden_size", hidden_size, 1)
         self.num_layers = _check_int("num_layers", num_layers, 1)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise TypeError(f"seed must be an int >= 0 or None, got {seed!r}")
-        self.seed = None if seed is None else int(seed)
+        # None stays None here (a seed is drawn per fit); integers follow the one seed rule
+        self.seed = None if seed is None else check.check_seed(seed, "seed")
         if not isinstance(backend, str):
             raise TypeError(f"backend must be a str, got {type(backend).__name__}")
         from numrnn.backends import get_backend
@@ -368,6 +432,21 @@ class Forecaster:
         Returns
         -------
         self
+
+        Raises
+        ------
+        TypeError, ValueError
+            For bad input (the message names the argument, what was expected and what was given).
+        NonFiniteForecastError
+            If training diverges: a member's loss or weights become NaN or inf, or the fitted
+            model's in-sample forecasts (one per training and validation window) are not finite.
+            The message names ``lr`` (and ``clip_norm`` when it is None) when the step size is
+            the likely cause.
+
+        Notes
+        -----
+        A fit that raises leaves the forecaster as it was: an earlier fitted state survives.
+        NumPy floating-point warnings are not emitted; non-finite values are checked instead.
         """
         y2, one_d = _as_series("y", y)
         n, k = y2.shape
@@ -391,26 +470,163 @@ class Forecaster:
         else:
             log = np.zeros(k, dtype=bool)
         z = self._transform(y2, log)
-        scale = np.std(z[:fit_end], axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
-        exog_mean = ex[:fit_end].mean(axis=0) if ex.shape[1] else np.zeros(0)
-        exog_std = ex[:fit_end].std(axis=0) if ex.shape[1] else np.zeros(0)
+        # overflow- and underflow-safe statistics (see _safe_location_scale)
+        _, z_std, z_max = _safe_location_scale(z[:fit_end])
+        # a constant column: log columns keep 1 (log units are relative already); the others are
+        # divided by their magnitude, so that a constant near 1e-200 is not forecast near 0
+        constant_scale = np.where(log | (z_max == 0), 1.0, z_max)
+        scale = np.where(z_std > 0, z_std, constant_scale)
+        exog_mean, exog_std, _ = _safe_location_scale(ex[:fit_end])
         exog_std = np.where(exog_std > 0, exog_std, 1.0)
         scaler = {"log": log, "scale": scale, "exog_mean": exog_mean, "exog_std": exog_std}
         starts = np.arange(n - self.lookback - self.horizon + 1)
-        x_all, t_all = self._windows(z, ex, starts, scaler)
+        with np.errstate(**_QUIET):
+            x_all, t_all = self._windows(z, ex, starts, scaler)
+            level = (z / scale)[starts + self.lookback - 1]  # (N, k), as in _windows
+        if not (np.isfinite(x_all).all() and np.isfinite(t_all).all()):
+            raise ValueError(
+                f"y and exog must fit in {self.dtype.name} once centred and scaled; their range is too "
+                "wide (values near the float64 limit 1.8e308?)"
+            )
         n_train = len(starts) - val
         x_tr, t_tr = x_all[:, :n_train], t_all[:n_train]
         validation = (x_all[:, n_train:], t_all[n_train:]) if val else None
 
-        seed = self.seed if self.seed is not None else int(np.random.SeedSequence().entropy % (2**32))
-        with limit_threads(1):
+        seed = check.check_seed(self.seed, "seed")  # None draws one, recorded in seed_
+        with limit_threads(1), np.errstate(**_QUIET):
             fitted = self._fit_members(x_tr, t_tr, validation, k, ex.shape[1], seed, progress)
+            self._check_forecasts(fitted["members"], x_all, level, scaler, k, "the in-sample forecasts")
         fitted.update(scaler=scaler, n_targets=k, n_exog=ex.shape[1], one_d=one_d, seed=seed)
-        self._fitted = fitted
+        self._fitted = fitted  # only now: a fit that raised leaves the earlier state
         return self
 
+    # ------------------------------------------------------------------ non-finite checks
+
+    def _lr_hint(self):
+        """What to change when training diverged, naming the arguments with their values."""
+        if self.optimizer == "lbfgs":
+            return (
+                "optimizer='lbfgs' (which does not use lr) diverged; expected a finite fit, so try "
+                "optimizer='adam' or fewer epochs"
+            )
+        hint = (
+            f"lower lr (expected a rate small enough for the loss to stay finite, got lr={self.lr:g}; "
+            "the default is 0.01)"
+        )
+        if self.clip_norm is None:
+            hint += " or set clip_norm (got None; the default is 1.0)"
+        return hint
+
+    def _check_member(self, net, hist, j):
+        """Raise :class:`NonFiniteForecastError` when member ``j``'s loss or weights are not finite.
+
+        Parameters
+        ----------
+        net : _Net
+            The trained member.
+        hist : dict
+            Its training history (``train_loss``, ``epochs_run``).
+        j : int
+            Its index in the ensemble.
+        """
+        where = f"member {j + 1}/{self.ensemble}"
+        losses = [float(v) for v in hist["train_loss"]]
+        if losses and not math.isfinite(losses[-1]):
+            raise NonFiniteForecastError(
+                f"training diverged: the training loss of {where} became {losses[-1]} after "
+                f"{hist['epochs_run']} epoch(s); {self._lr_hint()}"
+            )
+        bad = [name for name, value in net.params.items() if not np.isfinite(host_copy(value)).all()]
+        if bad:
+            raise NonFiniteForecastError(
+                f"training diverged: the weights {bad} of {where} are not finite after "
+                f"{hist['epochs_run']} epoch(s); {self._lr_hint()}"
+            )
+
+    def _member_outputs(self, members, x):
+        """Raw outputs of every member (eval mode, float64, shape (N, outputs)) for windows ``x``."""
+        outs = []
+        for net in members:
+            net.eval()
+            with limit_threads(1), np.errstate(**_QUIET):
+                outs.append(np.asarray(net(x), dtype=np.float64))
+        return outs
+
+    def _invert(self, mean, level, scaler):
+        """Undo scaling and transform: scaled outputs ``mean`` (N, horizon, k), levels (N, k).
+
+        Returns the forecasts (N, horizon, k) in the original units; entries that overflow are
+        inf (no warning), for the caller to check.
+        """
+        with np.errstate(**_QUIET):
+            zf = (mean + level[:, None, :]) * scaler["scale"]
+            forecast = zf.copy()
+            log = scaler["log"]
+            forecast[..., log] = np.exp(zf[..., log])
+        return forecast
+
+    def _check_forecasts(self, members, x, level, scaler, k, what, outs=None, forecast=None):
+        """Raise :class:`NonFiniteForecastError` unless every output and forecast is finite.
+
+        Parameters
+        ----------
+        members : list of _Net
+            The ensemble.
+        x : ndarray, shape (lookback + horizon, N, k + m)
+            Windows, as made by ``_windows``.
+        level : ndarray, shape (N, k)
+            Scaled last input value of each window.
+        scaler : dict
+            The fitted scaler.
+        k : int
+            Number of target columns.
+        what : str
+            What is checked, for the message ("the in-sample forecasts", "the forecasts").
+        outs, forecast : optional
+            The members' raw outputs and the inverted forecasts, when already computed.
+
+        Raises
+        ------
+        NonFiniteForecastError
+            Naming ``lr`` when the network's outputs are non-finite or beyond ``_SANE_OUTPUT``
+            standard deviations (a diverged fit), else blaming the series' range.
+        """
+        hk = self.horizon * k
+        if outs is None:
+            outs = self._member_outputs(members, x)
+        with np.errstate(**_QUIET):
+            mean = np.mean([o[:, :hk].reshape(-1, self.horizon, k) for o in outs], axis=0)
+        if forecast is None:
+            forecast = self._invert(mean, level, scaler)
+        if all(np.isfinite(o).all() for o in outs) and np.isfinite(forecast).all():
+            return
+        finite = np.isfinite(mean)
+        reach = float(np.max(np.abs(mean[finite]))) if finite.any() else math.inf
+        if not finite.all() or not all(np.isfinite(o).all() for o in outs) or reach > _SANE_OUTPUT:
+            raise NonFiniteForecastError(
+                f"training diverged: {what} are not finite (the network's outputs reach {reach:.3g} "
+                f"standard deviations of the training data from the last value, expected at most "
+                f"about {_SANE_OUTPUT:g}); {self._lr_hint()}"
+            )
+        raise NonFiniteForecastError(
+            f"{what} are not finite although the network's outputs are in range (at most {reach:.3g} "
+            "standard deviations from the last value): the series is too close to the float64 limit "
+            "(1.8e308) for its forecasts to be represented; rescale y"
+        )
+
     def _fit_members(self, x_tr, t_tr, validation, k, m, seed, progress):
+        """Train the ``ensemble`` members (seeds spawned from ``seed``) and check each one.
+
+        Returns
+        -------
+        dict
+            ``members``, ``optimizers`` (None for L-BFGS) and ``history``.
+
+        Raises
+        ------
+        NonFiniteForecastError
+            If a member's loss, outputs, gradients or weights become NaN or inf.
+        """
         loss = get_loss(self.loss)
         members, optimizers, history = [], [], []
         children = np.random.SeedSequence(seed).spawn(self.ensemble)
@@ -418,33 +634,44 @@ class Forecaster:
             init_rnn, init_head, shuffle = (int(s) for s in child.generate_state(3))
             net = self._make_net(k, m, (init_rnn, init_head))
             desc = f"member {j + 1}/{self.ensemble}"
-            if self.optimizer == "lbfgs":
-                bar = None
-                if progress:
-                    from tqdm.auto import tqdm
+            try:
+                if self.optimizer == "lbfgs":
+                    bar = None
+                    if progress:
+                        from tqdm.auto import tqdm
 
-                    bar = tqdm(total=self.epochs, desc=desc, leave=False)
-                try:
-                    result = fit_lbfgs(
-                        net, x_tr, t_tr, loss=loss, maxiter=self.epochs, validation=validation,
-                        patience=self.patience if validation is not None else None,
-                        callback=(lambda it, value, bar=bar: (bar.update(1), bar.set_postfix(train=f"{value:.4g}", refresh=False)))
-                        if bar is not None else None,
+                        bar = tqdm(total=self.epochs, desc=desc, leave=False)
+                    try:
+                        result = fit_lbfgs(
+                            net, x_tr, t_tr, loss=loss, maxiter=self.epochs, validation=validation,
+                            patience=self.patience if validation is not None else None,
+                            callback=(lambda it, value, bar=bar: (bar.update(1), bar.set_postfix(train=f"{value:.4g}", refresh=False)))
+                            if bar is not None else None,
+                        )
+                    finally:
+                        if bar is not None:
+                            bar.close()
+                    opt = None
+                    hist = {"train_loss": [float(result.fun)], "val_loss": [], "epochs_run": int(result.nit),
+                            "best_epoch": int(getattr(result, "best_iteration", result.nit)),
+                            "best_val_loss": float(getattr(result, "best_val_loss", math.inf))}
+                else:
+                    opt = get_optimizer(self.optimizer, lr=self.lr)
+                    hist = _fit_loop(
+                        net, x_tr, t_tr, loss=loss, optimizer=opt, epochs=self.epochs, batch_size=self.batch_size,
+                        clip_norm=self.clip_norm, validation=validation, patience=self.patience, seed=shuffle,
+                        progress=progress, desc=desc,
                     )
-                finally:
-                    if bar is not None:
-                        bar.close()
-                opt = None
-                hist = {"train_loss": [float(result.fun)], "val_loss": [], "epochs_run": int(result.nit),
-                        "best_epoch": int(getattr(result, "best_iteration", result.nit)),
-                        "best_val_loss": float(getattr(result, "best_val_loss", math.inf))}
-            else:
-                opt = get_optimizer(self.optimizer, lr=self.lr)
-                hist = _fit_loop(
-                    net, x_tr, t_tr, loss=loss, optimizer=opt, epochs=self.epochs, batch_size=self.batch_size,
-                    clip_norm=self.clip_norm, validation=validation, patience=self.patience, seed=shuffle,
-                    progress=progress, desc=desc,
-                )
+            except (FloatingPointError, ValueError) as exc:
+                # The windows were checked finite above, so a non-finite value met inside the training
+                # loop (numrnn.train.fit's FloatingPointError for the loss; the layers' and optimisers'
+                # "contains NaN or inf" ValueError for outputs, gradients and updates) means divergence.
+                if isinstance(exc, ValueError) and "NaN or inf" not in str(exc):
+                    raise
+                raise NonFiniteForecastError(
+                    f"training diverged in member {j + 1}/{self.ensemble} ({exc}); {self._lr_hint()}"
+                ) from exc
+            self._check_member(net, hist, j)
             members.append(net)
             optimizers.append(opt)
             history.append(hist)
@@ -476,8 +703,21 @@ class Forecaster:
         Returns
         -------
         forecast : ndarray, shape (horizon,) or (horizon, k)
+            Finite values.
         std : ndarray, same shape
-            Only with ``return_std=True``.
+            Only with ``return_std=True``; finite.
+
+        Raises
+        ------
+        RuntimeError
+            If the forecaster is not fitted.
+        TypeError, ValueError
+            For bad input, including a ``y`` whose last ``lookback`` values, scaled as in fit, do
+            not fit in the model's dtype.
+        NonFiniteForecastError
+            If the forecast (or its standard deviation) is not finite; the message says whether
+            the network's outputs are out of range (a diverged fit: lower ``lr``) or the series is
+            too close to the float64 limit.
         """
         if self._fitted is None:
             raise RuntimeError("predict() needs a fitted Forecaster: call fit() first")
@@ -509,29 +749,35 @@ class Forecaster:
         z = self._transform(hist, scaler["log"])
         z_full = np.concatenate([z, np.zeros((self.horizon, k))])
         ex_full = np.concatenate([ex[n - self.lookback :], exf])
-        x, _ = self._windows(z_full, ex_full, np.array([0]), scaler)
-        level = z[-1] / scaler["scale"]
+        with np.errstate(**_QUIET):
+            x, _ = self._windows(z_full, ex_full, np.array([0]), scaler)
+            level = z[-1:] / scaler["scale"]  # (1, k)
+        if not np.isfinite(x).all():
+            raise ValueError(
+                f"y (and exog) must stay within {self.dtype.name} range once scaled as in fit (divided by "
+                f"{scaler['scale'].tolist()}); its last {self.lookback} values are too far from the fitted data"
+            )
         hk = self.horizon * k
-        means, variances = [], []
-        for net in fitted["members"]:
-            net.eval()
-            with limit_threads(1):
-                out = np.asarray(net(x), dtype=np.float64)[0]
-            means.append(out[:hk].reshape(self.horizon, k))
-            if self.loss == "gaussian":
-                log_var = np.clip(out[hk:], -30.0, 30.0)
-                variances.append(np.exp(log_var).reshape(self.horizon, k))
-        mean = np.mean(means, axis=0)
-        zf = (mean + level) * scaler["scale"]
-        forecast = zf.copy()
-        log = scaler["log"]
-        forecast[:, log] = np.exp(zf[:, log])
+        outs = self._member_outputs(fitted["members"], x)
+        forecast = self._invert(np.mean([o[:, :hk].reshape(-1, self.horizon, k) for o in outs], axis=0), level, scaler)
+        self._check_forecasts(fitted["members"], x, level, scaler, k, "the forecasts", outs=outs, forecast=forecast)
+        forecast = forecast[0]
         std = None
         if return_std:
-            var = np.mean([v + mu**2 for v, mu in zip(variances, means)], axis=0) - mean**2
-            sd = np.sqrt(np.maximum(var, 0.0)) * scaler["scale"]
-            std = sd.copy()
-            std[:, log] = forecast[:, log] * sd[:, log]
+            log = scaler["log"]
+            means = [o[0, :hk].reshape(self.horizon, k) for o in outs]
+            variances = [np.exp(np.clip(o[0, hk:], -30.0, 30.0)).reshape(self.horizon, k) for o in outs]
+            mean = np.mean(means, axis=0)
+            with np.errstate(**_QUIET):
+                var = np.mean([v + mu**2 for v, mu in zip(variances, means)], axis=0) - mean**2
+                sd = np.sqrt(np.maximum(var, 0.0)) * scaler["scale"]
+                std = sd.copy()
+                std[:, log] = forecast[:, log] * sd[:, log]
+            if not np.isfinite(std).all():
+                raise NonFiniteForecastError(
+                    f"the forecast's standard deviation is not finite ({std.tolist()}) although the forecast is: "
+                    "the predictive spread overflows float64; rescale y"
+                )
         if fitted["one_d"]:
             forecast = forecast[:, 0]
             std = None if std is None else std[:, 0]
@@ -544,6 +790,22 @@ class Forecaster:
 
         The write is atomic: a temporary file in the same folder is flushed, fsync-ed and moved
         into place, so an interrupted save leaves any previous file intact.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write (an ``.npz`` file).
+
+        Raises
+        ------
+        RuntimeError
+            If the forecaster is not fitted.
+
+        Notes
+        -----
+        The saved constructor parameters hold the seed actually used (``seed_``), also when the
+        forecaster was made with ``seed=None``: ``Forecaster(**Forecaster.load(path).get_params())``
+        fitted on the same data gives the same weights.
         """
         if self._fitted is None:
             raise RuntimeError("save() needs a fitted Forecaster: call fit() first")
@@ -575,8 +837,10 @@ class Forecaster:
                 "best_val_loss": float(best) if math.isfinite(best) else None,
             }
 
+        params = self.get_params()
+        params["seed"] = int(fitted["seed"])  # the seed drawn for seed=None, so the config reproduces the fit
         config = {
-            "params": self.get_params(),
+            "params": params,
             "n_targets": fitted["n_targets"],
             "n_exog": fitted["n_exog"],
             "one_d": fitted["one_d"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -210,7 +211,11 @@ def test_backtest_folds():
         (dict(validation=-1), ValueError, "validation"),
         (dict(dtype=np.int64), TypeError, "dtype"),
         (dict(backend="tpu"), ValueError, "tpu"),
-        (dict(seed=-1), TypeError, "seed"),
+        (dict(seed=-1), ValueError, r"seed must be an integer in \[0, 2\*\*63\) or None, got -1"),
+        (dict(seed=2**63), ValueError, "seed must be an integer in"),
+        (dict(seed=1.5), TypeError, "seed must be an integer .* got 1.5 of type float"),
+        (dict(seed=True), TypeError, "seed must be an integer"),
+        (dict(seed="0"), TypeError, "seed must be an integer"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, exc, match):
@@ -284,3 +289,101 @@ def test_seed_none_is_recorded_and_two_layers(tmp_path):
     np.testing.assert_array_equal(again.predict(y), f.predict(y))
     f.save(tmp_path / "f.npz")
     assert Forecaster.load(tmp_path / "f.npz").seed_ == f.seed_
+
+
+# ------------------------------------------------------------------ scale, divergence, seeds
+
+
+def _fc():
+    # looked up at call time, so that each test below fails on its own against an older forecast.py
+    from numrnn import forecast
+
+    return forecast
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_extreme_scales_scale_the_forecast(sign):
+    """y * 1e200 and y * 1e-200 give the forecasts of y times the same factor (no overflow to inf,
+    no underflow to a scale of 1 that forecast values near 0.05); -y is not logged, +y is (auto)."""
+    y = sign * series()
+    for transform in ("none", "auto"):
+        base = Forecaster(transform=transform, **TINY).fit(y, progress=False).predict(y)
+        assert np.all(np.isfinite(base))
+        for factor in (1e200, 1e-200):
+            f = Forecaster(transform=transform, **TINY).fit(y * factor, progress=False)
+            np.testing.assert_allclose(f.predict(y * factor), base * factor, rtol=1e-4, err_msg=f"{transform} {factor}")
+
+
+@pytest.mark.parametrize("value", [3e-200, -3e-200, 3e200, -3e200])
+def test_constant_extreme_series_keeps_its_scale(value):
+    y = np.full(30, value)
+    forecast = Forecaster(transform="none", **TINY).fit(y, progress=False).predict(y)
+    assert np.all(np.isfinite(forecast))
+    assert np.all(np.abs(forecast / value - 1) < 0.5), forecast
+
+
+def test_extreme_exog_scale_does_not_change_the_forecast():
+    rng = np.random.default_rng(1)
+    y, exog = series(), rng.normal(size=(63, 1))
+    kw = dict(TINY, validation=0)
+    a = Forecaster(**kw).fit(y, exog=exog[:60], progress=False).predict(y, exog=exog[:60], exog_future=exog[60:])
+    big = exog * 1e200
+    b = Forecaster(**kw).fit(y, exog=big[:60], progress=False).predict(y, exog=big[:60], exog_future=big[60:])
+    np.testing.assert_allclose(b, a, rtol=1e-5)
+
+
+@pytest.mark.parametrize("lr", [1e6, 1e20, 1e300])
+def test_diverging_fit_raises_naming_lr_and_keeps_the_fitted_state(lr):
+    """lr=1e6 without clipping used to return [inf, 0, inf] after a NumPy RuntimeWarning."""
+    y = series()
+    f = Forecaster(**TINY).fit(y, progress=False)
+    before, history, seed = f.predict(y), f.history_, f.seed_
+    weights = [net.state_dict() for net in f._fitted["members"]]
+    f.lr, f.clip_norm = lr, None  # a refit with a diverging step size
+    expected = rf"training diverged.*lower lr .*got {re.escape(f'lr={lr:g}')}.*clip_norm \(got None"
+    with pytest.raises(RuntimeError, match=expected) as info:
+        f.fit(y, progress=False)
+    assert isinstance(info.value, _fc().NonFiniteForecastError) and isinstance(info.value, FloatingPointError)
+    np.testing.assert_array_equal(f.predict(y), before)
+    assert f.history_ is history and f.seed_ == seed
+    for net, state in zip(f._fitted["members"], weights):
+        for name, value in net.state_dict().items():
+            np.testing.assert_array_equal(value, state[name])
+    with pytest.raises(RuntimeError, match="lr=1e\\+06") as info:
+        Forecaster(**TINY, lr=1e6, clip_norm=None).fit(y, progress=False)
+    assert isinstance(info.value, _fc().NonFiniteForecastError)
+
+
+def test_predict_raises_on_a_non_finite_forecast():
+    y = series()
+    f = Forecaster(**TINY).fit(y, progress=False)  # log transform: huge outputs overflow exp
+    f._fitted["members"][0].head.params["bias"][...] = 1e30
+    with pytest.raises(RuntimeError, match="the forecasts are not finite.*lower lr") as info:
+        f.predict(y)
+    assert isinstance(info.value, _fc().NonFiniteForecastError)
+    g = Forecaster(transform="none", **TINY).fit(y, progress=False)
+    with pytest.raises(ValueError, match=r"y \(and exog\) must stay within float32 range"):
+        g.predict(y * 1e40)
+
+
+def test_predict_first_and_last_values_are_finite(fitted):
+    two = Forecaster(transform="none", **TINY).fit(series(k=2), progress=False)
+    for f, y in ((fitted, series()), (two, series(k=2))):
+        forecast = f.predict(y)
+        assert np.isfinite(forecast[0]).all() and np.isfinite(forecast[-1]).all(), forecast
+
+
+def test_seed_rule_and_seed_none_config_reproduces_the_weights(tmp_path):
+    y = series()
+    assert Forecaster(seed=np.int64(3), **TINY).seed == 3
+    f = Forecaster(seed=None, **TINY).fit(y, progress=False)
+    assert f.seed is None and isinstance(f.seed_, int) and 0 <= f.seed_ < 2**63
+    f.save(tmp_path / "f.npz")
+    g = Forecaster.load(tmp_path / "f.npz")
+    assert g.seed_ == f.seed_ and g.get_params()["seed"] == f.seed_
+    np.testing.assert_array_equal(g.predict(y), f.predict(y))
+    again = Forecaster(**g.get_params()).fit(y, progress=False)  # the loaded config refits the same weights
+    for net_f, net_a in zip(f._fitted["members"], again._fitted["members"]):
+        for name, value in net_f.state_dict().items():
+            np.testing.assert_array_equal(net_a.state_dict()[name], value)
+    np.testing.assert_array_equal(again.predict(y), f.predict(y))
