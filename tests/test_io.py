@@ -1,8 +1,15 @@
-"""Atomic .npz save/load: round trips, interrupted saves, corrupt and mismatched files."""
+"""Atomic .npz save/load: round trips, interrupted and concurrent saves, corrupt, mismatched and crafted files."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import re
+import subprocess
+import sys
+import threading
+import zipfile
 
 import numpy as np
 import pytest
@@ -122,8 +129,6 @@ def test_kind_and_version_mismatch(tmp_path):
     write(path)
     with pytest.raises(ValueError, match="holds a 'demo', expected a 'forecaster'"):
         nio.load_npz(path, kind="forecaster")
-    import json
-
     with np.load(path) as npz:
         contents = {k: npz[k] for k in npz.files}
     meta = json.loads(str(contents["__numrnn__"][()]))
@@ -170,3 +175,240 @@ def test_module_and_optimizer_round_trip(tmp_path):
     assert isinstance(layer, numrnn.LSTM) and none is None
     with pytest.raises(TypeError, match="cannot describe"):
         nio.save(path, object())
+
+
+# ---------------------------------------------------------------- crafted and hostile files
+
+
+def raw_meta(path):
+    """The metadata and arrays of a saved file, to edit and write back with :func:`rewrite`."""
+    with np.load(path) as npz:
+        contents = {k: npz[k] for k in npz.files}
+    return json.loads(str(contents.pop("__numrnn__")[()])), contents
+
+
+def rewrite(path, meta, contents):
+    np.savez(path, __numrnn__=np.array(json.dumps(meta)), **contents)
+
+
+def npy_bytes(arr):
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def test_member_that_is_not_an_array_is_refused(tmp_path):
+    path = tmp_path / "m.npz"
+    meta = {"format": "numrnn", "version": 1, "kind": "demo", "config": {}, "digests": {"w": "0" * 64}}
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("__numrnn__.npy", npy_bytes(np.array(json.dumps(meta))))
+        zf.writestr("w", b"not an array")
+    with pytest.raises(ValueError, match=r"cannot load .*member 'w' is not a \.npy array"):
+        nio.load_npz(path)
+
+
+def test_array_header_that_overstates_its_data_is_refused(tmp_path):
+    path = tmp_path / "m.npz"
+    write(path)
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    header = io.BytesIO()  # claims 8 TB, holds nothing
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)})
+    members["w.npy"] = header.getvalue()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(ValueError, match=r"cannot load .*array 'w' declares .* but holds"):
+        nio.load_npz(path)
+
+
+def test_deeply_nested_metadata_is_refused(tmp_path):
+    path = tmp_path / "m.npz"
+    deep = "[" * 100_000 + "]" * 100_000
+    text = f'{{"format": "numrnn", "version": 1, "kind": "demo", "config": {deep}, "digests": {{}}}}'
+    np.savez(path, __numrnn__=np.array(text))
+    with pytest.raises(ValueError, match=r"cannot load .*nested deeper than"):
+        nio.load_npz(path)
+    shallow = "[" * 20 + '"[[[[{{{{"' + "]" * 20  # brackets inside strings do not count
+    np.savez(path, __numrnn__=np.array(text.replace(deep, shallow)))
+    assert nio.load_npz(path)[0] == json.loads(shallow)
+
+
+def saved_model(path):
+    model = nn.Sequential(numrnn.GRU(2, 3, seed=0), nn.LastStep(), nn.Linear(3, 1, seed=1))
+    opt = Adam(lr=0.01)
+    out = model(np.ones((4, 2, 2)))
+    model.backward(np.ones_like(out))
+    opt.step(model.params, model.grads)
+    nio.save(path, model, optimizer=opt)
+
+
+def _gru(meta):
+    return meta["config"]["module"]["config"]["modules"][0]["config"]
+
+
+def _opt(meta):
+    return meta["config"]["optimizer"]
+
+
+CRAFTED_CONFIGS = {
+    "huge hidden_size": (
+        lambda m, c: _gru(m).update(hidden_size=10**7),
+        r"'model/0.weight_ih_l0' is float32\(9, 2\), its config implies float32\(30000000, 2\)",
+    ),
+    "huge num_layers": (lambda m, c: _gru(m).update(num_layers=10**12), r"array 'model/0.weight_ih_l1' is missing"),
+    "bool size": (lambda m, c: _gru(m).update(hidden_size=True), "hidden_size must be an integer"),
+    "zero size": (lambda m, c: _gru(m).update(input_size=0), "input_size must be"),
+    "other dtype": (lambda m, c: _gru(m).update(dtype="float64"), r"float32\(9, 2\), its config implies float64\(9, 2\)"),
+    "dict dtype": (lambda m, c: _gru(m).update(dtype={"names": ["a"]}), "dtype must be 'float32' or 'float64'"),
+    "str bias": (lambda m, c: _gru(m).update(bias="yes"), "bias must be"),
+    "bidirectional": (lambda m, c: _gru(m).update(bidirectional=True), "'model/0.weight_ih_l0_reverse' is missing"),
+    "unknown module": (lambda m, c: m["config"]["module"].update(type="Evil"), "unknown module type 'Evil'"),
+    "list type": (lambda m, c: m["config"]["module"].update(type=[]), r"unknown module type \[\]"),
+    "modules not a list": (lambda m, c: m["config"]["module"]["config"].update(modules={}), "'modules' must be a list"),
+    "spec not a dict": (lambda m, c: m["config"].update(module=[]), "module spec must be a dict"),
+    "config not a dict": (lambda m, c: m.update(config=[]), "config must be a dict"),
+    "unknown optimiser": (lambda m, c: _opt(m).update(type="Evil"), "unknown optimiser type 'Evil'"),
+    "negative steps": (lambda m, c: _opt(m).update(steps=-1), r"steps must be an int >= 0"),
+    "slots not a dict": (lambda m, c: _opt(m).update(slots=[]), "slots must be a dict"),
+    "int slot": (lambda m, c: _opt(m)["slots"].update({"2.weight": ["exp_avg", 3]}), "slot names must be str"),
+    "missing slot": (lambda m, c: _opt(m)["slots"].update({"2.weight": ["nope"]}), "'optim/nope/2.weight' is missing"),
+    "state of no parameter": (lambda m, c: _opt(m)["slots"].update({"9.w": []}), "state for '9.w', which the model"),
+    "wrong state shape": (
+        lambda m, c: c.update({"optim/exp_avg/2.weight": np.zeros((5, 5), np.float32)}),
+        r"is float32\(5, 5\), its config implies float32\(1, 3\)",
+    ),
+    "extra array": (lambda m, c: c.update({"junk": np.zeros(1)}), r"unexpected arrays \['junk'\]"),
+}
+
+
+@pytest.mark.parametrize("edit, message", list(CRAFTED_CONFIGS.values()), ids=list(CRAFTED_CONFIGS))
+def test_config_is_checked_against_the_arrays_before_building(tmp_path, monkeypatch, edit, message):
+    path = tmp_path / "model.npz"
+    saved_model(path)
+    meta, contents = raw_meta(path)
+    edit(meta, contents)
+    meta["digests"] = {name: nio._digest(arr) for name, arr in contents.items()}
+    rewrite(path, meta, contents)
+
+    def build(spec):
+        raise AssertionError("a model was built before the file was checked")
+
+    monkeypatch.setattr(nn, "module_from_spec", build)
+    with pytest.raises(ValueError, match=f"cannot load .*{message}"):
+        nio.load(path)
+
+
+def test_huge_config_does_not_allocate(tmp_path):
+    path = tmp_path / "model.npz"
+    nio.save(path, nn.Linear(2, 1, seed=0))
+    meta, contents = raw_meta(path)
+    meta["config"]["module"]["config"].update(in_features=10**7, out_features=10**7)
+    rewrite(path, meta, contents)
+    with pytest.raises(ValueError, match="its config implies float32"):
+        nio.load(path)
+
+
+def test_not_a_regular_file_is_refused_without_blocking(tmp_path):
+    with pytest.raises(ValueError, match=re.escape(f"cannot load {str(tmp_path)!r}: it is not a regular file")):
+        nio.load_npz(tmp_path)
+    if not hasattr(os, "mkfifo"):
+        return
+    fifo = tmp_path / "fifo.npz"
+    os.mkfifo(fifo)
+    result = []
+
+    def target():
+        try:
+            nio.load_npz(fifo)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            result.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():  # unblock the reader so it does not outlive the test
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(30)
+        pytest.fail("load_npz blocked on a FIFO")
+    assert len(result) == 1 and isinstance(result[0], ValueError), result
+    assert "is not a regular file" in str(result[0]) and str(fifo) in str(result[0])
+
+
+# The child saves an array and pauses after writing its temporary file, before the rename,
+# until it reads a line on stdin (or is killed there).
+PAUSED_WRITER = """
+import os, sys
+import numpy as np
+from numrnn import io as nio
+
+def pause(fd):
+    print("paused", flush=True)
+    sys.stdin.readline()
+
+os.fsync = pause
+nio.save_npz(sys.argv[1], "demo", {"value": 7.0}, {"w": np.zeros(1000)})
+"""
+
+
+def start_paused_writer(path):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_WRITER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    timer = threading.Timer(120, proc.kill)  # a child that never pauses cannot hang the test
+    timer.start()
+    try:
+        assert proc.stdout.readline() == "paused\n"
+    finally:
+        timer.cancel()
+    return proc
+
+
+@pytest.mark.skipif(os.name != "posix", reason="stale temporaries are recognised on POSIX only")
+def test_save_removes_temporaries_of_killed_writers(tmp_path):
+    path = tmp_path / "m.npz"
+    proc = start_paused_writer(path)
+    proc.kill()  # kill -9 between writing the temporary file and renaming it
+    proc.wait()
+    proc.stdin.close()
+    proc.stdout.close()
+    assert len(os.listdir(tmp_path)) == 1 and os.listdir(tmp_path)[0].endswith(".tmp")
+    write(path)
+    assert os.listdir(tmp_path) == ["m.npz"]
+
+
+def test_save_keeps_temporaries_of_live_writers(tmp_path):
+    path = tmp_path / "m.npz"
+    proc = start_paused_writer(path)
+    try:
+        write(path, 1.0)  # must not remove the paused writer's temporary file
+        assert len(os.listdir(tmp_path)) == 2
+    finally:
+        proc.communicate("\n", timeout=120)
+    assert proc.returncode == 0
+    assert os.listdir(tmp_path) == ["m.npz"]
+    assert nio.load_npz(path)[0]["value"] == 7.0
+
+
+CONCURRENT_WRITER = """
+import sys
+import numpy as np
+from numrnn import io as nio
+
+for i in range(20):
+    nio.save_npz(sys.argv[1], "demo", {"value": float(i)}, {"w": np.full(10000, float(i))})
+"""
+
+
+def test_concurrent_writers_stay_atomic(tmp_path):
+    path = tmp_path / "m.npz"
+    write(path, 0.0)
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER, str(path)]) for _ in range(2)]
+    try:
+        for i in range(20):
+            write(path, float(i))
+            config, arrays = nio.load_npz(path)  # always a whole file, from one writer
+            assert np.all(arrays["w"] == config["value"])
+    finally:
+        assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    assert os.listdir(tmp_path) == ["m.npz"]
