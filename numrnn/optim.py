@@ -566,7 +566,9 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
     Returns
     -------
     float
-        The total norm *before* clipping (may be inf or NaN; then nothing is scaled).
+        The total norm *before* clipping (may be inf or NaN; then nothing is scaled).  Host
+        gradients are reduced in float64, so float32 gradients whose squares overflow float32
+        still give their finite norm.
     """
     arrays = _grad_arrays(grads)
     max_norm = _check_float("max_norm", max_norm, low=0.0, low_open=True)
@@ -583,9 +585,14 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
             return _device_ops().norm_part(a, norm_type)
         if math.isinf(norm_type):
             return float(np.max(np.abs(a))) if a.size else 0.0
+        flat = a.reshape(-1)  # reduced in float64: float32 squares of 2e19 already overflow
+        if norm_type == 2.0 and flat.dtype == np.float64:
+            return float(np.vdot(flat, flat))
         if norm_type == 2.0:
-            return float(np.vdot(a, a))
-        return float(np.sum(np.abs(a) ** norm_type))
+            return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
+        if norm_type == 1.0:
+            return float(np.sum(np.abs(flat), dtype=np.float64))
+        return float(np.sum(np.abs(flat, dtype=np.float64) ** norm_type))
 
     if math.isinf(norm_type):
         total = max(part(a) for a in arrays)

@@ -224,3 +224,24 @@ def test_clip_grad_value():
         clip_grad_value(np.ones(2), 1.0)
     with pytest.raises(ValueError, match="max_norm"):
         clip_grad_norm(g, -1.0)
+
+
+@pytest.mark.parametrize(
+    "value, norm_type",
+    [(3e19, 2.0), (3e19, 3.0), (2e38, 1.0), (3e38, math.inf)],  # squares, cubes, sums past float32's 3.4e38
+)
+def test_clip_grad_norm_float32_reduces_in_float64(value, norm_type):
+    g = np.full(10, value, dtype=np.float32)
+    g64 = np.abs(g.astype(np.float64))
+    exact = float(g64.max()) if math.isinf(norm_type) else float(np.sum(g64**norm_type)) ** (1 / norm_type)
+    grads = {"a": g[:3].copy(), "b": np.repeat(g[3:], 2)[::2]}  # "b" strided
+    total = clip_grad_norm(grads, 1.0, norm_type=norm_type)
+    assert total == pytest.approx(exact, rel=1e-12)
+    for a in grads.values():  # clipped: every entry scaled to the same value
+        np.testing.assert_allclose(a, float(value) / exact, rtol=1e-6)
+
+
+def test_clip_grad_norm_float32_large_array_is_accurate(rng):
+    g = rng.normal(size=200_003).astype(np.float32)  # a float32 sum of squares is off by ~1e-6
+    exact = math.sqrt(float(np.sum(g.astype(np.float64) ** 2)))
+    assert clip_grad_norm([g], 1e9) == pytest.approx(exact, rel=1e-12)
