@@ -317,7 +317,8 @@ def _nested_too_deep(text):
 
 
 def save(path, obj, optimizer=None):
-    """Save a module (``numrnn.nn`` stack, layer or ``Linear``) and, optionally, its optimiser.
+    """Save a module (a numrnn layer, a :mod:`numrnn.nn` module or a stack of them) and, optionally,
+    its optimiser.
 
     The module must have ``config()`` and ``state_dict()``; it is rebuilt by :func:`load`.
 
@@ -390,6 +391,8 @@ def load(path):
 
 
 _GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}  # gate blocks stacked in a recurrent layer's weights
+#: Module types of :mod:`numrnn.nn` without parameters (their config implies no arrays).
+_PARAMETERLESS = ("LastStep", "Dropout", "Flatten", "Tanh", "ReLU", "Sigmoid")
 
 
 def _expect(arrays, name, shape, dtype):
@@ -424,22 +427,37 @@ def _check_module(spec, arrays, prefix):
         for i, sub in enumerate(modules):
             found.update(_check_module(sub, arrays, f"{prefix}{i}."))
         return found
-    if kind == "LastStep":
+    if kind in _PARAMETERLESS:
         return {}
-    if kind not in ("Linear", *_GATES):  # a tuple: an unhashable crafted type compares unequal
+    if kind not in ("Linear", "Embedding", "LayerNorm", *_GATES):  # a tuple: unhashable crafted types compare unequal
         raise ValueError(f"unknown module type {kind!r}")
     dtype = config.get("dtype")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"{prefix}dtype must be 'float32' or 'float64', got {dtype!r}")
-    bias = check.check_bool(config.get("bias"), f"{prefix}bias")
 
     def size(key):
         return check.check_positive_int(config.get(key), prefix + key)
 
+    def expect_all(shapes):
+        return {prefix + k: _expect(arrays, prefix + k, shape, dtype) for k, shape in shapes.items()}
+
+    if kind == "Embedding":
+        return expect_all({"weight": (size("num_embeddings"), size("embedding_dim"))})
+    if kind == "LayerNorm":
+        dims = config.get("normalized_shape")
+        if not isinstance(dims, list) or not dims:
+            raise ValueError(f"{prefix}normalized_shape must be a non-empty list, got {type(dims).__name__}")
+        if len(dims) > 64:  # more axes than any NumPy array can have: no saved parameter fits
+            raise ValueError(f"{prefix}normalized_shape has {len(dims)} axes, more than an array can have")
+        shape = tuple(check.check_positive_int(n, f"{prefix}normalized_shape[{i}]") for i, n in enumerate(dims))
+        if not check.check_bool(config.get("elementwise_affine"), f"{prefix}elementwise_affine"):
+            return {}
+        bias = check.check_bool(config.get("bias"), f"{prefix}bias")
+        return expect_all({"weight": shape, "bias": shape} if bias else {"weight": shape})
+    bias = check.check_bool(config.get("bias"), f"{prefix}bias")
     if kind == "Linear":
         n_in, n_out = size("in_features"), size("out_features")
-        shapes = {"weight": (n_out, n_in), "bias": (n_out,)} if bias else {"weight": (n_out, n_in)}
-        return {prefix + k: _expect(arrays, prefix + k, shape, dtype) for k, shape in shapes.items()}
+        return expect_all({"weight": (n_out, n_in), "bias": (n_out,)} if bias else {"weight": (n_out, n_in)})
     n_in, hidden, layers = size("input_size"), size("hidden_size"), size("num_layers")
     bidirectional = check.check_bool(config.get("bidirectional"), f"{prefix}bidirectional")
     gates = _GATES[kind] * hidden

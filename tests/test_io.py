@@ -412,3 +412,147 @@ def test_concurrent_writers_stay_atomic(tmp_path):
     finally:
         assert [p.wait(timeout=120) for p in procs] == [0, 0]
     assert os.listdir(tmp_path) == ["m.npz"]
+
+
+# ---------------------------------------------------------------- the building blocks of numrnn.nn
+
+
+def building_blocks_stack():
+    return nn.Sequential(
+        nn.Embedding(9, 4, padding_idx=0, seed=0), nn.Dropout(0.2, seed=1), numrnn.LSTM(4, 5, seed=2),
+        nn.LastStep(), nn.LayerNorm(5), nn.Tanh(), nn.Linear(5, 3, seed=3), nn.ReLU(), nn.Flatten(), nn.Sigmoid(),
+    )
+
+
+def test_building_blocks_round_trip(tmp_path):
+    model = building_blocks_stack()
+    opt = Adam(lr=0.05)
+    idx = np.random.default_rng(0).integers(0, 9, size=(6, 4))
+    out = model(idx)
+    model.backward(np.ones_like(out))
+    opt.step(model.params, model.grads)  # LayerNorm's weight and bias move off ones and zeros
+    path = tmp_path / "model.npz"
+    nio.save(path, model, optimizer=opt)
+    loaded, loaded_opt = nio.load(path)
+    assert loaded.config() == model.config()
+    assert [type(m) for m in loaded] == [type(m) for m in model]
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[k], v, err_msg=k)
+    model.eval(), loaded.eval()
+    np.testing.assert_array_equal(loaded(idx), model(idx))
+    assert set(loaded_opt.state) == set(opt.state) and "4.bias" in loaded_opt.state and "0.weight" in loaded_opt.state
+    for k, st in opt.state.items():
+        for slot, value in st.items():
+            np.testing.assert_array_equal(loaded_opt.state[k][slot], value)
+    assert loaded[1].p == 0.2 and loaded[1].seed == 1 and loaded[0].padding_idx == 0
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        nn.Embedding(5, 3, padding_idx=-1, dtype=np.float64, seed=4),
+        nn.LayerNorm((2, 3), eps=1e-3, dtype=np.float64),
+        nn.LayerNorm(4, bias=False),
+        nn.LayerNorm(4, elementwise_affine=False),
+        nn.Dropout(0.7, seed=5),
+        nn.Flatten(0, -2),
+        nn.Tanh(),
+        nn.ReLU(),
+        nn.Sigmoid(),
+    ],
+    ids=repr,
+)
+def test_each_building_block_saves_and_loads(tmp_path, module):
+    for k, v in module.params.items():
+        v[...] = np.arange(v.size).reshape(v.shape) * 0.5 + 1
+    path = tmp_path / "m.npz"
+    nio.save(path, module)
+    loaded, none = nio.load(path)
+    assert none is None and type(loaded) is type(module) and loaded.config() == module.config()
+    assert set(loaded.params) == set(module.params)
+    for k, v in module.params.items():
+        assert loaded.params[k].dtype == v.dtype
+        np.testing.assert_array_equal(loaded.params[k], v)
+
+
+def saved_blocks(path):
+    model = nn.Sequential(nn.Embedding(6, 3, seed=0), numrnn.GRU(3, 2, seed=1), nn.LastStep(), nn.LayerNorm(2),
+                          nn.Dropout(0.5, seed=2), nn.Linear(2, 1, seed=3))
+    nio.save(path, model)
+
+
+def _block(meta, i):
+    return meta["config"]["module"]["config"]["modules"][i]
+
+
+CRAFTED_BLOCKS = {
+    "huge num_embeddings": (
+        lambda m, c: _block(m, 0)["config"].update(num_embeddings=10**9),
+        r"'model/0.weight' is float32\(6, 3\), its config implies float32\(1000000000, 3\)",
+    ),
+    "bool embedding_dim": (
+        lambda m, c: _block(m, 0)["config"].update(embedding_dim=True), "embedding_dim must be an integer"
+    ),
+    "embedding dtype": (lambda m, c: _block(m, 0)["config"].update(dtype="float64"), "its config implies float64"),
+    "embedding str dtype": (lambda m, c: _block(m, 0)["config"].update(dtype="int8"), "dtype must be 'float32' or"),
+    "normalized_shape not a list": (
+        lambda m, c: _block(m, 3)["config"].update(normalized_shape=2), "normalized_shape must be a non-empty list"
+    ),
+    "empty normalized_shape": (lambda m, c: _block(m, 3)["config"].update(normalized_shape=[]), "non-empty list"),
+    "huge normalized_shape": (
+        lambda m, c: _block(m, 3)["config"].update(normalized_shape=[10**6, 10**6]),
+        r"'model/3.weight' is float32\(2,\), its config implies float32\(1000000, 1000000\)",
+    ),
+    "too many axes": (lambda m, c: _block(m, 3)["config"].update(normalized_shape=[1] * 65), "65 axes"),
+    "str axis": (lambda m, c: _block(m, 3)["config"].update(normalized_shape=["2"]), r"normalized_shape\[0\] must be"),
+    "str elementwise_affine": (
+        lambda m, c: _block(m, 3)["config"].update(elementwise_affine="yes"), "elementwise_affine must be a bool"
+    ),
+    "no affine, arrays kept": (
+        lambda m, c: _block(m, 3)["config"].update(elementwise_affine=False),
+        r"unexpected arrays \['model/3.bias', 'model/3.weight'\]",
+    ),
+    "no bias, array kept": (
+        lambda m, c: _block(m, 3)["config"].update(bias=False), r"unexpected arrays \['model/3.bias'\]"
+    ),
+    "layer norm bias missing": (lambda m, c: c.pop("model/3.bias"), "'model/3.bias' is missing"),
+    "unknown block": (lambda m, c: _block(m, 4).update(type="Dropout2d"), "unknown module type 'Dropout2d'"),
+}
+
+
+@pytest.mark.parametrize("edit, message", list(CRAFTED_BLOCKS.values()), ids=list(CRAFTED_BLOCKS))
+def test_building_block_configs_are_checked_before_building(tmp_path, monkeypatch, edit, message):
+    path = tmp_path / "model.npz"
+    saved_blocks(path)
+    meta, contents = raw_meta(path)
+    edit(meta, contents)
+    meta["digests"] = {name: nio._digest(arr) for name, arr in contents.items()}
+    rewrite(path, meta, contents)
+
+    def build(spec):
+        raise AssertionError("a model was built before the file was checked")
+
+    monkeypatch.setattr(nn, "module_from_spec", build)
+    with pytest.raises(ValueError, match=f"cannot load .*{message}"):
+        nio.load(path)
+
+
+@pytest.mark.parametrize(
+    "index, change, message",
+    [
+        (4, {"p": 1.5}, r"p must be a probability in \[0, 1\]"),
+        (4, {"seed": -1}, "seed must be"),
+        (4, {"rate": 0.5}, "rate"),
+        (0, {"padding_idx": 6}, "padding_idx must lie in"),
+        (3, {"eps": 0}, "eps must be a finite number > 0"),
+    ],
+)
+def test_building_block_bad_settings_are_refused(tmp_path, index, change, message):
+    path = tmp_path / "model.npz"
+    saved_blocks(path)
+    meta, contents = raw_meta(path)
+    _block(meta, index)["config"].update(change)
+    meta["digests"] = {name: nio._digest(arr) for name, arr in contents.items()}
+    rewrite(path, meta, contents)
+    with pytest.raises(ValueError, match=f"cannot load .*does not fit its config .*{message}"):
+        nio.load(path)
