@@ -113,6 +113,25 @@ def _cell_class(cell):
     return {"lstm": LSTM, "gru": GRU, "rnn": RNN}[cell]
 
 
+def _net_specs(cell, n_targets, n_exog, horizon, hidden_size, num_layers, outputs, dtype):
+    """The :func:`numrnn.nn.module_spec` descriptions (less backend and seed) of a :class:`_Net`'s
+    two modules, ``{"rnn": ..., "head": ...}``: :class:`_Net` is built from them and
+    :meth:`Forecaster.load` checks a file's arrays against them (``numrnn.io._check_module``)."""
+    dtype = np.dtype(dtype).name
+    return {
+        "rnn": {
+            "type": _cell_class(cell).__name__,
+            "config": {"input_size": n_targets + n_exog, "hidden_size": hidden_size, "num_layers": num_layers,
+                       "bias": True, "bidirectional": False, "dtype": dtype},
+        },
+        "head": {
+            "type": "Linear",
+            "config": {"in_features": hidden_size + horizon * n_exog, "out_features": horizon * n_targets * outputs,
+                       "bias": True, "dtype": dtype},
+        },
+    }
+
+
 class _Net(nn.Module):
     """Recurrent encoder + linear MIMO head.
 
@@ -125,10 +144,10 @@ class _Net(nn.Module):
         super().__init__()
         self.lookback, self.horizon = lookback, horizon
         self.n_targets, self.n_exog = n_targets, n_exog
-        self.rnn = _cell_class(cell)(
-            n_targets + n_exog, hidden_size, num_layers=num_layers, dtype=dtype, backend=backend, seed=seeds[0]
-        )
-        self.head = nn.Linear(hidden_size + horizon * n_exog, horizon * n_targets * outputs, dtype=dtype, seed=seeds[1])
+        specs = _net_specs(cell, n_targets, n_exog, horizon, hidden_size, num_layers, outputs, dtype)
+        rnn, head = specs["rnn"], specs["head"]
+        self.rnn = nn.module_from_spec({**rnn, "config": {**rnn["config"], "backend": backend, "seed": seeds[0]}})
+        self.head = nn.module_from_spec({**head, "config": {**head["config"], "seed": seeds[1]}})
         self.params = {**{f"rnn.{k}": v for k, v in self.rnn.params.items()}, **{f"head.{k}": v for k, v in self.head.params.items()}}
         self.grads = {**{f"rnn.{k}": v for k, v in self.rnn.grads.items()}, **{f"head.{k}": v for k, v in self.head.grads.items()}}
 
@@ -177,9 +196,21 @@ def _check_pos_float(name, value, allow_none=False):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a positive float, got {value!r} of type {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
+    if not (_is_finite(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite float, got {value}")
     return float(value)
+
+
+def _is_real(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_finite(value):
+    """``math.isfinite`` of a real number, False for an int too large for a float (no OverflowError)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _check_choice(name, value, choices):
@@ -854,58 +885,196 @@ class Forecaster:
     def load(cls, path):
         """Load a forecaster written by :meth:`save`.
 
+        Everything read from the file is checked before any network is built: the config's keys
+        and the types and ranges of its values (the constructor parameters through the
+        constructor's own checks), every member's weights and optimiser state against the shapes
+        and dtypes the config implies (``numrnn.io``'s checks), the scaler (shapes, dtypes, finite
+        values, positive scales) and the training history.  So a crafted file (a huge
+        ``hidden_size``, ``num_layers``, ``ensemble`` or ``horizon``, arrays missing or of the
+        wrong shape, ...) raises the :class:`ValueError` below instead of allocating, hanging or
+        raising another exception.
+
         Raises
         ------
         FileNotFoundError
             If there is no file.
         ValueError
-            If the file is truncated, corrupt, not a saved Forecaster, or its arrays do not fit its
-            configuration.
+            ``"cannot load '<path>': ..."``: if the file is truncated, corrupt, not a saved
+            Forecaster, or its config or arrays are not what :meth:`save` writes.
+        RuntimeError
+            If the file asks for ``backend="cuda"`` and CUDA is not available here.
         """
         config, arrays = nio.load_npz(path, kind="forecaster")
-        where = f"cannot load {os.fspath(path)!r}"
+        where = f"cannot load {nio._check_path(path)!r}"
         try:
-            f = cls(**config["params"])
-            k, m = int(config["n_targets"]), int(config["n_exog"])
-            scaler = {
-                "log": arrays["scaler/log"].astype(bool),
-                "scale": arrays["scaler/scale"],
-                "exog_mean": arrays["scaler/exog_mean"],
-                "exog_std": arrays["scaler/exog_std"],
-            }
-            for key, size in (("log", k), ("scale", k), ("exog_mean", m), ("exog_std", m)):
-                if scaler[key].shape != (size,):
-                    raise ValueError(f"scaler/{key} has shape {scaler[key].shape}, expected ({size},)")
-            members, optimizers = [], []
-            for j in range(f.ensemble):
-                net = f._make_net(k, m, (0, 0))
-                prefix = f"member{j}/"
-                net.load_state_dict({key[len(prefix):]: v for key, v in arrays.items() if key.startswith(prefix)})
+            saved = _check_saved(cls, config, arrays)
+            f = saved["forecaster"]
+            # built only now, from checked configs and arrays: optimisers first (no network yet)
+            optimizers = [
+                None if opt_config is None else nio._optimizer_from_arrays(opt_config, arrays, prefix=f"optim{j}")
+                for j, opt_config in enumerate(saved["optimizers"])
+            ]
+            members = []
+            for state in saved["members"]:
+                net = f._make_net(saved["n_targets"], saved["n_exog"], (0, 0))
+                net.load_state_dict(state)
                 members.append(net)
-                opt_config = config["optimizers"][j]
-                optimizers.append(None if opt_config is None else nio._optimizer_from_arrays(opt_config, arrays, prefix=f"optim{j}"))
-            history = []
-            for h in config["history"]:
-                h = dict(h)
-                h["best_val_loss"] = math.inf if h["best_val_loss"] is None else h["best_val_loss"]
-                history.append(h)
-            if len(config["optimizers"]) != f.ensemble or len(history) != f.ensemble:
-                raise ValueError(f"the file holds {len(config['optimizers'])} members, its config says {f.ensemble}")
         except KeyError as exc:
             raise ValueError(f"{where}: the file lacks {exc}") from None
-        except (TypeError, ValueError, IndexError) as exc:
+        except (TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
+            # OverflowError: numrnn.optim's float() of an int beyond float range in a crafted config
             raise ValueError(f"{where}: its contents do not fit its configuration ({exc})") from None
         f._fitted = {
             "members": members,
             "optimizers": optimizers,
-            "history": history,
-            "scaler": scaler,
-            "n_targets": k,
-            "n_exog": m,
-            "one_d": bool(config["one_d"]),
-            "seed": int(config["seed_used"]),
+            "history": saved["history"],
+            "scaler": saved["scaler"],
+            "n_targets": saved["n_targets"],
+            "n_exog": saved["n_exog"],
+            "one_d": saved["one_d"],
+            "seed": saved["seed"],
         }
         return f
+
+
+#: The keys of the config :meth:`Forecaster.save` writes.
+_SAVED_KEYS = ("params", "n_targets", "n_exog", "one_d", "seed_used", "optimizers", "history")
+#: The keys of each member's training history.
+_HISTORY_KEYS = ("train_loss", "val_loss", "best_epoch", "epochs_run", "best_val_loss")
+
+
+def _check_saved(cls, config, arrays):
+    """Check the config and arrays of a saved Forecaster (see :meth:`Forecaster.load`) without
+    building any network; raise ``ValueError``/``TypeError`` naming what is wrong.
+
+    Every size the config gives is compared with the arrays at hand before anything depends on
+    it, and each loop (members, layers) stops at the first array missing, so a huge size fails
+    fast.  Returns the unfitted :class:`Forecaster` and the checked parts of its fitted state.
+    """
+    if not isinstance(config, dict):
+        raise ValueError(f"the config must be a dict, got {type(config).__name__}")
+    missing = [key for key in _SAVED_KEYS if key not in config]
+    if missing:
+        raise ValueError(f"the config lacks {missing}")
+    params = config["params"]
+    if not isinstance(params, dict):
+        raise ValueError(f"config['params'] must be a dict, got {type(params).__name__}")
+    names = list(inspect.signature(cls).parameters)
+    if set(params) != set(names):
+        raise ValueError(
+            f"config['params'] must hold {names}: missing {sorted(set(names) - set(params))}, "
+            f"unexpected {sorted(set(params) - set(names))}"
+        )
+    dtype = params["dtype"]
+    if dtype not in ("float32", "float64"):  # before np.dtype() reads a crafted value
+        raise ValueError(f"config['params']['dtype'] must be 'float32' or 'float64', got {dtype!r}")
+    seed = config["seed_used"]
+    if seed is None:  # check_seed would draw one
+        raise ValueError("config['seed_used'] must be an integer in [0, 2**63), got None")
+    seed = check.check_seed(seed, "config['seed_used']")
+    if params["seed"] is None or check.check_seed(params["seed"], "config['params']['seed']") != seed:
+        raise ValueError(f"config['params']['seed'] must be the seed used, {seed}, got {params['seed']!r}")
+    try:
+        f = cls(**params)  # the constructor's own type and range checks; allocates nothing
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"config['params']: {exc}") from None
+    k = check.check_positive_int(config["n_targets"], "config['n_targets']")
+    m = _check_int("config['n_exog']", config["n_exog"], 0)
+    one_d = check.check_bool(config["one_d"], "config['one_d']")
+    if one_d and k != 1:
+        raise ValueError(f"config['one_d'] is true but config['n_targets'] is {k}, not 1")
+    optimizer_configs, history = config["optimizers"], config["history"]
+    for key, value in (("optimizers", optimizer_configs), ("history", history)):
+        if not isinstance(value, list) or len(value) != f.ensemble:  # before any loop over members
+            length = len(value) if isinstance(value, list) else type(value).__name__
+            raise ValueError(f"config[{key!r}] must be a list of ensemble = {f.ensemble} entries, got {length}")
+
+    # the scaler: shapes and dtypes as saved, finite, positive scales, logs as the transform allows
+    scaler = {
+        "log": nio._expect(arrays, "scaler/log", (k,), "uint8"),
+        "scale": nio._expect(arrays, "scaler/scale", (k,), "float64"),
+        "exog_mean": nio._expect(arrays, "scaler/exog_mean", (m,), "float64"),
+        "exog_std": nio._expect(arrays, "scaler/exog_std", (m,), "float64"),
+    }
+    if not np.isin(scaler["log"], (0, 1)).all():
+        raise ValueError(f"array 'scaler/log' must hold 0 and 1, got {scaler['log'].tolist()}")
+    scaler["log"] = scaler["log"].astype(bool)
+    for key in ("scale", "exog_mean", "exog_std"):
+        if not np.isfinite(scaler[key]).all():
+            raise ValueError(f"array 'scaler/{key}' is not finite: {scaler[key].tolist()}")
+    for key in ("scale", "exog_std"):
+        if not (scaler[key] > 0).all():
+            raise ValueError(f"array 'scaler/{key}' must be positive, got {scaler[key].tolist()}")
+    if (f.transform == "log" and not scaler["log"].all()) or (f.transform == "none" and scaler["log"].any()):
+        raise ValueError(f"array 'scaler/log' {scaler['log'].tolist()} does not fit transform={f.transform!r}")
+
+    # every member's weights and optimiser state, against the shapes the parameters imply
+    specs = _net_specs(f.cell, k, m, f.horizon, f.hidden_size, f.num_layers,
+                       get_loss(f.loss).outputs_per_target, f.dtype)
+    wanted_optimizer = None if f.optimizer == "lbfgs" else OPTIMIZERS[f.optimizer].__name__
+    expected = {f"scaler/{key}" for key in scaler}
+    members = []
+    for j, opt_config in enumerate(optimizer_configs):
+        prefix = f"member{j}/"
+        found = {}
+        for part, spec in specs.items():
+            found.update(nio._check_module(spec, arrays, f"{prefix}{part}."))
+        state = {name[len(prefix):]: arr for name, arr in found.items()}
+        bad = [name for name, arr in found.items() if not np.isfinite(arr).all()]
+        if bad:
+            raise ValueError(f"arrays {bad} are not finite")
+        expected |= set(found)
+        if wanted_optimizer is None:
+            if opt_config is not None:
+                raise ValueError(
+                    f"config['optimizers'][{j}] must be null for optimizer='lbfgs', got a {type(opt_config).__name__}"
+                )
+        else:
+            if not isinstance(opt_config, dict) or opt_config.get("type") != wanted_optimizer:
+                got = opt_config.get("type") if isinstance(opt_config, dict) else opt_config
+                raise ValueError(
+                    f"config['optimizers'][{j}] must be the state of an {wanted_optimizer} optimiser "
+                    f"(optimizer={f.optimizer!r}), got type {got!r}"
+                )
+            expected |= nio._check_optimizer(opt_config, state, arrays, f"optim{j}")
+        members.append(state)
+    unexpected = sorted(set(arrays) - expected)
+    if unexpected:
+        raise ValueError(f"unexpected arrays {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    return {
+        "forecaster": f,
+        "members": members,
+        "optimizers": optimizer_configs,
+        "history": [_check_history(h, j) for j, h in enumerate(history)],
+        "scaler": scaler,
+        "n_targets": k,
+        "n_exog": m,
+        "one_d": one_d,
+        "seed": seed,
+    }
+
+
+def _check_history(h, j):
+    """A copy of saved training history ``h`` (member ``j``), checked, with ``None`` -> inf."""
+    where = f"config['history'][{j}]"
+    if not isinstance(h, dict):
+        raise ValueError(f"{where} must be a dict, got {type(h).__name__}")
+    missing = [key for key in _HISTORY_KEYS if key not in h]
+    if missing:
+        raise ValueError(f"{where} lacks {missing}")
+    out = dict(h)
+    for key in ("train_loss", "val_loss"):
+        values = h[key]
+        if not isinstance(values, list) or not all(_is_real(v) and _is_finite(v) for v in values):
+            raise ValueError(f"{where}[{key!r}] must be a list of finite numbers")
+        out[key] = list(values)
+    out["best_epoch"] = _check_int(f"{where}['best_epoch']", h["best_epoch"], -1)
+    out["epochs_run"] = _check_int(f"{where}['epochs_run']", h["epochs_run"], 0)
+    best = h["best_val_loss"]
+    if best is not None and not (_is_real(best) and _is_finite(best)):
+        raise ValueError(f"{where}['best_val_loss'] must be a finite number or null, got {best!r}")
+    out["best_val_loss"] = math.inf if best is None else best
+    return out
 
 
 def backtest(forecaster, y, folds=3, exog=None, step=None, m=1, progress=False):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -173,7 +174,7 @@ def test_load_rejects_bad_files(tmp_path, fitted):
     config2, arrays2 = nio.load_npz(path)
     del arrays2["scaler/scale"]
     nio.save_npz(tmp_path / "missing.npz", "forecaster", config2, arrays2)
-    with pytest.raises(ValueError, match="lacks 'scaler/scale'"):
+    with pytest.raises(ValueError, match="array 'scaler/scale' is missing"):
         Forecaster.load(tmp_path / "missing.npz")
     nio.save_npz(tmp_path / "kind.npz", "module", config, arrays)
     with pytest.raises(ValueError, match="expected a 'forecaster'"):
@@ -207,6 +208,7 @@ def test_backtest_folds():
         (dict(lookback=0), ValueError, "lookback must be an int >= 1"),
         (dict(horizon=2.5), TypeError, "horizon must be an int"),
         (dict(lr=-1.0), ValueError, "lr must be a positive"),
+        (dict(lr=10**400), ValueError, "lr must be a positive finite float"),
         (dict(ensemble=0), ValueError, "ensemble"),
         (dict(validation=-1), ValueError, "validation"),
         (dict(dtype=np.int64), TypeError, "dtype"),
@@ -387,3 +389,208 @@ def test_seed_rule_and_seed_none_config_reproduces_the_weights(tmp_path):
         for name, value in net_f.state_dict().items():
             np.testing.assert_array_equal(net_a.state_dict()[name], value)
     np.testing.assert_array_equal(again.predict(y), f.predict(y))
+
+
+# ------------------------------------------------------------------ crafted files
+
+
+@pytest.fixture(scope="module")
+def saved_with_exog(tmp_path_factory):
+    """A tiny fitted two-member forecaster with one covariate (adam), its file, y and exog."""
+    rng = np.random.default_rng(2)
+    y, exog = series(), rng.normal(size=(63, 1))
+    f = Forecaster(**dict(TINY, epochs=2, ensemble=2)).fit(y, exog=exog[:60], progress=False)
+    path = tmp_path_factory.mktemp("crafted") / "f.npz"
+    f.save(path)
+    return f, path, y, exog
+
+
+def _write_raw(path, config, arrays):
+    """Write a numrnn file with np.savez (digests recomputed), also for a config JSON allows but
+    numrnn.io.save_npz refuses (NaN, Infinity)."""
+    from numrnn import io as nio
+
+    meta = {"format": "numrnn", "version": 1, "kind": "forecaster", "config": config,
+            "digests": {name: nio._digest(arr) for name, arr in arrays.items()}}
+    with open(path, "wb") as fh:
+        np.savez(fh, __numrnn__=np.array(json.dumps(meta)), **arrays)
+
+
+def _nested(depth):
+    value = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _params(**changes):
+    return lambda c, a: c["params"].update(changes)
+
+
+def _set(key, value):
+    return lambda c, a: c.update({key: value})
+
+
+def _array(name, value):
+    return lambda c, a: a.update({name: value})
+
+
+def _drop(name):
+    return lambda c, a: a.pop(name)
+
+
+CRAFTED_FORECASTERS = {
+    # sizes the arrays do not have: refused before a network of that size is built
+    "huge hidden_size": (_params(hidden_size=10**7), r"member0/rnn.weight_ih_l0.*implies float32\(40000000, 2\)"),
+    "huge num_layers": (_params(num_layers=10**12), "array 'member0/rnn.weight_ih_l1' is missing"),
+    "huge ensemble": (_params(ensemble=10**9), r"config\['optimizers'\] must be a list of ensemble = 1000000000 entries, got 2"),
+    "huge horizon": (_params(horizon=10**12), r"member0/head.weight.*implies float32\(1000000000000, 1000000000004\)"),
+    "huge n_targets": (_set("n_targets", 10**9), r"config\['one_d'\] is true but config\['n_targets'\] is 1000000000"),
+    "huge n_targets, not one_d": (
+        lambda c, a: c.update(n_targets=10**9, one_d=False),
+        r"array 'scaler/log' is uint8\(1,\), its config implies uint8\(1000000000,\)",
+    ),
+    "huge n_exog": (_set("n_exog", 10**9), r"scaler/exog_mean.*implies float64\(1000000000,\)"),
+    "fewer members": (_params(ensemble=1), "must be a list of ensemble = 1 entries, got 2"),
+    "other cell": (_params(cell="gru"), "member0/rnn.weight_ih_l0.*implies float32"),
+    "other dtype": (_params(dtype="float64"), "implies float64"),
+    # config structure and value types
+    "empty config": (lambda c, a: c.clear(), r"the config lacks \['params', 'n_targets'"),
+    "params a list": (_set("params", [1, 2]), r"config\['params'\] must be a dict, got list"),
+    "unknown parameter": (_params(units=3), r"unexpected \['units'\]"),
+    "missing parameter": (lambda c, a: c["params"].pop("hidden_size"), r"missing \['hidden_size'\]"),
+    "missing key": (lambda c, a: c.pop("history"), r"the config lacks \['history'\]"),
+    "hidden_size a str": (_params(hidden_size="4"), "hidden_size must be an int"),
+    "hidden_size a float": (_params(hidden_size=4.0), "hidden_size must be an int"),
+    "lookback a bool": (_params(lookback=True), "lookback must be an int"),
+    "cell an int": (_params(cell=5), "cell must be one of"),
+    "lr a str": (_params(lr="fast"), "lr must be a positive float"),
+    "lr NaN": (_params(lr=math.nan), "lr must be a positive finite float"),
+    "clip_norm Infinity": (_params(clip_norm=math.inf), "clip_norm must be a positive finite float"),
+    "lr beyond float range": (_params(lr=10**400), "lr must be a positive finite float"),
+    "dtype int8": (_params(dtype="int8"), r"dtype'\] must be 'float32' or 'float64', got"),
+    "dtype a dict": (_params(dtype={"names": ["a"], "formats": ["f8"]}), r"dtype'\] must be 'float32' or 'float64', got"),
+    "deeply nested value": (_params(hidden_size=_nested(60)), "hidden_size must be an int"),
+    "n_targets a str": (_set("n_targets", "1"), "n_targets.*must be an integer >= 1"),
+    "n_targets zero": (_set("n_targets", 0), "n_targets.*must be an integer >= 1"),
+    "n_exog negative": (_set("n_exog", -1), "n_exog.*must be an int >= 0"),
+    "n_exog None": (_set("n_exog", None), "n_exog.*must be an int >= 0"),
+    "one_d a str": (_set("one_d", "yes"), "one_d.*must be a bool"),
+    "seed_used None": (_set("seed_used", None), r"seed_used'\] must be an integer"),
+    "seed_used negative": (_set("seed_used", -1), r"seed_used'\] must be an integer in \[0, 2\*\*63\)"),
+    "seed mismatch": (_params(seed=123), "must be the seed used, 0, got 123"),
+    "optimizers a dict": (_set("optimizers", {}), r"config\['optimizers'\] must be a list.*got dict"),
+    "optimizer missing": (lambda c, a: c["optimizers"].__setitem__(1, None), r"optimizers'\]\[1\] must be the state of an Adam optimiser"),
+    "optimizer of another type": (lambda c, a: c["optimizers"][0].update(type="SGD"), "got type 'SGD'"),
+    "lbfgs with optimiser state": (_params(optimizer="lbfgs"), "must be null for optimizer='lbfgs'"),
+    "optimizer steps negative": (lambda c, a: c["optimizers"][0].update(steps=-1), "steps must be an int >= 0"),
+    "optimizer state for no parameter": (
+        lambda c, a: c["optimizers"][0]["slots"].update({"rnn.nothing": ["exp_avg"]}), "which the model does not have"
+    ),
+    "optimizer lr a str": (lambda c, a: c["optimizers"][0]["config"].update(lr="x"), "lr must be a real number"),
+    "optimizer lr beyond float range": (lambda c, a: c["optimizers"][0]["config"].update(lr=10**400), "int too large"),
+    "history an int": (_set("history", 3), r"config\['history'\] must be a list"),
+    "history entry a list": (lambda c, a: c["history"].__setitem__(0, [1]), r"history'\]\[0\] must be a dict"),
+    "history key missing": (lambda c, a: c["history"][1].pop("epochs_run"), r"history'\]\[1\] lacks \['epochs_run'\]"),
+    "history losses not numbers": (lambda c, a: c["history"][0].update(train_loss=["a"]), "list of finite numbers"),
+    "history loss NaN": (lambda c, a: c["history"][0].update(val_loss=[math.nan]), "list of finite numbers"),
+    "history loss beyond float range": (lambda c, a: c["history"][0].update(train_loss=[10**400]), "list of finite numbers"),
+    "history epochs negative": (lambda c, a: c["history"][0].update(epochs_run=-5), "epochs_run'\\] must be an int >= 0"),
+    "history best loss a str": (lambda c, a: c["history"][0].update(best_val_loss="x"), "finite number or null"),
+    # arrays
+    "member array missing": (_drop("member1/rnn.weight_hh_l0"), "array 'member1/rnn.weight_hh_l0' is missing"),
+    "member array wrong shape": (_array("member0/head.weight", np.zeros((2, 2), np.float32)), r"head.weight' is float32\(2, 2\)"),
+    "member array wrong dtype": (lambda c, a: a.update({"member0/head.bias": a["member0/head.bias"].astype(np.float64)}), "head.bias' is float64"),
+    "member weights NaN": (lambda c, a: a["member0/head.bias"].__setitem__(0, np.nan), r"arrays \['member0/head.bias'\] are not finite"),
+    "extra member": (lambda c, a: a.update({"member2/head.weight": a["member0/head.weight"]}), r"unexpected arrays \['member2/head.weight'\]"),
+    "extra array": (_array("junk", np.zeros(1)), r"unexpected arrays \['junk'\]"),
+    "optimizer state missing": (lambda c, a: a.pop("optim1/exp_avg/head.weight"), "array 'optim1/exp_avg/head.weight' is missing"),
+    "optimizer state wrong shape": (_array("optim0/exp_avg_sq/head.bias", np.zeros(7, np.float32)), r"exp_avg_sq/head.bias' is float32\(7,\)"),
+    "scaler missing": (_drop("scaler/exog_std"), "array 'scaler/exog_std' is missing"),
+    "scaler wrong shape": (_array("scaler/scale", np.ones(2)), r"scaler/scale' is float64\(2,\), its config implies float64\(1,\)"),
+    "scaler 2-D": (_array("scaler/exog_mean", np.zeros((1, 1))), r"scaler/exog_mean' is float64\(1, 1\)"),
+    "scaler wrong dtype": (_array("scaler/scale", np.ones(1, np.float32)), r"scaler/scale' is float32\(1,\)"),
+    "scaler NaN": (_array("scaler/scale", np.array([np.nan])), "'scaler/scale' is not finite"),
+    "scaler inf": (_array("scaler/exog_mean", np.array([np.inf])), "'scaler/exog_mean' is not finite"),
+    "scale zero": (_array("scaler/scale", np.zeros(1)), "'scaler/scale' must be positive"),
+    "exog_std negative": (_array("scaler/exog_std", -np.ones(1)), "'scaler/exog_std' must be positive"),
+    "log flag 2": (_array("scaler/log", np.array([2], np.uint8)), "must hold 0 and 1"),
+    "log flag float": (_array("scaler/log", np.ones(1)), r"scaler/log' is float64\(1,\)"),
+    "log against transform": (_params(transform="none"), "does not fit transform='none'"),
+}
+
+
+@pytest.mark.parametrize("edit, message", list(CRAFTED_FORECASTERS.values()), ids=list(CRAFTED_FORECASTERS))
+def test_crafted_file_is_refused_before_building(tmp_path, monkeypatch, saved_with_exog, edit, message):
+    """Every part of a saved forecaster is checked before a network is built: a crafted size,
+    type, structure or array gives the corrupt-file ValueError naming the path, no other
+    exception, no large allocation and no network."""
+    import tracemalloc
+
+    from numrnn import forecast
+    from numrnn import io as nio
+
+    config, arrays = nio.load_npz(saved_with_exog[1], kind="forecaster")
+    arrays = {name: arr.copy() for name, arr in arrays.items()}
+    edit(config, arrays)
+    path = tmp_path / "crafted.npz"
+    _write_raw(path, config, arrays)
+
+    def build(*args, **kwargs):
+        raise AssertionError("a network was built before the file was checked")
+
+    monkeypatch.setattr(forecast, "_Net", build)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=f"cannot load {re.escape(repr(str(path)))}: .*{message}"):
+            Forecaster.load(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, peak  # the file is a few kB; nothing sized by the config is allocated
+
+
+def test_crafted_file_baseline_loads_bit_exact(tmp_path, saved_with_exog):
+    """The unedited file, rewritten by the same raw writer the crafted cases use, loads and
+    forecasts as the original (so each crafted case fails for its edit alone)."""
+    from numrnn import io as nio
+
+    f, saved, y, exog = saved_with_exog
+    config, arrays = nio.load_npz(saved, kind="forecaster")
+    path = tmp_path / "same.npz"
+    _write_raw(path, config, arrays)
+    g = Forecaster.load(path)
+    kwargs = dict(exog=exog[:60], exog_future=exog[60:])
+    np.testing.assert_array_equal(g.predict(y, **kwargs), f.predict(y, **kwargs))
+    assert g.get_params() == f.get_params() and g.history_ == f.history_
+
+
+def test_crafted_deep_or_non_dict_config_is_refused(tmp_path, saved_with_exog):
+    """A config that is not a dict, or nested beyond numrnn.io's bound, is the corrupt-file error."""
+    from numrnn import io as nio
+
+    _, arrays = nio.load_npz(saved_with_exog[1], kind="forecaster")
+    for name, config, message in [
+        ("list", [1, 2, 3], "the config must be a dict, got list"),
+        ("null", None, "the config must be a dict, got NoneType"),
+        ("deep", {"params": _nested(100)}, "nested deeper than 64 levels"),
+    ]:
+        path = tmp_path / f"{name}.npz"
+        _write_raw(path, config, arrays)
+        with pytest.raises(ValueError, match=f"cannot load {re.escape(repr(str(path)))}: .*{message}"):
+            Forecaster.load(path)
+
+
+def test_crafted_huge_lookback_allocates_nothing(tmp_path, saved_with_exog):
+    """No array's shape depends on lookback, so a crafted lookback cannot be checked against the
+    file; it loads small networks and predict then refuses any real y with a ValueError."""
+    from numrnn import io as nio
+
+    _, saved, y, exog = saved_with_exog
+    config, arrays = nio.load_npz(saved, kind="forecaster")
+    config["params"]["lookback"] = 10**12
+    path = tmp_path / "lookback.npz"
+    _write_raw(path, config, arrays)
+    g = Forecaster.load(path)
+    with pytest.raises(ValueError, match="at least lookback = 1000000000000 values, got 60"):
+        g.predict(y, exog=exog[:60], exog_future=exog[60:])
