@@ -6,6 +6,15 @@ All functions work on any *model* with the module interface of :mod:`numrnn.nn` 
 ``nn.Sequential(numrnn.LSTM(...), nn.LastStep(), nn.Linear(...))``.  Inputs are time-major
 ``(T, B, F)``; targets have the batch on their first axis.
 
+Any loss of :mod:`numrnn.losses` trains: regression losses with float targets, and
+classification losses (:class:`~numrnn.losses.CrossEntropyLoss`, :class:`~numrnn.losses.NLLLoss`,
+:class:`~numrnn.losses.BCEWithLogitsLoss`) with integer class targets, which are sliced into
+batches and chunks as they are and never cast to float.  E.g. a classifier
+``Sequential(GRU(...), nn.LastStep(), nn.Linear(H, C))`` with ``fit(..., target=labels (N,),
+loss="cross_entropy")``, or a language model ``Sequential(nn.Embedding(V, E), LSTM(E, H),
+nn.Linear(H, V))`` with ``tbptt(model, tokens[:-1], tokens[1:], k, loss="cross_entropy")``
+(tokens (T, B) of int).  The loss must reduce to a number (``reduction`` "mean" or "sum").
+
 * :func:`fit`: epochs of shuffled mini-batches with an optimiser from :mod:`numrnn.optim`,
   gradient clipping, a validation set with early stopping that restores the best weights, and
   a tqdm progress bar.
@@ -61,6 +70,39 @@ def _require_host(arrays, what):
             )
 
 
+def _training_loss(loss):
+    """``get_loss(loss)``, which must reduce to a scalar (a training loop needs one number)."""
+    loss = get_loss(loss)
+    if getattr(loss, "reduction", "mean") not in ("mean", "sum"):
+        raise ValueError(f"loss must reduce to a number for training (reduction 'mean' or 'sum'), got reduction {loss.reduction!r}")
+    return loss
+
+
+def _as_target(target):
+    """An ndarray view of ``target`` with its own dtype (integer class targets stay integers)."""
+    return target if isinstance(target, np.ndarray) else np.asarray(target)
+
+
+class _Average:
+    """The loss of many batches as the loss of one: for "mean" the sum of ``value * total_weight``
+    over the sum of the total weights (so weights and ignored targets count as in one call);
+    for "sum" the sum."""
+
+    def __init__(self, reduction):
+        self.mean = reduction == "mean"
+        self.total = 0.0
+        self.weight = 0.0
+
+    def add(self, value, total_weight):
+        self.total += value * total_weight if self.mean else value
+        self.weight += total_weight
+
+    def result(self):
+        if not self.mean:
+            return self.total
+        return self.total / self.weight if self.weight else math.nan
+
+
 def make_closure(model, loss, x, target):
     """Return ``closure() -> (value, grads)`` evaluating ``loss(model(x), target)`` and its gradients.
 
@@ -78,7 +120,8 @@ def make_closure(model, loss, x, target):
     """
     _check_model(model)
     _require_host(model.grads, "make_closure")
-    loss = get_loss(loss)
+    loss = _training_loss(loss)
+    target = _as_target(target)
 
     def closure():
         model.zero_grad()
@@ -272,8 +315,10 @@ def fit(
     x : ndarray, shape (T, N, F)
         Time-major inputs of N samples.
     target : ndarray, shape (N, ...)
-        Targets of the model output.
+        Targets of the model output (float values, or integer class indices for a
+        classification loss; their dtype is kept).
     loss : str or Loss, default "mse"
+        Reducing by "mean" or "sum".
     optimizer : str or Optimizer, default "adam"
         A name uses the optimiser's default hyperparameters; pass an instance to set them.
     epochs : int, default 100
@@ -297,10 +342,25 @@ def fit(
     -------
     dict
         ``{"train_loss": [...], "val_loss": [...], "best_epoch": int, "best_val_loss": float,
-        "epochs_run": int}``.
+        "epochs_run": int}``.  An epoch's ``train_loss`` is its batches' losses combined as if the
+        epoch were one batch: for a "mean" loss the mean over every (counted) target, e.g. over the
+        non-ignored targets weighted by class for a cross-entropy, and for a "sum" loss the sum.
+
+    Raises
+    ------
+    ValueError
+        If no target of the training set counts (all equal to ``ignore_index``, or of classes
+        weighted 0).
+    FloatingPointError
+        If the training loss becomes NaN or inf.
+
+    Notes
+    -----
+    A batch whose targets are all ignored (total weight 0) makes no optimiser step.
     """
     _check_model(model)
-    loss = get_loss(loss)
+    loss = _training_loss(loss)
+    target = _as_target(target)
     optimizer = get_optimizer(optimizer)
     epochs = _check_int("epochs", epochs, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
@@ -311,6 +371,7 @@ def fit(
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError("validation must be a pair (x_val, target_val) or None")
+        validation = (validation[0], _as_target(validation[1]))
         _batch_count(validation[0], validation[1], 1)
     rng = np.random.default_rng(seed)
     history = {"train_loss": [], "val_loss": [], "best_epoch": -1, "best_val_loss": math.inf, "epochs_run": 0}
@@ -325,18 +386,25 @@ def fit(
         for epoch in range(epochs):
             model.train()
             order = rng.permutation(n)
-            total = 0.0
+            average = _Average(loss.reduction)
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
                 model.zero_grad()
                 out = model(x[:, idx])
-                value, grad = loss(out, target[idx])
+                value, grad, weight = loss.evaluate(out, target[idx])
+                if weight == 0:  # every target of the batch ignored: nothing to learn from
+                    continue
                 model.backward(grad)
                 if clip_norm is not None:
                     clip_grad_norm(model.grads, clip_norm)
                 optimizer.step(model.params, model.grads)
-                total += value * len(idx)
-            train_loss = total / n
+                average.add(value, weight)
+            if average.weight == 0:
+                raise ValueError(
+                    f"target has nothing to train on: every target is ignored (ignore_index="
+                    f"{getattr(loss, 'ignore_index', None)}) or has class weight 0"
+                )
+            train_loss = average.result()
             history["train_loss"].append(train_loss)
             history["epochs_run"] = epoch + 1
             postfix = {"train": f"{train_loss:.4g}"}
@@ -383,10 +451,12 @@ def tbptt(model, x, target, k, loss="mse", optimizer=None, clip_norm=None, state
         (time-major: output (T, B, F)).
     x : ndarray, shape (T, B, I)
     target : ndarray, shape (T, B, ...)
-        Target of the model output at every step.
+        Target of the model output at every step: float values, or integer class indices
+        (T, B) for a classification loss on outputs (T, B, C), kept integer.
     k : int
         Chunk length.
     loss : str or Loss, default "mse"
+        Reducing by "mean" or "sum".
     optimizer : Optimizer
         Required; updates ``model.params`` after each chunk.
     clip_norm : float, optional
@@ -397,33 +467,43 @@ def tbptt(model, x, target, k, loss="mse", optimizer=None, clip_norm=None, state
     Returns
     -------
     mean_loss : float
-        Loss averaged over chunks, weighted by chunk length.
+        The chunks' losses combined as if the sequence were one batch: for a "mean" loss
+        the mean over every counted target (chunks weighted by their total weight, i.e. by
+        their length for a regression loss), NaN if every target is ignored; for a "sum" loss
+        the sum.
     states : list
         The final states, to pass to the next call.
+
+    Notes
+    -----
+    A chunk whose targets are all ignored makes no optimiser step; its state is still carried.
     """
     _check_model(model)
     if not hasattr(model, "states"):
         raise TypeError("model must be an nn.Sequential (it carries states across chunks)")
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be an Optimizer instance, got {type(optimizer).__name__}")
-    loss = get_loss(loss)
+    loss = _training_loss(loss)
     k = _check_int("k", k, 1)
     clip_norm = _check_clip(clip_norm)
+    target = _as_target(target)
     steps = np.shape(x)[0]
-    if np.shape(target)[0] != steps:
-        raise ValueError(f"target must have {steps} timesteps like x, got {np.shape(target)[0]}")
-    total = 0.0
+    if np.shape(target)[:1] != (steps,):
+        raise ValueError(f"target must have {steps} timesteps like x, got shape {np.shape(target)}")
+    average = _Average(loss.reduction)
     for start in range(0, steps, k):
         model.zero_grad()
         out = model(x[start : start + k], states=states)
-        value, grad = loss(out, target[start : start + k])
+        value, grad, weight = loss.evaluate(out, target[start : start + k])
+        states = model.states
+        if weight == 0:  # every target of the chunk ignored: carry the state, skip the step
+            continue
         model.backward(grad)
         if clip_norm is not None:
             clip_grad_norm(model.grads, clip_norm)
         optimizer.step(model.params, model.grads)
-        states = model.states
-        total += value * min(k, steps - start)
-    return total / steps, states
+        average.add(value, weight)
+    return average.result(), states
 
 
 def fit_lbfgs(model, x, target, loss="mse", maxiter=500, tol=1e-9, validation=None, patience=None, callback=None):
@@ -454,7 +534,10 @@ def fit_lbfgs(model, x, target, loss="mse", maxiter=500, tol=1e-9, validation=No
     from scipy.optimize import OptimizeResult, minimize
 
     _check_model(model)
-    loss = get_loss(loss)
+    loss = _training_loss(loss)
+    target = _as_target(target)
+    if validation is not None:
+        validation = (validation[0], _as_target(validation[1]))
     maxiter = _check_int("maxiter", maxiter, 1)
     if patience is not None:
         patience = _check_int("patience", patience, 1)
