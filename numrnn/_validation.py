@@ -44,11 +44,17 @@ def check_bool(value, name):
 def as_float_array(value, name, dtype, allow_nonfinite=False):
     """Convert ``value`` (array-like of real numbers) to a C-contiguous array of ``dtype``.
 
-    Rejects complex, string and object data with ``TypeError`` and NaN/inf with
-    ``ValueError``.  Integer, bool and other float dtypes are cast.
+    Rejects complex, string and object data and masked arrays (whose mask would be
+    silently dropped) with ``TypeError``, and NaN/inf with ``ValueError``.  Integer,
+    bool and other float dtypes are cast.
     """
     if value is None:
         raise TypeError(f"{name} must be an array of real numbers, got None")
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array, and numrnn would ignore its mask: pass np.ma.filled({name}, value) "
+            f"(and, for padded sequences, their lengths)"
+        )
     try:
         array = np.asarray(value)
     except Exception as exc:  # ragged lists and the like

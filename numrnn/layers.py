@@ -30,11 +30,12 @@ from __future__ import annotations
 import contextlib
 import math
 import operator
+import threading
 
 import numpy as np
 
 from numrnn import _validation as check
-from numrnn.backends import get_backend, host_copy
+from numrnn.backends import get_backend, host_copy, is_device_array
 from numrnn.cells import GATES
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNBase"]
@@ -46,6 +47,22 @@ def _assign(target, values):
         target[...] = values
     else:
         target.copy_to_device(np.ascontiguousarray(values, dtype=target.dtype))
+
+
+class _Release:
+    """``with`` body for an already acquired lock: releases it on exit."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock):
+        self.lock = lock
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.lock.release()
+        return False
 
 
 def _tuple_getter(keys):
@@ -84,7 +101,9 @@ class RNNBase:
         Where kernels run (see :func:`numrnn.backends.get_backend`).
     seed : int or None
         Seed for the initial weights, ``U(-1/sqrt(H), 1/sqrt(H))`` as in PyTorch, and
-        for dropout masks.
+        for dropout masks: an integer in ``[0, 2**63)``.  None draws one, which is
+        kept in :attr:`seed` and :meth:`config`, so the saved config of any layer
+        rebuilds the same initial weights.
     """
 
     _family = ""
@@ -159,18 +178,16 @@ class RNNBase:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         self.dropout = float(dropout)
         self.dtype = check.check_dtype(dtype)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
-        self.seed = None if seed is None else int(seed)
+        self.seed = check.check_seed(seed)
         self._backend = get_backend(backend)
         self.backend_name = backend
         self.training = True
         self._saved = None
+        self._backward_ran = False  # a backward consumed what the last forward saved
+        self._in_use = threading.Lock()  # held by forward and backward: see _exclusive()
         self._workspaces = {}  # backend buffers reused across calls, per layer-direction
-        init_seed, dropout_seed = np.random.SeedSequence(self.seed).spawn(2)
-        self._dropout_rng = np.random.default_rng(dropout_seed)
         self.params = {}
-        self._reset_parameters(np.random.default_rng(init_seed))
+        self._seed_generators(self.seed)
         self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
 
     # ------------------------------------------------------------------ structure
@@ -218,6 +235,12 @@ class RNNBase:
                     shapes[names[3]] = (gates,)
         return shapes
 
+    def _seed_generators(self, seed):
+        """Draw the initial weights and seed the dropout masks from ``seed``."""
+        init_seed, dropout_seed = np.random.SeedSequence(seed).spawn(2)
+        self._dropout_rng = np.random.default_rng(dropout_seed)
+        self._reset_parameters(np.random.default_rng(init_seed))
+
     def _reset_parameters(self, rng):
         bound = 1.0 / math.sqrt(self.hidden_size)
         for name, shape in self._param_shapes().items():
@@ -230,10 +253,14 @@ class RNNBase:
     def reset_parameters(self, seed=None):
         """Draw new weights from ``U(-1/sqrt(H), 1/sqrt(H))`` and zero the gradients, in place.
 
-        The arrays in :attr:`params` and :attr:`grads` stay the same objects, so an
-        optimiser holding them keeps working.
+        ``seed`` (int, or None to draw one) becomes the layer's :attr:`seed`, so the
+        weights and dropout masks are those of a new layer built with that seed, and
+        :meth:`config` keeps reproducing them.  The arrays in :attr:`params` and
+        :attr:`grads` stay the same objects, so an optimiser holding them keeps working.
         """
-        self._reset_parameters(np.random.default_rng(seed))
+        seed = check.check_seed(seed)
+        self._seed_generators(seed)
+        self.seed = seed
         self.zero_grad()
         self._saved = None
 
@@ -325,6 +352,45 @@ class RNNBase:
 
     # ------------------------------------------------------------------ validation
 
+    def _check_params(self):
+        """Raise unless every entry of :attr:`params` is what the kernels take.
+
+        Entries may be replaced (``layer.params[name] = array``), so every call that
+        reads the weights checks each one: present, an array of the layer's dtype
+        and shape, C-contiguous and, on the host, finite.  About a microsecond per
+        entry plus the finiteness scan; device arrays are checked for kind, dtype
+        and shape only.
+        """
+        params = self.params
+        if not isinstance(params, dict):
+            raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+        for name, shape in self._expected_shapes().items():
+            value = params.get(name)
+            label = f"params[{name!r}]"
+            if value is None:
+                raise ValueError(f"params has no entry {name!r}: the layer needs {sorted(self._expected_shapes())}")
+            on_host = type(value) is np.ndarray
+            if not on_host and not (self._device_params and is_device_array(value)):
+                raise TypeError(f"{label} must be a NumPy array, got {type(value).__name__}")
+            if value.dtype != self.dtype:
+                raise TypeError(f"{label} must have the layer's dtype {self.dtype}, got {value.dtype}")
+            if tuple(value.shape) != shape:
+                raise ValueError(f"{label} must have shape {shape}, got {tuple(value.shape)}")
+            if on_host:
+                if not value.flags.c_contiguous:
+                    raise ValueError(
+                        f"{label} must be C-contiguous, got a strided array (pass np.ascontiguousarray(...), "
+                        f"or assign in place: params[name][...] = new)"
+                    )
+                if not np.isfinite(value).all():
+                    raise ValueError(f"{label} contains NaN or inf (a diverged update?)")
+
+    def _expected_shapes(self):
+        shapes = self.__dict__.get("_expected_shapes_cache")
+        if shapes is None:
+            shapes = self.__dict__["_expected_shapes_cache"] = self._param_shapes()
+        return shapes
+
     def _check_input(self, x):
         """Return (x time-major contiguous (T, B, I), owned by the layer; batched flag)."""
         original = x
@@ -393,9 +459,44 @@ class RNNBase:
         state_n : ndarray (L*D, B, H), or the pair (h_n, c_n) for the LSTM
             State after each sequence's last valid step.
         """
+        with self._exclusive("forward"):
+            return self._forward(x, state, lengths)
+
+    __call__ = forward
+
+    def __getstate__(self):  # copy.copy / copy.deepcopy: a new lock for the copy
+        state = self.__dict__.copy()
+        state.pop("_in_use", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._in_use = threading.Lock()
+
+    def _exclusive(self, method):
+        """Context held by :meth:`forward` and :meth:`backward`: a ``RuntimeError`` when
+        another thread is inside either on this layer.
+
+        A layer is not thread-safe: what forward saves for backward, and the buffers
+        it reuses, belong to one call at a time.  Rather than give wrong numbers when
+        two threads share a layer, the second call raises.  (:meth:`step` saves
+        nothing and may be shared.)
+        """
+        if not self._in_use.acquire(blocking=False):
+            raise RuntimeError(
+                f"{type(self).__name__}.{method}() called while another thread is inside forward() or "
+                f"backward() of the same layer: a layer is not thread-safe; give each thread its own "
+                f"(e.g. type(layer)(**layer.config()) then load_state_dict(layer.state_dict()))"
+            )
+        return _Release(self._in_use)
+
+    def _forward(self, x, state, lengths):
+        self._check_params()
         device = getattr(self._backend, "layers", None)
         if device is not None:  # the CUDA backend: device arrays in and out (numrnn.backends.cuda_layers)
-            return device.forward(self, x, state, lengths)
+            result = device.forward(self, x, state, lengths)
+            self._backward_ran = False
+            return result
         x, batched = self._check_input(x)
         steps, batch = x.shape[:2]
         lengths = check.check_lengths(lengths, batch, steps)
@@ -405,9 +506,8 @@ class RNNBase:
         with self._compute_context():
             y, state_n, saved = self._run(x, lengths, state0, dropout=self.training, batched=batched)
         self._saved = saved
+        self._backward_ran = False
         return self._present(y, state_n, batched)
-
-    __call__ = forward
 
     def _run(self, x, lengths, state0, dropout, batched):
         """Time-major forward through all layers; returns (y, state_n tuple, saved)."""
@@ -481,14 +581,23 @@ class RNNBase:
         dx : ndarray, same shape as ``x``
         dstate0 : ndarray (L*D, B, H), or the pair (dh0, dc0) for the LSTM
         """
-        device = getattr(self._backend, "layers", None)
-        if device is not None:
-            return device.backward(self, dy, dstate)
-        if self._saved is None:
-            raise RuntimeError(
-                "backward() needs a forward() first: run the layer on an input (each forward "
-                "supports one backward, as in PyTorch)"
-            )
+        with self._exclusive("backward"):
+            if self._saved is None:
+                if self._backward_ran:
+                    raise RuntimeError(
+                        "backward() already ran for the last forward(): each forward supports one "
+                        "backward, as in PyTorch (its buffers hold the gradients now); call forward() again"
+                    )
+                raise RuntimeError("backward() needs a forward() first: run the layer on an input")
+            device = getattr(self._backend, "layers", None)
+            if device is not None:
+                result = device.backward(self, dy, dstate)
+            else:
+                result = self._backward_host(dy, dstate)
+            self._backward_ran = True
+            return result
+
+    def _backward_host(self, dy, dstate):
         saved = self._saved
         steps, batch = saved["shape"]
         batched = saved["batched"]
@@ -614,6 +723,7 @@ class RNNBase:
                         new_state = new_state[:, :, 0]
                     h = new_state[0]
                     return h[layers - 1], ((h, new_state[1]) if state_size == 2 else h)
+        self._check_params()
         device = getattr(self._backend, "layers", None)
         if device is not None:
             return device.step(self, x_t, state)

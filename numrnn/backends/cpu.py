@@ -25,9 +25,10 @@ Every driver runs a whole sequence in one call, so no Python runs per timestep:
   their partial sums would pass :data:`PARTIAL_SUMS_MAX_BYTES`);
 * BLAS runs single-threaded inside these calls (:func:`single_threaded_blas`):
   OpenBLAS's own thread pool on top of Numba's made 2-core steps several times
-  slower.  The chunks of the big products depend on the shapes only; the batch
-  blocks follow the thread count, and as the block size picks the product kernel,
-  results may differ in the last bits between thread counts (never between runs);
+  slower.  The chunks of the big products and reductions depend on the shapes
+  only, and the per-step products compute every row the same way whichever
+  block it falls in (:func:`step_product`), so although the batch blocks follow
+  the thread count, results are the same bits for any thread count;
 * what forward saves and backward's scratch live in caller-owned workspaces
   reused across calls (:class:`CPUBackend`), so a training step allocates no
   large array; the activated gates overwrite their pre-activations, the LSTM's
@@ -64,6 +65,8 @@ weight gradients are plain matrix products over ``T*B`` rows.
 """
 
 from __future__ import annotations
+
+import sys
 
 import numba
 import numpy as np
@@ -142,27 +145,25 @@ def step_weights(b):
     return b, np.empty((0, b.shape[0], 2 * lane_count(b[0])), dtype=b.dtype)
 
 
-#: Per-step products whose ``a`` holds at most this many bytes (or at most
-#: :data:`SIMD_PRODUCT_MAX_ROWS` rows) read packed weights: ``a`` is re-read for
-#: every panel, so it must stay in cache.
-PACKED_PRODUCT_MAX_A_BYTES = 1 << 18
-
-
 @cpu_function
 def step_product(a, weights, out):
     """``out[...] = a @ b`` for the time loops, ``weights`` from :func:`step_weights`.
 
-    Packed panels (:func:`~numrnn.backends.cpu_simd.matmul_packed_into`: about 220
-    GFLOP/s a core here from (8, 256) @ (256, 1024) to (64, 512) @ (512, 2048),
-    against 100-185 for BLAS) where the weights were packed and ``a`` is small;
-    :func:`product_into` otherwise.
+    Always register tiles, never BLAS: packed panels
+    (:func:`~numrnn.backends.cpu_simd.matmul_packed_into`: about 220 GFLOP/s a core
+    here from (8, 256) @ (256, 1024) to (64, 512) @ (512, 2048), against 100-185 for
+    BLAS) where the weights were packed, else
+    :func:`~numrnn.backends.cpu_simd.matmul_into` on ``b`` as it is.  Both compute
+    each output as the same fused multiply-adds in the same order, whichever tile
+    a row falls in, so a row's result does not depend on how the batch was split
+    into blocks, and so not on the thread count.  BLAS's result for a row could
+    (its kernels depend on the number of rows).
     """
     b, panels = weights
-    rows = a.shape[0]
-    if panels.shape[0] > 0 and (rows <= SIMD_PRODUCT_MAX_ROWS or a.size * a.itemsize <= PACKED_PRODUCT_MAX_A_BYTES):
+    if panels.shape[0] > 0:
         matmul_packed_into(a, panels, out)
     else:
-        product_into(a, b, out)
+        simd_matmul_into(a, b, out)
 
 
 @cpu_function
@@ -405,15 +406,13 @@ def rnn_forward(x, lengths, reverse, relu, w_ih, w_hh, b_ih, b_hh, h0, y, blocks
 
 
 @cpu_function
-def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, h_prev_seq, h_last, dh0, d_w_hh):
+def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, h_prev_seq, h_last, dh0, d_pre):
     """Rows ``[lo, hi)`` of :func:`rnn_backward` over the whole sequence.
 
-    Each step's input ``h_{t-1}`` is read from ``h_prev_seq``, enters this block's
-    part of ``dW_hh`` (accumulated into ``d_w_hh`` step by step) and is then
-    overwritten by the step's pre-activation gradient: ``h_prev_seq`` leaves as dA,
-    and backward needs no (T, B, H) buffer of its own.  The output of step ``t``,
-    which the activation's derivative needs, is the input of the row's next step
-    (carried over from the previous iteration), or ``h_last`` at its last step.
+    Each step's pre-activation gradient goes to ``d_pre`` (T, B, H).  The output of
+    step ``t``, which the activation's derivative needs, is the input of the row's
+    next step (read from ``h_prev_seq`` at that step and carried over), or
+    ``h_last`` at its last step.
     """
     steps = dy.shape[0]
     hidden = dh_n.shape[1]
@@ -421,30 +420,23 @@ def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, h_prev_seq
     dtype = dh_n.dtype
     dh = dh_n[lo:hi].copy()
     out = h_last[lo:hi].copy()
-    h_in = np.zeros((rows, hidden), dtype=dtype)
     d_step = np.zeros((rows, hidden), dtype=dtype)
     dh_rec = np.empty((rows, hidden), dtype=dtype)
-    d_w_step = np.empty((hidden, hidden), dtype=dtype)
-    d_w_hh[...] = 0
     for s in range(steps - 1, -1, -1):
         for r in range(rows):
             b = lo + r
             t = time_index(s, lengths[b], reverse)
             if t < 0:
                 d_step[r, :] = 0
-                h_in[r, :] = 0
                 continue
-            copy_into(h_prev_seq[t, b], h_in[r])
             for j in range(hidden):
                 dh_total = dh[r, j] + dy[t, b, j]
                 if relu:
                     d_step[r, j] = rnn_relu_backward(dh_total, out[r, j])
                 else:
                     d_step[r, j] = rnn_tanh_backward(dh_total, out[r, j])
-            copy_into(d_step[r], h_prev_seq[t, b])
-            copy_into(h_in[r], out[r])
-        product_into(d_step.T, h_in, d_w_step)
-        d_w_hh += d_w_step
+            copy_into(d_step[r], d_pre[t, b])
+            copy_into(h_prev_seq[t, b], out[r])
         step_product(d_step, w_hh, dh_rec)
         for r in range(rows):
             if s < lengths[lo + r]:
@@ -453,25 +445,25 @@ def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, h_prev_seq
 
 
 @cpu_kernel(parallel=True)
-def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, h_prev_seq, h_last, blocks):
-    """Backward of :func:`rnn_forward` (``h_last`` is a copy of its final state);
-    consumes ``h_prev_seq`` (overwritten with dA, see :func:`rnn_backward_rows`).
+def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, h_prev_seq, h_last, d_pre, blocks):
+    """Backward of :func:`rnn_forward` (``h_last`` is a copy of its final state); the
+    pre-activation gradients go to the buffer ``d_pre`` (T, B, H).
 
-    ``dW_hh`` is summed from the blocks' parts in block order.  Returns ``(dx, dh0,
-    d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
+    The weight gradients are products over all ``T*B`` rows after the time loop
+    (:func:`weight_gradients`), as for the other cells, so their summation order
+    depends on the shapes only.  Returns ``(dx, dh0, d_weight_ih, d_weight_hh,
+    d_bias_ih, d_bias_hh)``.
     """
     batch = x.shape[1]
-    hidden = dh_n.shape[1]
     dh0 = np.empty_like(dh_n)
     w_step = step_weights(w_hh)
-    parts = np.empty((blocks, hidden, hidden), dtype=dh_n.dtype)
+    zero_padding(d_pre, lengths)
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
-        rnn_backward_rows(lo, hi, lengths, reverse, relu, w_step, dy, dh_n, h_prev_seq, h_last, dh0, parts[block])
-    d_pre = h_prev_seq  # padded positions kept the zeros forward gave them
+        rnn_backward_rows(lo, hi, lengths, reverse, relu, w_step, dy, dh_n, h_prev_seq, h_last, dh0, d_pre)
     dx = input_gradient(d_pre, w_ih)
-    d_w_ih, _, d_b_ih, d_b_hh = weight_gradients(x, None, d_pre)
-    return dx, dh0, d_w_ih, sum_partials(parts), d_b_ih, d_b_hh
+    d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre)
+    return dx, dh0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 
 # ---------------------------------------------------------------------------- LSTM
@@ -863,19 +855,37 @@ def gru_backward(x, lengths, reverse, reset_after, w_ih, w_hh, dy, dh_n, gates, 
 # -------------------------------------------------------------- streaming step()
 
 
+def _float_bits(a):
+    """``(bits, exponent_mask)``: the flat C-contiguous float array ``a`` viewed as
+    unsigned integers of its width, and the mask of its exponent field."""
+    raise NotImplementedError("compiled only: see the overload below")
+
+
+@overload(_float_bits, jit_options=OVERLOAD_OPTIONS, inline="always")
+def _float_bits_overload(a):
+    if a.dtype == types.float32:
+        return lambda a: (a.reshape(a.size).view(np.uint32), np.uint32(0x7F800000))
+    if a.dtype == types.float64:
+        return lambda a: (a.reshape(a.size).view(np.uint64), np.uint64(0x7FF0000000000000))
+    return None
+
+
 @cpu_function
 def all_finite(a):
-    """True when every value of ``a`` (C-contiguous) is finite: a compiled scan for
-    cheap border checks.  ``v - v`` is 0 for a finite ``v`` and NaN for NaN or
-    inf, so one NaN-propagating sum (which vectorises) tells; a sum that
-    overflows only reports False, never hides a bad value."""
-    flat = a.reshape(a.size)
-    if flat.size == 0:
-        return True
-    total = flat[0] - flat[0]
-    for i in range(flat.size):
-        total += flat[i] - flat[i]
-    return total == 0
+    """True when every value of ``a`` (C-contiguous, float32 or float64) is finite:
+    a compiled scan for cheap border checks.
+
+    A value is NaN or inf exactly when its exponent bits are all ones.  The test
+    is made on the integer bits because no fast-math flag may fold integer
+    arithmetic: the float form ``sum(v - v) == 0`` that this replaces was folded
+    by LLVM under the kernels' re-association flags and let NaN past index 0
+    through.
+    """
+    bits, mask = _float_bits(a)
+    bad = False
+    for i in range(bits.size):
+        bad |= (bits[i] & mask) == mask
+    return not bad
 
 
 @cpu_function
@@ -1166,16 +1176,36 @@ def stack_step_kernel(dtype, layers):
 # ------------------------------------------------------------------ backend object
 
 _blas_controller = None
+_openmp_scan = (-1, [])  # (len(sys.modules) when scanned, OpenMP library controllers)
+
+
+def _openmp_libraries():
+    """threadpoolctl controllers of the OpenMP runtimes loaded now (PyTorch's among
+    them), rescanned only when modules were imported since the last scan."""
+    global _openmp_scan
+    loaded = len(sys.modules)
+    if _openmp_scan[0] != loaded:
+        from threadpoolctl import ThreadpoolController
+
+        _openmp_scan = (loaded, ThreadpoolController().select(user_api="openmp").lib_controllers)
+    return _openmp_scan[1]
 
 
 def single_threaded_blas():
-    """Context manager that limits BLAS to one thread while numrnn's kernels run.
+    """Context manager for numrnn's parallel kernels: BLAS on one thread inside, and
+    every OpenMP runtime's thread count as the caller left it on exit.
 
     The kernels parallelise with Numba's ``prange`` (batch blocks, row chunks of
     the large products) and call BLAS inside those threads; a multi-threaded BLAS
     pool on top of Numba's would oversubscribe the cores (measured here: 2-core
     training steps 5-30x slower).  Uses threadpoolctl on the BLAS libraries loaded
     when first called (SciPy's OpenBLAS, which Numba calls).
+
+    Numba's OpenMP threading layer sets the OpenMP thread count of the runtime it
+    shares with other libraries when it launches, which undid
+    ``torch.set_num_threads(1)`` in a process running both.  numrnn does not change
+    another library's thread settings: the OpenMP thread counts found on entry are
+    put back on exit.
     """
     global _blas_controller
     if _blas_controller is None:
@@ -1183,21 +1213,25 @@ def single_threaded_blas():
         from threadpoolctl import ThreadpoolController
 
         _blas_controller = ThreadpoolController().select(user_api="blas").lib_controllers
-    return _SingleThreadedBlas(_blas_controller)
+    return _SingleThreadedBlas(_blas_controller, _openmp_libraries())
 
 
 class _SingleThreadedBlas:
     """What :func:`single_threaded_blas` returns: sets each BLAS library still above
-    one thread to one, and back on exit.  Nested uses find one thread and touch
-    nothing (threadpoolctl's own ``limit`` re-queries every library on each call,
-    which cost more than a small layer's whole forward)."""
+    one thread to one, and back on exit, and restores the OpenMP runtimes' thread
+    counts.  Nested uses find one thread and touch nothing (threadpoolctl's own
+    ``limit`` re-queries every library on each call, which cost more than a small
+    layer's whole forward)."""
 
-    def __init__(self, libraries):
+    def __init__(self, libraries, openmp):
         self.libraries = libraries
+        self.openmp = openmp
         self.restore = []
+        self.openmp_threads = []
 
     def __enter__(self):
         self.restore = [(library, threads) for library in self.libraries if (threads := library.get_num_threads()) != 1]
+        self.openmp_threads = [(library, library.get_num_threads()) for library in self.openmp]
         for library, _ in self.restore:
             library.set_num_threads(1)
         return self
@@ -1205,8 +1239,10 @@ class _SingleThreadedBlas:
     def __exit__(self, *exc_info):
         for library, threads in self.restore:
             library.set_num_threads(threads)
+        for library, threads in self.openmp_threads:
+            if library.get_num_threads() != threads:
+                library.set_num_threads(threads)
         return False
-
 
 
 class CPUBackend:
@@ -1269,7 +1305,8 @@ class CPUBackend:
             h_prev_seq = buffer("h_prev", hidden)
             h_n = rnn_forward(x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, h0, y, blocks, h_prev_seq)
             state_n = (h_n,)
-            buffers = (h_prev_seq, h_n.copy())  # h_n is returned: the caller may change it
+            # h_n is returned: the caller may change it; backward's scratch for dA
+            buffers = (h_prev_seq, h_n.copy(), buffer("d_pre", hidden))
         return state_n, (cell, x, lengths, reverse, w_ih, w_hh, buffers)
 
     def layer_step(self, cell, x, weights, state0):

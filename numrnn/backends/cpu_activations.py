@@ -40,8 +40,13 @@ Q0, Q1, Q2, Q3 = (np.float32(c) for c in (1.19825839466702e-06, 1.18534705686654
 
 
 def tanh_float32(x):
-    """Rational approximation of ``tanh`` for float32 (max error 3e-7)."""
-    clamped = max(-_CLAMP, min(x, _CLAMP))
+    """Rational approximation of ``tanh`` for float32 (max error 3e-7); NaN gives NaN.
+
+    The clamp keeps NaN: ``min(x, C)`` and then ``max(., -C)`` each return their
+    first operand when a comparison with NaN fails (for scalars and for lanes), where
+    ``max(-C, min(x, C))`` would turn NaN into ``-C`` and so into a finite output.
+    """
+    clamped = max(min(x, _CLAMP), -_CLAMP)
     x2 = clamped * clamped
     p = ((((((P0 * x2 + P1) * x2 + P2) * x2 + P3) * x2 + P4) * x2 + P5) * x2 + P6) * clamped
     q = ((Q0 * x2 + Q1) * x2 + Q2) * x2 + Q3

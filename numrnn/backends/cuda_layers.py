@@ -238,12 +238,8 @@ class DeviceLayers:
         return owned
 
     def backward(self, layer, dy, dstate=None):
-        """:meth:`numrnn.layers.RNNBase.backward` on the device."""
-        if layer._saved is None:
-            raise RuntimeError(
-                "backward() needs a forward() first: run the layer on an input (each forward "
-                "supports one backward, as in PyTorch)"
-            )
+        """:meth:`numrnn.layers.RNNBase.backward` on the device (which has checked that
+        a forward's saved state is there)."""
         saved = layer._saved
         steps, batch = saved["shape"]
         batched = saved["batched"]

@@ -35,8 +35,8 @@ def tanh(x):
 
 
 def relu(x):
-    """Rectified linear unit ``max(x, 0)``."""
-    return x if x > ZERO else ZERO
+    """Rectified linear unit ``max(x, 0)``; NaN gives NaN, as in PyTorch."""
+    return ZERO if x < ZERO else x
 
 
 def sigmoid_grad(s):
