@@ -121,7 +121,7 @@ def scale_kernel(a, factor):
 @cuda.jit
 def norm_partials(a, power, use_max, partial):
     """One float64 per block into ``partial[blockIdx.x]``: over the block's grid-stride share
-    of the flat array ``a``, ``max |a|`` (``use_max``), ``sum a*a`` (``power == 2``),
+    of the flat array ``a`` (each value taken to float64 first), ``max |a|`` (``use_max``), ``sum a*a`` (``power == 2``),
     ``sum |a|`` (``power == 1``) or ``sum |a|**power``.  NaN propagates.
 
     Run once over the data, then with one block over the partials (``power = 1``, or
@@ -132,7 +132,7 @@ def norm_partials(a, power, use_max, partial):
     tid = cuda.threadIdx.x
     acc = 0.0
     for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
-        x = a[i]
+        x = numba.float64(a[i])  # square in float64: a float32 gradient of 3e19 squares to inf
         if use_max:
             acc = _max_keep_nan(acc, abs(x))
         elif power == 2:

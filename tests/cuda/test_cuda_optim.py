@@ -297,3 +297,16 @@ def test_clip_grad_norm_more_blocks_than_threads(norm_type, cuda, rng, small_lau
     device = _to_device(cuda, grads)
     assert clip_grad_norm(device, 0.5, norm_type) == pytest.approx(clip_grad_norm(host, 0.5, norm_type), rel=1e-12)
     _assert_close(device, host, np.float64)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0])
+def test_clip_grad_norm_float32_reduces_in_float64(norm_type, cuda):
+    """Squares (and cubes) of float32 gradients of 3e19 overflow float32: the kernel takes each
+    value to float64 first, so the norm is finite and clipping happens, as on the host."""
+    grads = {"weight": np.full((2, 5), 3e19, dtype=np.float32)}
+    expected = float(np.sum(np.abs(grads["weight"].astype(np.float64)) ** norm_type) ** (1 / norm_type))
+    device = _to_device(cuda, grads)
+    total = clip_grad_norm(device, 1.0, norm_type=norm_type)
+    assert math.isfinite(total) and total == pytest.approx(expected, rel=1e-6)
+    clipped = device["weight"].copy_to_host()
+    assert np.all(np.abs(clipped) < 1.0) and np.all(clipped > 0)
