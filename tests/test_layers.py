@@ -587,3 +587,89 @@ def test_reset_parameters_keeps_the_arrays(rng):
         assert layer.params[name] is params[name], name
         assert layer.grads[name] is grads[name], name
         assert not np.array_equal(layer.params[name], before[name]), name
+
+
+# ----------------------------------------------------------------- NaN in, NaN out
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_weight_gives_nan_outputs_in_the_kernels(mode, dtype, rng):
+    """The float32 ``tanh`` clamped with ``max(-C, min(x, C))``, which turned NaN into -C: a NaN
+    weight gave clean-looking outputs (tanh(NaN) = -0.99999976, sigmoid(NaN) = 1.2e-7), and
+    ``relu(NaN)`` gave 0.  The kernels (called here directly, below the layer's own check of
+    ``params``) must carry NaN through: unit 0 at the first step, every unit after it."""
+    case = Case(mode, input_size=3, hidden_size=19, steps=4, batch=5)
+    layer = make_layer(case, dtype=dtype)
+    weights = list(layer._weights(0, 0))
+    weights[0] = weights[0].copy()
+    weights[0][0, 1] = np.nan  # row 0: unit 0 of the first gate
+    x = rng.normal(size=(case.steps, case.batch, case.input_size)).astype(dtype)
+    state0 = tuple(np.zeros((case.batch, case.hidden_size), dtype) for _ in range(2 if case.is_lstm else 1))
+    y = np.zeros((case.steps, case.batch, case.hidden_size), dtype)
+    lengths = np.full(case.batch, case.steps, dtype=np.int64)
+    with layer._compute_context():
+        layer._backend.layer_forward(layer.cell, x, lengths, False, tuple(weights), state0, y, workspace={})
+    assert np.isnan(y[0, :, 0]).all()
+    assert np.isnan(y[1:]).all()
+
+
+def test_nan_weight_is_refused_by_the_layer(rng):
+    layer = make_layer(Case("lstm"), dtype=np.float32)
+    layer.params["weight_hh_l0"][1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"params\['weight_hh_l0'\] contains NaN"):
+        layer(rng.normal(size=(4, 3, 3)))
+
+
+# ----------------------------------------------------------------- same bits for any thread count
+
+_THREADS_SCRIPT = r"""
+import hashlib, json, sys
+import numpy as np
+import numrnn
+
+rng = np.random.default_rng(0)
+digests = {}
+for cls, options in ((numrnn.RNN, {}), (numrnn.RNN, {"nonlinearity": "relu"}), (numrnn.LSTM, {}),
+                     (numrnn.GRU, {}), (numrnn.GRU, {"reset_after": False})):
+    for dtype in (np.float32, np.float64):
+        for steps, batch, features, hidden in ((7, 5, 3, 6), (6, 13, 5, 33)):
+            layer = cls(features, hidden, num_layers=2, bidirectional=True, dtype=dtype, seed=1,
+                        backend="cpu", **options)
+            x = rng.normal(size=(steps, batch, features))
+            y, _ = layer(x, lengths=rng.integers(1, steps + 1, size=batch))
+            dx, _ = layer.backward(rng.normal(size=y.shape))
+            arrays = {"y": y, "dx": dx, **layer.grads}
+            key = f"{cls.__name__}{options}{dtype.__name__}{batch}"
+            digests[key] = {name: hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()
+                            for name, a in arrays.items()}
+print(json.dumps(digests))
+"""
+
+
+def test_results_are_the_same_bits_for_any_thread_count():
+    """Every reduction's order depends on the shapes only: forward outputs, ``dx`` and every
+    gradient are the same bits with 1, 2 and 3 Numba threads (the recurrent ``dW_hh`` of the
+    RNN, and small layers whose per-step products went to BLAS with a row count that followed
+    the thread count, used to differ by up to 3e-7 relative in float32)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def run(threads):
+        env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
+        result = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], env=env, capture_output=True,
+                                text=True, timeout=900)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    # A first run fills the kernel cache if it is cold: code loaded from Numba's cache can
+    # differ in the last bit from code compiled in the same process (seen for the GRU's
+    # backward), which is not what this test is about.
+    run(1)
+    results = {threads: run(threads) for threads in (1, 2, 3)}
+    for key, digests in results[1].items():
+        for threads in (2, 3):
+            different = [name for name in digests if results[threads][key][name] != digests[name]]
+            assert not different, f"{key}: {different} differ between 1 and {threads} threads"

@@ -164,3 +164,25 @@ def test_loads_torch_state_dict(mode, dtype, rng):
     want = torch_run(case, module, inp, dtype)
     for name in want:
         assert_rel_close(got[name], want[name], TOLERANCE[dtype], name=name)
+
+
+def test_torch_thread_count_is_left_alone():
+    """Numba's OpenMP layer shares PyTorch's runtime and set its thread count on its first
+    parallel launch, undoing ``torch.set_num_threads(1)``; numrnn restores the OpenMP thread
+    counts it finds (run in a child, as the first launch is what changed it)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, numpy as np, numrnn\n"
+        "torch.set_num_threads(1)\n"
+        "assert torch.get_num_threads() == 1\n"  # (reading it first is what made the loss show)
+        "layer = numrnn.LSTM(3, 8, seed=0, backend='cpu')\n"
+        "y, _ = layer(np.ones((5, 4, 3)))\n"
+        "layer.backward(np.ones_like(y))\n"
+        "print(torch.get_num_threads())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                            env=dict(__import__("os").environ, NUMBA_NUM_THREADS="2"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
