@@ -55,7 +55,10 @@ __all__ = [
 def _check_float(name, value, *, low=None, low_open=False, high=None, high_open=False):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float range
+        raise ValueError(f"{name} must be a finite number, got an integer of {len(str(abs(value)))} digits") from None
     ok = math.isfinite(value)
     if low is not None:
         ok = ok and (value > low if low_open else value >= low)

@@ -73,6 +73,9 @@ def test_cuda_without_numba_cuda_names_the_install_command(fresh_backends, monke
 
 
 def test_cuda_without_device_says_so(fresh_backends, monkeypatch):
+    """With numba-cuda installed (pretended, so the test holds with only the [test] extra)
+    but no device."""
+    monkeypatch.setattr(fresh_backends, "numba_cuda_installed", lambda: True)
     monkeypatch.setitem(fresh_backends._probe, "available", (False, "numba-cuda found no usable CUDA GPU"))
     with pytest.raises(RuntimeError, match="no usable CUDA GPU") as info:
         numrnn.LSTM(2, 3, backend="cuda")

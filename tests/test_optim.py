@@ -168,6 +168,7 @@ def test_bad_step_leaves_everything_unchanged():
         (lambda: Adam(eps=0), ValueError, "eps"),
         (lambda: AdamW(weight_decay=-1), ValueError, "weight_decay"),
         (lambda: Adam(lr=math.inf), ValueError, "lr must be a finite"),
+        (lambda: Adam(lr=10**400), ValueError, "lr must be a finite"),  # was an OverflowError
     ],
 )
 def test_bad_hyperparameters(factory, exc, match):
