@@ -55,7 +55,7 @@ from numrnn.optim import OPTIMIZERS, get_optimizer
 from numrnn.train import fit as _fit_loop
 from numrnn.train import limit_threads, fit_lbfgs
 
-__all__ = ["Forecaster", "NonFiniteForecastError", "backtest"]
+__all__ = ["Forecaster", "GlobalForecaster", "NonFiniteForecastError", "backtest"]
 
 _CELLS = ("lstm", "gru", "rnn")
 _TRANSFORMS = ("auto", "log", "none")
@@ -1143,3 +1143,6 @@ def backtest(forecaster, y, folds=3, exog=None, step=None, m=1, progress=False):
             }
         )
     return results
+
+
+from numrnn.global_forecast import GlobalForecaster  # noqa: E402
