@@ -371,8 +371,9 @@ def _batch(packed, series, origin, lookback, horizon, season, calendar, dtype, w
     future : ndarray, shape (B, 2c * horizon)
         Calendar features of the forecast steps.
     target : ndarray, shape (B, horizon) or None
-    level : ndarray, shape (B,)
-        Normalised level ``z[t - 1] / s``.
+    base : ndarray, shape (B, horizon)
+        What the network's output is added to: the normalised level ``z[t - 1] / s`` plus the
+        seasonal-naive anchor ``a_k``.
     """
     b = len(series)
     off = packed.off[series]
@@ -393,11 +394,18 @@ def _batch(packed, series, origin, lookback, horizon, season, calendar, dtype, w
         x[:, :, 2] = np.where(valid, np.cos(angle), 0.0).T
         fa = 2 * np.pi * (((ordinal[:, None] + origin[:, None] + np.arange(horizon)[None, :]) % season) / season)
         future = np.concatenate([np.sin(fa), np.cos(fa)], axis=1)
+    k = np.arange(horizon)
+    # the seasonal-naive anchor a_k = z[t - m + (k mod m)] - level (0, the naive level, for m = 1 or
+    # windows shorter than a season): the network models the residual u_k - a_k
+    seasonal = (length >= season) & (season > 1)
+    back = origin[:, None] - season + (k[None, :] % season)
+    anchor = np.where(seasonal[:, None], packed.zn[off[:, None] + np.where(seasonal[:, None], back, origin[:, None] - 1)]
+                      - level[:, None], 0.0)
     target = None
     if with_target:
-        k = np.arange(horizon)
-        target = (packed.zn[off[:, None] + origin[:, None] + k[None, :]] - level[:, None]).astype(dtype)
-    return (np.ascontiguousarray(x, dtype=dtype), length.astype(np.int64), future.astype(dtype), target, level)
+        target = (packed.zn[off[:, None] + origin[:, None] + k[None, :]] - level[:, None] - anchor).astype(dtype)
+    return (np.ascontiguousarray(x, dtype=dtype), length.astype(np.int64), future.astype(dtype), target,
+            level[:, None] + anchor)
 
 
 # ---------------------------------------------------------------------------------- network
@@ -831,7 +839,7 @@ class GlobalForecaster:
                 sigmas.append(np.exp(0.5 * np.clip(out[:, h:], -30.0, 30.0)))
             q = _mixture_quantiles(np.stack(mus), np.stack(sigmas), probs)  # (P, S, h)
             scale = np.array(scales)[None, :, None]
-            zq = (q + level[None, :, None]) * scale
+            zq = (q + level[None]) * scale
             log = np.array(logs)
             out = np.where(log[None, :, None], np.exp(zq), zq)
         if not np.isfinite(out).all():

@@ -1,0 +1,311 @@
+"""GlobalForecaster: array and DataFrame paths, bad input, determinism, save/load, cross-validation,
+intervals, and a quality bar on a synthetic panel (beats seasonal naive; coverage near nominal)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from numrnn import metrics
+from numrnn.forecast import GlobalForecaster
+
+TINY = dict(hidden_size=6, epochs=3, steps_per_epoch=4, batch_size=16, ensemble=2, patience=2)
+
+
+def panel(n_series=6, seed=0, low=20, high=60, season=12):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(n_series):
+        n = int(rng.integers(low, high))
+        t = np.arange(n)
+        out[f"s{i}"] = 20 + 0.1 * t + 3 * np.sin(2 * np.pi * (t + i) / season) + 0.5 * rng.normal(size=n)
+    return out
+
+
+def as_frame(data, freq="MS", start="2000-01-01", ints=False):
+    pd = pytest.importorskip("pandas")
+    parts = []
+    for i, (k, y) in enumerate(data.items()):
+        if ints:
+            ds = 3 * (np.arange(len(y)) + i)  # integer dates, step 3
+        else:
+            ds = pd.date_range(pd.Timestamp(start) + pd.DateOffset(months=i), periods=len(y), freq=freq)
+        parts.append(pd.DataFrame({"unique_id": k, "ds": ds, "y": y}))
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    data = panel()
+    data["short"] = np.array([5.0, 6.0, 7.0, 6.5, 6.0, 7.5, 8.0, 8.5])  # > horizon, < 2 * horizon + 1
+    data["tiny"] = np.array([3.0, 4.0])  # <= horizon: forecast but not trained on
+    gf = GlobalForecaster(horizon=4, season_length=4, seed=0, **TINY).fit(data, progress=False)
+    return gf, data
+
+
+# ---------------------------------------------------------------------------------- array path
+
+
+def test_array_path_shapes_and_attributes(fitted):
+    gf, data = fitted
+    out = gf.predict(level=[80])
+    assert list(out) == list(data)
+    for v in out.values():
+        assert set(v) == {"yhat", "lo-80", "hi-80"}
+        assert all(a.shape == (4,) and np.isfinite(a).all() for a in v.values())
+    assert gf.untrained_ids_ == ["tiny"] and gf.unvalidated_ids_ == ["short"]
+    assert gf.season_length_ == 4 and gf.lookback_ == 12 and gf.calendar_ is False and gf.seed_ == 0
+    assert len(gf.history_) == 2 and all(h["epochs_run"] >= 1 for h in gf.history_)
+    # a list in, a list out; no levels: only yhat
+    listed = gf.predict(list(data.values()))
+    assert isinstance(listed, list) and len(listed) == len(data) and set(listed[0]) == {"yhat"}
+    np.testing.assert_array_equal(listed[0]["yhat"], out["s0"]["yhat"])
+
+
+def test_new_series_forecast_without_refit(fitted):
+    gf, _ = fitted
+    before = gf.predict()
+    new = gf.predict({"fresh": 100 + np.sin(np.arange(30)), "one": [7.0]}, level=95)
+    assert new["fresh"]["yhat"].shape == (4,) and new["one"]["hi-95"].shape == (4,)
+    assert 80 < new["fresh"]["yhat"].mean() < 120  # in the units of its own history
+    after = gf.predict()
+    assert all(np.array_equal(before[k]["yhat"], after[k]["yhat"]) for k in before)
+
+
+def test_intervals_ordered_and_widen_with_level(fitted):
+    gf, _ = fitted
+    out = gf.predict(level=[50, 80, 95])
+    for v in out.values():
+        assert np.all(v["lo-95"] <= v["lo-80"]) and np.all(v["lo-80"] <= v["lo-50"])
+        assert np.all(v["lo-50"] <= v["yhat"]) and np.all(v["yhat"] <= v["hi-50"])
+        assert np.all(v["hi-50"] <= v["hi-80"]) and np.all(v["hi-80"] <= v["hi-95"])
+        assert np.all(v["hi-95"] - v["lo-95"] > v["hi-50"] - v["lo-50"])
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_other_cells(cell):
+    gf = GlobalForecaster(horizon=3, cell=cell, seed=1, **TINY).fit(panel(3), progress=False)
+    assert gf.predict()["s0"]["yhat"].shape == (3,)
+
+
+def test_same_seed_same_forecast_bit_for_bit():
+    data = panel(4, seed=3)
+    a = GlobalForecaster(horizon=3, seed=5, **TINY).fit(data, progress=False).predict(level=[80])
+    b = GlobalForecaster(horizon=3, seed=5, **TINY).fit(data, progress=False).predict(level=[80])
+    c = GlobalForecaster(horizon=3, seed=6, **TINY).fit(data, progress=False).predict(level=[80])
+    for k in data:
+        for col in a[k]:
+            assert a[k][col].tobytes() == b[k][col].tobytes()
+    assert not all(np.array_equal(a[k]["yhat"], c[k]["yhat"]) for k in data)
+
+
+def test_save_load_round_trip_bitwise(fitted, tmp_path):
+    gf, data = fitted
+    path = tmp_path / "model.npz"
+    gf.save(path)
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    loaded = GlobalForecaster.load(path)
+    assert loaded.get_params() == gf.get_params()
+    assert loaded.untrained_ids_ == gf.untrained_ids_ and loaded.lookback_ == gf.lookback_
+    a, b = gf.predict(level=[80, 95]), loaded.predict(level=[80, 95])
+    for k in a:
+        for col in a[k]:
+            assert a[k][col].tobytes() == b[k][col].tobytes()
+    new = {"x": np.linspace(1, 9, 17)}
+    assert gf.predict(new)["x"]["yhat"].tobytes() == loaded.predict(new)["x"]["yhat"].tobytes()
+    # a corrupt file is a clear ValueError
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="bad.npz"):
+        GlobalForecaster.load(tmp_path / "bad.npz")
+
+
+def test_cross_validation_arrays(fitted):
+    gf, _ = fitted
+    data = panel(4, seed=2, low=30, high=40)
+    cv = gf.cross_validation(data, n_windows=2, step_size=3)
+    assert set(cv) == {"unique_id", "ds", "cutoff", "y", "yhat"}
+    assert len(cv["y"]) == 4 * 2 * 4
+    for k, y in data.items():
+        rows = cv["unique_id"] == k
+        cutoffs = sorted(set(cv["cutoff"][rows].tolist()))
+        assert cutoffs == [len(y) - 4 - 3 - 1, len(y) - 4 - 1]
+        np.testing.assert_array_equal(cv["y"][rows], y[cv["ds"][rows]])
+    assert np.all(cv["ds"] > cv["cutoff"])
+
+
+# ---------------------------------------------------------------------------------- DataFrame path
+
+
+def test_dataframe_path_unsorted_with_calendar_and_future_dates():
+    pd = pytest.importorskip("pandas")
+    data = panel(5, seed=4)
+    df = as_frame(data).sample(frac=1.0, random_state=0)  # unsorted rows are sorted
+    gf = GlobalForecaster(horizon=6, seed=0, **TINY).fit(df, progress=False)
+    assert gf.season_length_ == 12 and gf.calendar_ is True  # monthly, inferred
+    fc = gf.predict(level=[80, 95])
+    assert list(fc.columns) == ["unique_id", "ds", "yhat", "yhat-lo-80", "yhat-hi-80", "yhat-lo-95", "yhat-hi-95"]
+    assert len(fc) == 5 * 6
+    for k, y in data.items():
+        rows = fc[fc.unique_id == k]
+        last = df[df.unique_id == k].ds.max()
+        expected = pd.date_range(last, periods=7, freq="MS")[1:]
+        assert list(rows.ds) == list(expected)
+    # the same forecasts as the sorted frame
+    sorted_fc = GlobalForecaster(horizon=6, seed=0, **TINY).fit(as_frame(data), progress=False).predict(level=[80, 95])
+    pd.testing.assert_frame_equal(fc, sorted_fc)
+    # a new, unseen series through a DataFrame; a dict is refused (calendar features need ds)
+    new = gf.predict(as_frame({"new": 50 + np.sin(np.arange(40))}, start="2010-01-01"))
+    assert list(new.unique_id.unique()) == ["new"] and len(new) == 6
+    with pytest.raises(ValueError, match="calendar"):
+        gf.predict({"new": np.ones(30)})
+
+
+def test_dataframe_integer_ds_and_cross_validation(tmp_path):
+    pytest.importorskip("pandas")
+    data = panel(4, seed=5, low=30, high=40)
+    df = as_frame(data, ints=True)
+    gf = GlobalForecaster(horizon=3, seed=0, **TINY).fit(df, progress=False)
+    assert gf.season_length_ == 1 and gf.calendar_ is False
+    fc = gf.predict()
+    last = df.groupby("unique_id").ds.max()
+    for k in data:
+        assert list(fc[fc.unique_id == k].ds) == [last[k] + 3, last[k] + 6, last[k] + 9]
+    gf.save(tmp_path / "m.npz")
+    assert GlobalForecaster.load(tmp_path / "m.npz").predict().equals(fc)
+    cv = gf.cross_validation(df, n_windows=3, step_size=2, level=[80])
+    assert list(cv.columns) == ["unique_id", "ds", "cutoff", "y", "yhat", "yhat-lo-80", "yhat-hi-80"]
+    assert len(cv) == 4 * 3 * 3
+    assert all(g.cutoff.nunique() == 3 for _, g in cv.groupby("unique_id"))
+    merged = cv.merge(df, on=["unique_id", "ds"], suffixes=("", "_true"))
+    np.testing.assert_array_equal(merged.y, merged.y_true)
+
+
+def test_dataframe_monthly_calendar_save_load(tmp_path):
+    pytest.importorskip("pandas")
+    df = as_frame(panel(3, seed=6))
+    gf = GlobalForecaster(horizon=4, seed=0, **TINY).fit(df, progress=False)
+    gf.save(tmp_path / "m.npz")
+    loaded = GlobalForecaster.load(tmp_path / "m.npz")
+    assert loaded.calendar_ and loaded.predict(level=80).equals(gf.predict(level=80))
+
+
+def test_import_numrnn_does_not_import_pandas():
+    code = "import sys, numrnn, numrnn.forecast, numrnn.global_forecast; print('pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------------------- bad input
+
+
+def test_bad_frames():
+    pd = pytest.importorskip("pandas")
+    df = as_frame(panel(2))
+    gf = GlobalForecaster(horizon=3, **TINY)
+    with pytest.raises(ValueError, match=r"\['ds'\]"):
+        gf.fit(df.drop(columns="ds"))
+    dup = pd.concat([df, df.iloc[[3]]])
+    with pytest.raises(ValueError, match="duplicate"):
+        gf.fit(dup)
+    gap = df.drop(index=[5])
+    with pytest.raises(ValueError, match="irregular.*s0"):
+        gf.fit(gap)
+    nan = df.copy()
+    nan.loc[7, "y"] = np.nan
+    with pytest.raises(ValueError, match="'y'.*NaN.*s0"):
+        gf.fit(nan)
+    with pytest.raises(TypeError, match="'ds'"):
+        gf.fit(df.assign(ds=df.ds.astype(str)))
+    with pytest.raises(TypeError, match="'y'"):
+        gf.fit(df.assign(y="a"))
+    with pytest.raises(ValueError, match="empty"):
+        gf.fit(df.iloc[:0])
+    assert not gf.is_fitted
+
+
+def test_bad_arrays_and_arguments(fitted):
+    gf, data = fitted
+    before = gf.predict()
+    with pytest.raises(ValueError, match=r"\['b'\].*NaN"):
+        gf.fit({"a": np.ones(20), "b": [1.0, np.nan, 2.0]})
+    with pytest.raises(ValueError, match=r"\['b'\].*empty"):
+        gf.fit({"a": np.ones(20), "b": []})
+    with pytest.raises(ValueError, match=r"\['a'\].*1-D"):
+        gf.fit({"a": np.ones((5, 2))})
+    with pytest.raises(ValueError, match="empty dict"):
+        gf.fit({})
+    with pytest.raises(TypeError, match="DataFrame"):
+        gf.fit(np.ones(10))
+    with pytest.raises(ValueError, match="horizon=4"):
+        gf.fit({"a": np.ones(3), "b": np.arange(4.0)})
+    for bad in (0, 100, -5, [80, 120]):
+        with pytest.raises(ValueError, match="level"):
+            gf.predict(level=bad)
+    with pytest.raises(TypeError, match="level"):
+        gf.predict(level="80")
+    # nothing above changed the fitted state
+    after = gf.predict()
+    assert all(np.array_equal(before[k]["yhat"], after[k]["yhat"]) for k in before)
+    with pytest.raises(RuntimeError, match="fit"):
+        GlobalForecaster(horizon=3).predict()
+    with pytest.raises(ValueError, match="horizon"):
+        GlobalForecaster(horizon=0)
+    with pytest.raises(ValueError, match="cell"):
+        GlobalForecaster(horizon=3, cell="transformer")
+    with pytest.raises(TypeError, match="seed"):
+        GlobalForecaster(horizon=3, seed=1.5)
+
+
+# ---------------------------------------------------------------------------------- quality
+
+
+def synthetic(n_series=50, seed=0, season=12):
+    """Seasonal sine + trend + noise, lengths 60-150, varied levels, amplitudes and phases."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(n_series):
+        n = int(rng.integers(60, 151))
+        t = np.arange(n)
+        level = rng.uniform(20, 200)
+        y = (level + rng.normal(0, 0.003) * level * t
+             + rng.uniform(0.1, 0.3) * level * np.sin(2 * np.pi * t / season + rng.uniform(0, 2 * np.pi))
+             + rng.uniform(0.02, 0.06) * level * rng.normal(size=n))
+        out[f"s{i}"] = np.maximum(y, 1.0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def quality():
+    h, m = 12, 12
+    data = synthetic()
+    train = {k: v[:-h] for k, v in data.items()}
+    test = {k: v[-h:] for k, v in data.items()}
+    gf = GlobalForecaster(horizon=h, season_length=m, seed=0, hidden_size=32, epochs=60, steps_per_epoch=25,
+                          batch_size=64, ensemble=2, patience=10)
+    gf.fit(train, progress=False)
+    return gf.predict(level=[80, 95]), train, test, m
+
+
+def test_synthetic_panel_beats_seasonal_naive(quality):
+    fc, train, test, m = quality
+    ratios = []
+    for k in train:
+        ours = metrics.mase(test[k], fc[k]["yhat"], train[k], m=m)
+        naive = metrics.mase(test[k], metrics.seasonal_naive(train[k], len(test[k]), m=m), train[k], m=m)
+        ratios.append(ours / naive)
+    gmean = float(np.exp(np.mean(np.log(ratios))))
+    assert gmean < 0.95, gmean
+
+
+def test_synthetic_interval_coverage(quality):
+    fc, _, test, _ = quality
+    truth = np.concatenate([test[k] for k in test])
+    cover = {lv: np.mean((truth >= np.concatenate([fc[k][f"lo-{lv}"] for k in test]))
+                         & (truth <= np.concatenate([fc[k][f"hi-{lv}"] for k in test]))) for lv in (80, 95)}
+    assert 0.6 <= cover[80] <= 0.97, cover
+    assert 0.8 <= cover[95] <= 1.0, cover
+    assert cover[95] >= cover[80]
