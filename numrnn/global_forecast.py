@@ -36,7 +36,13 @@ For series :math:`i` with values :math:`y_{i,1..n_i}`:
 4. **Network.**  :math:`h_n = \text{RNN}(x; \text{lengths})` (the last layer's state after each
    window's last valid step), then one :class:`numrnn.nn.Linear` head
    :math:`[\mu_{1..h}, \log\sigma^2_{1..h}] = W [h_n; c_{1..h}] + b` (direct multi-step).
-5. **Likelihood.**  :math:`u_k \sim \mathcal N(\mu_k, \sigma_k^2)`, trained by
+   The means are residuals to a seasonal anchor (ES-RNN style), so an untrained network already
+   forecasts a smoothed seasonal naive:
+   :math:`a_k = (\bar z_1 - \ell)/s_i + \frac1J \sum_{j=1}^{J} (z_{i,t-jm+(k \bmod m)} - \bar z_j)/s_i`,
+   :math:`\bar z_j` the mean of the j-th last whole season in the window, :math:`J \le 3` the
+   number of whole seasons there; :math:`a_k = 0` (the naive level) for :math:`m = 1` or windows
+   shorter than a season.
+5. **Likelihood.**  :math:`u_k - a_k \sim \mathcal N(\mu_k, \sigma_k^2)`, trained by
    :class:`numrnn.losses.GaussianNLLLoss`.  *Why Gaussian:* on the log-and-level-normalised
    scale the one-step changes of most business and physical series are close to symmetric, so a
    Gaussian there is a log-normal in the original units (skewed, positive) for positive series;
@@ -395,12 +401,29 @@ def _batch(packed, series, origin, lookback, horizon, season, calendar, dtype, w
         fa = 2 * np.pi * (((ordinal[:, None] + origin[:, None] + np.arange(horizon)[None, :]) % season) / season)
         future = np.concatenate([np.sin(fa), np.cos(fa)], axis=1)
     k = np.arange(horizon)
-    # the seasonal-naive anchor a_k = z[t - m + (k mod m)] - level (0, the naive level, for m = 1 or
-    # windows shorter than a season): the network models the residual u_k - a_k
-    seasonal = (length >= season) & (season > 1)
-    back = origin[:, None] - season + (k[None, :] % season)
-    anchor = np.where(seasonal[:, None], packed.zn[off[:, None] + np.where(seasonal[:, None], back, origin[:, None] - 1)]
-                      - level[:, None], 0.0)
+    # the seasonal anchor (ES-RNN style): the mean of the last season relative to the level plus the
+    # seasonal profile averaged over the last J <= 3 whole seasons in the window, each taken
+    # relative to its own mean,  a_k = (zbar_1 - level) + mean_j (z[t - j m + (k mod m)] - zbar_j);
+    # 0 (the naive level) for m = 1 or windows shorter than a season.  The network models u_k - a_k.
+    anchor = np.zeros((b, horizon))
+    if season > 1:
+        n_seasons = np.minimum(length // season, 3)
+        profile = np.zeros((b, horizon))
+        last_mean = np.zeros(b)
+        i_m = np.arange(season)
+        for jj in range(1, 4):
+            use = n_seasons >= jj
+            if not use.any():
+                break
+            rows = np.where(use[:, None], (origin - jj * season)[:, None] + i_m[None, :], 0)
+            seg = packed.zn[off[:, None] + rows]  # (B, m); unused rows read a series' first value
+            seg_mean = seg.mean(axis=1)
+            if jj == 1:
+                last_mean = seg_mean
+            profile += np.where(use[:, None], seg[:, k % season] - seg_mean[:, None], 0.0)
+        have = n_seasons >= 1
+        anchor = np.where(have[:, None], (last_mean - level)[:, None] + profile / np.maximum(n_seasons, 1)[:, None],
+                          0.0)
     target = None
     if with_target:
         target = (packed.zn[off[:, None] + origin[:, None] + k[None, :]] - level[:, None] - anchor).astype(dtype)
