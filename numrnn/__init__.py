@@ -4,10 +4,11 @@ Layers (:class:`RNN`, :class:`LSTM`, :class:`GRU`) follow PyTorch's semantics an
 parameter layout; arrays in and out are NumPy.  Building blocks for training
 live in :mod:`numrnn.nn`, :mod:`numrnn.losses`, :mod:`numrnn.optim` and
 :mod:`numrnn.train`; forecasting in :mod:`numrnn.forecast` (:class:`Forecaster`),
-:mod:`numrnn.metrics` and :mod:`numrnn.datasets`.
+:mod:`numrnn.metrics` and :mod:`numrnn.datasets`; conversion to and from PyTorch
+modules and Keras weights in :mod:`numrnn.convert`.
 """
 
-from numrnn import datasets, forecast, io, losses, metrics, nn, optim, train
+from numrnn import convert, datasets, forecast, io, losses, metrics, nn, optim, train
 from numrnn.backends import get_backend
 from numrnn.forecast import Forecaster
 from numrnn.layers import GRU, LSTM, RNN
@@ -19,6 +20,7 @@ __all__ = [
     "LSTM",
     "RNN",
     "Forecaster",
+    "convert",
     "datasets",
     "forecast",
     "get_backend",
