@@ -482,7 +482,7 @@ def _check_optimizer(config, params, arrays, prefix):
     """
     if not isinstance(config, dict):
         raise ValueError(f"the optimiser config must be a dict, got {type(config).__name__}")
-    if config.get("type") not in ("SGD", "Adam", "AdamW"):
+    if config.get("type") not in [c.__name__ for c in _loadable_optimizers()]:
         raise ValueError(f"unknown optimiser type {config.get('type')!r}")
     if not isinstance(config.get("config"), dict):
         raise ValueError(f"the optimiser's config must be a dict, got {type(config.get('config')).__name__}")
@@ -505,8 +505,25 @@ def _check_optimizer(config, params, arrays, prefix):
     return names
 
 
+def _loadable_optimizers():
+    """The optimiser classes :func:`load` rebuilds (imported lazily: optim imports io's users)."""
+    from numrnn import optim
+
+    return (optim.SGD, optim.Adam, optim.AdamW)
+
+
 def _optimizer_to_arrays(optimizer, prefix="optim"):
-    """Split an optimiser's state_dict into a JSON part and named arrays."""
+    """Split an optimiser's state_dict into a JSON part and named arrays.
+
+    Only the optimisers that :func:`load` rebuilds (SGD, Adam, AdamW) are saved: any other
+    is refused here, so that no file is written that cannot be loaded back.
+    """
+    if type(optimizer) not in _loadable_optimizers():
+        names = ", ".join(c.__name__ for c in _loadable_optimizers())
+        raise TypeError(
+            f"optimizer must be one of {names} (the optimisers io.load rebuilds) or None, got "
+            f"{type(optimizer).__name__}; save the model alone with optimizer=None"
+        )
     sd = optimizer.state_dict()
     arrays = {}
     slots = {}
@@ -519,9 +536,7 @@ def _optimizer_to_arrays(optimizer, prefix="optim"):
 
 
 def _optimizer_from_arrays(config, arrays, prefix="optim"):
-    from numrnn import optim
-
-    cls = {c.__name__: c for c in (optim.SGD, optim.Adam, optim.AdamW)}.get(config["type"])
+    cls = {c.__name__: c for c in _loadable_optimizers()}.get(config["type"])
     if cls is None:
         raise ValueError(f"unknown optimiser type {config['type']!r}")
     state = {}

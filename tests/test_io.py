@@ -556,3 +556,15 @@ def test_building_block_bad_settings_are_refused(tmp_path, index, change, messag
     rewrite(path, meta, contents)
     with pytest.raises(ValueError, match=f"cannot load .*does not fit its config .*{message}"):
         nio.load(path)
+
+
+def test_save_refuses_an_optimiser_that_load_cannot_rebuild(tmp_path):
+    """LBFGS keeps state that io.load does not rebuild: saving it used to succeed and loading
+    then failed; now save refuses, names the argument and writes nothing."""
+    from numrnn import nn, optim
+
+    path = tmp_path / "model.npz"
+    model = nn.Sequential(nn.Linear(3, 2, seed=0))
+    with pytest.raises(TypeError, match="optimizer must be one of SGD, Adam, AdamW"):
+        nio.save(path, model, optim.LBFGS())
+    assert not path.exists()
