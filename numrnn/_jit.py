@@ -7,6 +7,14 @@ backend compiles the very same scalar functions with :func:`cuda_device`, withou
 fast-math: numba-cuda would lower float32 ``tanh`` to ``tanh.approx.f32`` (relative
 error about 2**-11), too coarse for equality with the CPU to 1e-4.
 
+First use: a kernel is compiled the first time it meets a new dtype (tens of seconds
+per cell family and dtype), then loaded from Numba's on-disk cache.  A listener on
+Numba's ``"numba:compile"`` event, which fires for real compilations only (not for
+cache loads, not for calls), logs one line per cell family and dtype through the
+``"numrnn"`` logger (:data:`COMPILE_LOG_LEVEL`), and shows "compiling" on the
+progress bars handed to :class:`compile_notice`.  It costs nothing on calls that
+find their kernel compiled: dispatchers are called directly, nothing wraps them.
+
 Fast-math: we allow the flags that only re-associate or contract arithmetic
 (``contract``, ``reassoc``, ``nsz``, ``arcp``, ``afn``) but never ``nnan`` or
 ``ninf``, because the stable sigmoid/tanh rely on IEEE behaviour for huge inputs.
@@ -14,10 +22,12 @@ Fast-math: we allow the flags that only re-associate or contract arithmetic
 
 from __future__ import annotations
 
+import logging
 import os
 import types
 
 import numba
+from numba.core import event as _numba_event
 
 #: Fast-math flags for every kernel (no ``nnan``/``ninf``: see module docstring).
 FASTMATH = frozenset({"contract", "reassoc", "nsz", "arcp", "afn"})
@@ -30,6 +40,149 @@ CPU_OPTIONS = dict(cache=CACHE, fastmath=set(FASTMATH), error_model="numpy", nog
 #: Options for ``numba.extending.overload`` implementations (cached with their caller).
 OVERLOAD_OPTIONS = {key: value for key, value in CPU_OPTIONS.items() if key != "cache"}
 
+# ------------------------------------------------------------------ first-use compile notice
+
+#: Level of the one line per cell family and dtype logged through the ``"numrnn"``
+#: logger when a kernel compiles (WARNING: Python prints it to stderr even where
+#: logging is not configured; ``logging.getLogger("numrnn").setLevel(logging.ERROR)``
+#: silences it).
+COMPILE_LOG_LEVEL = logging.WARNING
+
+logger = logging.getLogger("numrnn")
+
+#: Kernel name prefix -> cell family named in the compile notice.
+_FAMILIES = (("lstm_", "LSTM"), ("gru_", "GRU"), ("rnn_", "RNN"), ("checked_step", "step()"), ("checked_stack_step", "step()"))
+
+
+def cache_dir():
+    """The directory where Numba keeps numrnn's compiled CPU kernels, as Numba
+    resolves it (``NUMBA_CACHE_DIR`` if set, else the ``__pycache__`` next to
+    :mod:`numrnn.backends.cpu` if writable, else a user-wide directory), or None
+    when caching is off (``NUMRNN_NO_CACHE=1``)."""
+    from numrnn.backends import cpu
+
+    return cpu.lstm_forward.stats.cache_path
+
+
+def _kernel_label(dispatcher, args):
+    """``"LSTM float32"`` for a numrnn CPU kernel compiled for ``args``, None for
+    anything else (user code, CUDA kernels)."""
+    func = getattr(dispatcher, "py_func", None)
+    module = getattr(func, "__module__", None) or ""
+    if not module.startswith("numrnn.") or "cuda" in module:
+        return None
+    name = func.__name__
+    family = next((label for prefix, label in _FAMILIES if name.startswith(prefix)), name)
+    dtype = next((str(arg.dtype) for arg in args if isinstance(arg, numba.types.Array)), None)
+    return family if dtype is None else f"{family} {dtype}"
+
+
+class _CompileWatch(_numba_event.Listener):
+    """Listener of ``"numba:compile"``: Numba fires it around the compilation of one
+    specialisation, after the overloads and the on-disk cache were looked up, so it
+    never runs on a warm call or a cache load.  Compilations of numrnn kernels that no
+    other compilation encloses (the drivers; not the functions they call) log their
+    label once per process and are passed to the active observers."""
+
+    def __init__(self):
+        self.depth = 0  # Numba compiles under one global lock: nesting is per thread of the lock holder
+        self.logged = set()
+        self.observers = []
+        self.muted = 0  # > 0: no log lines (a progress bar says it), labels still count as logged
+
+    def on_start(self, event):
+        self.depth += 1
+        if self.depth != 1:
+            return
+        try:  # an exception here would fail the compilation
+            data = event.data or {}
+            label = _kernel_label(data.get("dispatcher"), data.get("args") or ())
+            if label is None:
+                return
+            if label not in self.logged:
+                self.logged.add(label)
+                if not self.muted:  # (warmup() mutes: its bar says what compiles)
+                    self._log(label, getattr(getattr(data["dispatcher"], "stats", None), "cache_path", None))
+            for observer in list(self.observers):
+                observer(label)
+        except Exception:  # noqa: BLE001 - never break a compilation over a notice
+            pass
+
+    def _log(self, label, where):
+        for observer in list(self.observers):  # progress bars off their line, for the log line
+            getattr(observer, "clear", _no_clear)()
+        if where is None:
+            logger.log(COMPILE_LOG_LEVEL, "numrnn: compiling %s kernels (first use in this process: caching is off)", label)
+        else:
+            logger.log(COMPILE_LOG_LEVEL, "numrnn: compiling %s kernels (first use only; cached in %s)", label, where)
+
+    def on_end(self, event):
+        self.depth = max(0, self.depth - 1)
+
+
+def _no_clear():
+    pass
+
+
+_watch = _CompileWatch()
+_numba_event.register("numba:compile", _watch)
+
+
+class compile_notice:
+    """Shows "compiling" on a tqdm ``bar`` while numrnn kernels compile.
+
+    Use ``notice.update(n)`` in place of ``bar.update(n)``: an update that follows a
+    compilation takes the time since the bar's last update off its clock
+    (``bar.unpause()``) and gives its rate estimate no sample, so the compile time
+    does not become an estimate of hours for the remaining iterations.  Call
+    :meth:`close` (or use it as a context manager) when done.  ``bar`` None is allowed
+    (everything is then a no-op).
+    """
+
+    def __init__(self, bar):
+        self.bar = bar
+        self.compiled = False
+        if bar is not None:
+            _watch.observers.append(self)
+
+    def clear(self):
+        """Take the bar off its line (for a log line, after which :meth:`__call__` redraws it)."""
+        self.bar.clear()
+
+    def __call__(self, label):
+        if not self.compiled:
+            self.compiled = True
+            self.bar.set_postfix_str(f"compiling {label} kernels (first use only)", refresh=False)
+        self.bar.refresh()
+
+    def update(self, n=1):
+        bar = self.bar
+        if bar is None:
+            return
+        if not self.compiled:
+            bar.update(n)
+            return
+        self.compiled = False
+        if getattr(bar, "disable", False):
+            bar.update(n)
+            return
+        bar.unpause()  # the time since the last update (the compilation) leaves the clock
+        bar.n += n
+        # ... and is no sample of the rate (neither the smoothed one nor the mean since
+        # the start, (n - initial) / elapsed): the next update gives the first
+        bar.last_print_n = bar.initial = bar.n
+        bar.refresh()
+
+    def close(self):
+        if self.bar is not None and self in _watch.observers:
+            _watch.observers.remove(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False
 
 
 _SCALAR_MODULE_PREFIX = "numrnn.cells"

@@ -46,6 +46,7 @@ import os
 import numpy as np
 
 from numrnn import _validation as check
+from numrnn._jit import compile_notice
 from numrnn import io as nio
 from numrnn import metrics as nmetrics
 from numrnn import nn
@@ -672,14 +673,16 @@ class Forecaster:
                         from tqdm.auto import tqdm
 
                         bar = tqdm(total=self.epochs, desc=desc, leave=False)
+                    notice = compile_notice(bar)  # "compiling" on the bar while kernels compile
                     try:
                         result = fit_lbfgs(
                             net, x_tr, t_tr, loss=loss, maxiter=self.epochs, validation=validation,
                             patience=self.patience if validation is not None else None,
-                            callback=(lambda it, value, bar=bar: (bar.update(1), bar.set_postfix(train=f"{value:.4g}", refresh=False)))
+                            callback=(lambda it, value, bar=bar: (bar.set_postfix(train=f"{value:.4g}", refresh=False), notice.update(1)))
                             if bar is not None else None,
                         )
                     finally:
+                        notice.close()
                         if bar is not None:
                             bar.close()
                     opt = None

@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 
+from numrnn._jit import compile_notice
 from numrnn.losses import get_loss
 from numrnn.optim import Optimizer, clip_grad_norm, get_optimizer
 
@@ -381,6 +382,7 @@ def fit(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=epochs, desc=desc, leave=False)
+    notice = compile_notice(bar)  # "compiling" on the bar while kernels compile, and no ETA from it
     try:
         waited = 0
         for epoch in range(epochs):
@@ -421,12 +423,13 @@ def fit(
                     waited += 1
             if bar is not None:
                 bar.set_postfix(postfix, refresh=False)
-                bar.update(1)
+                notice.update(1)
             if not math.isfinite(train_loss):
                 raise FloatingPointError(f"the training loss became {train_loss} at epoch {epoch}; lower the learning rate")
             if patience is not None and validation is not None and waited >= patience:
                 break
     finally:
+        notice.close()
         if bar is not None:
             bar.close()
     if best_state is not None:
