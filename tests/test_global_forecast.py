@@ -58,7 +58,7 @@ def test_array_path_shapes_and_attributes(fitted):
         assert set(v) == {"yhat", "lo-80", "hi-80"}
         assert all(a.shape == (4,) and np.isfinite(a).all() for a in v.values())
     assert gf.untrained_ids_ == ["tiny"] and gf.unvalidated_ids_ == ["short"]
-    assert gf.season_length_ == 4 and gf.lookback_ == 12 and gf.calendar_ is False and gf.seed_ == 0
+    assert gf.season_length_ == 4 and gf.lookback_ == 16 and gf.calendar_ is False and gf.seed_ == 0
     assert len(gf.history_) == 2 and all(h["epochs_run"] >= 1 for h in gf.history_)
     # a list in, a list out; no levels: only yhat
     listed = gf.predict(list(data.values()))
