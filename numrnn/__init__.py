@@ -12,6 +12,7 @@ from numrnn import convert, datasets, forecast, io, losses, metrics, nn, optim, 
 from numrnn.backends import get_backend
 from numrnn.forecast import Forecaster
 from numrnn.layers import GRU, LSTM, RNN
+from numrnn.warmup import warmup
 
 __version__ = "0.1.0"
 
@@ -30,5 +31,6 @@ __all__ = [
     "nn",
     "optim",
     "train",
+    "warmup",
     "__version__",
 ]
