@@ -40,6 +40,7 @@ import numpy as np
 
 from numrnn import _validation as check
 from numrnn.backends.cpu_nn import embedding_scatter_add
+from numrnn.recurrent_cells import GRUCell, LSTMCell, RNNCell
 
 __all__ = [
     "Module",
@@ -53,6 +54,9 @@ __all__ = [
     "Sigmoid",
     "LastStep",
     "Sequential",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
     "module_spec",
     "module_from_spec",
 ]
