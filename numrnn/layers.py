@@ -733,15 +733,28 @@ class RNNBase:
         batch = x.shape[0]
         state0 = self._check_state(state, batch, batched, "state")
         state0 = tuple(s.reshape(s.shape[0], batch, self.hidden_size) for s in state0)
-        backend = self._backend
-        layer_input = x
-        new_state = tuple(np.empty_like(s) for s in state0)
-        for layer in range(self.num_layers):
-            final = backend.layer_step(self.cell, layer_input, self._weights(layer, 0), tuple(s[layer] for s in state0))
-            for k, value in enumerate(final):
-                new_state[k][layer] = value
-            layer_input = final[0]
         self._plan_step()
+        plan = self._step_plan
+        if plan is not None:  # the validated call runs the fast path's kernel: one kernel per layout to compile
+            kernel, cell, weights, state_size, layers, hidden, dtype = plan
+            h0 = np.ascontiguousarray(state0[0])
+            c0 = np.ascontiguousarray(state0[1]) if state_size == 2 else h0
+            stacked = np.empty((state_size, layers, batch, hidden), dtype)
+            params = self.params
+            if type(weights) is tuple:
+                kernel(cell, x, *(params[name] for name in weights), h0, c0, stacked)
+            else:
+                kernel(cell, x, *weights(params), h0, c0, stacked)
+            new_state = tuple(stacked)
+            layer_input = stacked[0][layers - 1]
+        else:
+            layer_input = x
+            new_state = tuple(np.empty_like(s) for s in state0)
+            for layer in range(self.num_layers):
+                final = self._backend.layer_step(self.cell, layer_input, self._weights(layer, 0), tuple(s[layer] for s in state0))
+                for k, value in enumerate(final):
+                    new_state[k][layer] = value
+                layer_input = final[0]
         if not batched:
             return layer_input[0], self._pack_state(tuple(s[:, 0] for s in new_state))
         return layer_input, self._pack_state(new_state)
@@ -749,7 +762,7 @@ class RNNBase:
     _step_plan = None  # set by _plan_step() for models that can take the fast path
 
     def _plan_step(self):
-        """After a first full-path :meth:`step`, set up the fast path where it applies
+        """On the first full-path :meth:`step`, set up the fast path where it applies
         (a unidirectional model on a backend with a ``step_kernel``):
         ``(kernel, cell code, weights, state size, L, H, dtype)``, where ``weights``
         is the four parameter names of a single layer with biases (looked up one by
