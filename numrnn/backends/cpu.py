@@ -249,14 +249,20 @@ def matmul_tn(a, b):
 PARTIAL_SUMS_MAX_BYTES = 4 << 20
 
 
+#: Fewest rows in one chunk of :func:`partial_chunks`.
+PARTIAL_CHUNK_MIN_ROWS = 32
+
+
 @cpu_function
 def partial_chunks(rows, values, itemsize):
     """Row chunks for a reduction over ``rows`` into ``values`` outputs: up to
     :data:`PRODUCT_CHUNKS`, fewer (not below 2) where their partial sums would pass
-    :data:`PARTIAL_SUMS_MAX_BYTES`.  It depends on the shapes only, so the result is
-    the same bits whatever the thread count."""
+    :data:`PARTIAL_SUMS_MAX_BYTES`, and at least :data:`PARTIAL_CHUNK_MIN_ROWS` rows
+    each (a chunk of a few rows costs its whole partial sum for little work).  It
+    depends on the shapes only, so the result is the same bits whatever the thread
+    count."""
     fit = max(2, PARTIAL_SUMS_MAX_BYTES // (values * itemsize))
-    return max(1, min(PRODUCT_CHUNKS, fit, rows))
+    return max(1, min(PRODUCT_CHUNKS, fit, rows // PARTIAL_CHUNK_MIN_ROWS))
 
 
 @cpu_function
