@@ -30,10 +30,10 @@ from __future__ import annotations
 import contextlib
 import math
 import operator
-import threading
 
 import numpy as np
 
+from numrnn._exclusive import ExclusiveUse
 from numrnn import _validation as check
 from numrnn.backends import get_backend, host_copy, is_device_array
 from numrnn.cells import GATES
@@ -49,22 +49,6 @@ def _assign(target, values):
         target.copy_to_device(np.ascontiguousarray(values, dtype=target.dtype))
 
 
-class _Release:
-    """``with`` body for an already acquired lock: releases it on exit."""
-
-    __slots__ = ("lock",)
-
-    def __init__(self, lock):
-        self.lock = lock
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.lock.release()
-        return False
-
-
 def _tuple_getter(keys):
     """``mapping -> tuple(mapping[k] for k in keys)`` in one C call (``itemgetter``
     returns a bare item for one key)."""
@@ -74,7 +58,7 @@ def _tuple_getter(keys):
     return operator.itemgetter(*keys)
 
 
-class RNNBase:
+class RNNBase(ExclusiveUse):
     """Shared machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU`.
 
     Parameters
@@ -105,6 +89,8 @@ class RNNBase:
         kept in :attr:`seed` and :meth:`config`, so the saved config of any layer
         rebuilds the same initial weights.
     """
+
+    _exclusive_noun = "layer"
 
     _family = ""
 
@@ -184,7 +170,7 @@ class RNNBase:
         self.training = True
         self._saved = None
         self._backward_ran = False  # a backward consumed what the last forward saved
-        self._in_use = threading.Lock()  # held by forward and backward: see _exclusive()
+        self._init_exclusive()  # forward and backward refuse a second thread (numrnn._exclusive)
         self._workspaces = {}  # backend buffers reused across calls, per layer-direction
         self.params = {}
         self._seed_generators(self.seed)
@@ -464,31 +450,6 @@ class RNNBase:
 
     __call__ = forward
 
-    def __getstate__(self):  # copy.copy / copy.deepcopy: a new lock for the copy
-        state = self.__dict__.copy()
-        state.pop("_in_use", None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._in_use = threading.Lock()
-
-    def _exclusive(self, method):
-        """Context held by :meth:`forward` and :meth:`backward`: a ``RuntimeError`` when
-        another thread is inside either on this layer.
-
-        A layer is not thread-safe: what forward saves for backward, and the buffers
-        it reuses, belong to one call at a time.  Rather than give wrong numbers when
-        two threads share a layer, the second call raises.  (:meth:`step` saves
-        nothing and may be shared.)
-        """
-        if not self._in_use.acquire(blocking=False):
-            raise RuntimeError(
-                f"{type(self).__name__}.{method}() called while another thread is inside forward() or "
-                f"backward() of the same layer: a layer is not thread-safe; give each thread its own "
-                f"(e.g. type(layer)(**layer.config()) then load_state_dict(layer.state_dict()))"
-            )
-        return _Release(self._in_use)
 
     def _forward(self, x, state, lengths):
         self._check_params()

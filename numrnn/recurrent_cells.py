@@ -76,10 +76,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 
 import numpy as np
 
+from numrnn._exclusive import ExclusiveUse
 from numrnn import _validation as check
 from numrnn._jit import cpu_function, cpu_kernel
 from numrnn.backends.cpu import (
@@ -306,7 +306,7 @@ class _Call:
         self.chained = chained  # this call's hx was the previous saved call's output
 
 
-class CellBase:
+class CellBase(ExclusiveUse):
     """Shared machinery of :class:`RNNCell`, :class:`LSTMCell` and :class:`GRUCell`.
 
     Parameters
@@ -339,6 +339,8 @@ class CellBase:
         Training mode: calls save what their backward needs.  Eval mode saves nothing.
     """
 
+    _exclusive_noun = "cell"
+
     _family = ""
 
     def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None, max_saved=None):
@@ -354,7 +356,7 @@ class CellBase:
         self._tape = []  # the saved calls, oldest first
         self._no_grad_depth = 0
         self._backpropagated = 0  # calls whose backward ran, for the error messages
-        self._in_use = threading.Lock()
+        self._init_exclusive()  # forward and backward refuse a second thread (numrnn._exclusive)
         self.params = {}
         self._shapes = self._param_shapes()
         self._draw_parameters(self.seed)
@@ -494,24 +496,6 @@ class CellBase:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
 
-    def __getstate__(self):  # copy.copy / copy.deepcopy / pickle: a new lock for the copy
-        state = self.__dict__.copy()
-        state.pop("_in_use", None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._in_use = threading.Lock()
-
-    def _exclusive(self, method):
-        """Held by forward and backward: ``RuntimeError`` when another thread is inside either."""
-        if not self._in_use.acquire(blocking=False):
-            raise RuntimeError(
-                f"{type(self).__name__}.{method}() called while another thread is inside forward() or "
-                f"backward() of the same cell: a cell is not thread-safe; give each thread its own "
-                f"(type(cell)(**cell.config()) then load_state_dict(cell.state_dict()))"
-            )
-        return _Release(self._in_use)
 
     # ------------------------------------------------------------------ validation
 
@@ -824,22 +808,6 @@ class CellBase:
             if not last.batched:
                 dx = dx[:, 0]
             return dx, self._present(carry, last.batched)
-
-
-class _Release:
-    """``with`` body for an already acquired lock: releases it on exit."""
-
-    __slots__ = ("lock",)
-
-    def __init__(self, lock):
-        self.lock = lock
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.lock.release()
-        return False
 
 
 class RNNCell(CellBase):

@@ -488,7 +488,7 @@ CRAFTED_FORECASTERS = {
         lambda c, a: c["optimizers"][0]["slots"].update({"rnn.nothing": ["exp_avg"]}), "which the model does not have"
     ),
     "optimizer lr a str": (lambda c, a: c["optimizers"][0]["config"].update(lr="x"), "lr must be a real number"),
-    "optimizer lr beyond float range": (lambda c, a: c["optimizers"][0]["config"].update(lr=10**400), "int too large"),
+    "optimizer lr beyond float range": (lambda c, a: c["optimizers"][0]["config"].update(lr=10**400), "lr must be a finite number"),
     "history an int": (_set("history", 3), r"config\['history'\] must be a list"),
     "history entry a list": (lambda c, a: c["history"].__setitem__(0, [1]), r"history'\]\[0\] must be a dict"),
     "history key missing": (lambda c, a: c["history"][1].pop("epochs_run"), r"history'\]\[1\] lacks \['epochs_run'\]"),
