@@ -154,7 +154,7 @@ def _season_from_offset(offset):
     """12 monthly, 4 quarterly, 7 daily, 1 otherwise (only for a multiple of 1)."""
     if offset is None or getattr(offset, "n", 1) != 1:
         return 1
-    name = offset.name
+    name = offset.rule_code  # ("name" is deprecated in pandas 3)
     if name.startswith(("M", "BM")):
         return 12
     if name.startswith(("Q", "BQ")):
@@ -229,6 +229,17 @@ def _as_panel(data, name="data"):
     return _Panel(keys, values, source)
 
 
+
+def _infer_offset(pd, index):
+    """``pandas.infer_freq(index)`` as an offset, or None: the same on pandas 2 (which returns a
+    string) and on pandas 3, which warns that it will return an offset unless asked to already."""
+    try:
+        with pd.option_context("future.infer_freq_returns_offset", True):
+            freq = pd.infer_freq(index)
+    except (KeyError, AttributeError):  # pandas without the option (OptionError is both)
+        freq = pd.infer_freq(index)
+    return None if freq is None else pd.tseries.frequencies.to_offset(freq)
+
 def _frame_panel(df, name):
     pd = _pandas()
     missing = [c for c in ("unique_id", "ds", "y") if c not in df.columns]
@@ -275,13 +286,12 @@ def _frame_panel(df, name):
     if kind == "datetime":
         index = pd.DatetimeIndex(dss[longest])
         if len(index) >= 3:
-            freq = pd.infer_freq(index)
-            if freq is None:
+            offset = _infer_offset(pd, index)
+            if offset is None:
                 raise ValueError(
                     f"column 'ds' of {name} is irregular for unique_id {keys[longest]!r}: pandas cannot infer a "
                     "frequency from its dates (expected evenly spaced dates)"
                 )
-            offset = pd.tseries.frequencies.to_offset(freq)
         elif len(index) == 2:
             offset = pd.tseries.frequencies.to_offset(index[1] - index[0])
         else:
@@ -333,7 +343,7 @@ def _ordinals(starts, offset):
     """Season ordinals of the first dates (months since year 0, quarters, or whole periods since
     1970 for fixed-length frequencies); None when the frequency has no such count."""
     pd = _pandas()
-    name = offset.name
+    name = offset.rule_code  # ("name" is deprecated in pandas 3)
     if offset.n == 1 and name.startswith(("M", "BM")):
         return [t.year * 12 + t.month - 1 for t in starts]
     if offset.n == 1 and name.startswith(("Q", "BQ")):
