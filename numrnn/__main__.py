@@ -49,9 +49,9 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command == "cache-dir":
-        from numrnn import _jit
+        from numrnn.warmup import cache_dir
 
-        where = _jit.cache_dir()
+        where = cache_dir()
         print(where if where is not None else "caching is off (NUMRNN_NO_CACHE=1)")
         return 0
     if args.no_progress:

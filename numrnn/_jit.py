@@ -59,16 +59,6 @@ logger = logging.getLogger("numrnn")
 _FAMILIES = (("lstm_", "LSTM"), ("gru_", "GRU"), ("rnn_", "RNN"), ("checked_step", "step()"), ("checked_stack_step", "step()"))
 
 
-def cache_dir():
-    """The directory where Numba keeps numrnn's compiled CPU kernels, as Numba
-    resolves it (``NUMBA_CACHE_DIR`` if set, else the ``__pycache__`` next to
-    :mod:`numrnn.backends.cpu` if writable, else a user-wide directory), or None
-    when caching is off (``NUMRNN_NO_CACHE=1``)."""
-    from numrnn.backends import cpu
-
-    return cpu.lstm_forward.stats.cache_path
-
-
 def _kernel_label(dispatcher, args):
     """``"LSTM float32"`` for a numrnn CPU kernel compiled for ``args``, None for
     anything else (user code, CUDA kernels)."""

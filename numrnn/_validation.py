@@ -7,6 +7,7 @@ what was expected and what was given.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -112,3 +113,87 @@ def check_seed(seed, name="seed"):
     if not 0 <= int(seed) < 2**63:
         raise ValueError(f"{name} must be an integer in [0, 2**63) or None, got {seed}")
     return int(seed)
+
+
+def is_finite_number(value):
+    """``math.isfinite`` of a real number; False for an int too large for a float (no OverflowError)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def check_int(value, name, low, allow_none=False):
+    """An integer >= ``low`` (bools rejected); ``None`` passes when ``allow_none``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= {low}, got {value!r} of type {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value}")
+    return int(value)
+
+
+def check_positive_float(value, name, allow_none=False):
+    """A finite real number > 0, as a float (bools rejected); ``None`` passes when ``allow_none``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a positive float, got {value!r} of type {type(value).__name__}")
+    if not (is_finite_number(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite float, got {value}")
+    return float(value)
+
+
+def check_choice(value, name, choices):
+    """One of the lower-case strings ``choices``, matched case-insensitively; returns it lower-cased."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {list(choices)}, got {value!r} of type {type(value).__name__}")
+    if value.lower() not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value.lower()
+
+
+def _all_finite_numpy(array):
+    return bool(np.isfinite(array).all())
+
+
+def check_params(params, shapes, dtype, owner, all_finite=_all_finite_numpy, is_device=None):
+    """Raise unless ``params`` holds, for each ``name: shape`` of ``shapes``, what the kernels take.
+
+    Each entry must be present, a NumPy array of ``dtype`` and its shape, C-contiguous and
+    finite (``all_finite(array)``, e.g. a compiled scan).  Where ``is_device(value)`` is true
+    (device arrays), only the dtype and shape are checked.  Errors name the entry, e.g.
+    ``params['weight_hh_l0']``, and ``owner`` ("layer", "cell") in the expected dtype.
+    The fast test, one chain of comparisons per entry, runs on every call that reads weights.
+    """
+    if type(params) is not dict:
+        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+    for name, shape in shapes.items():
+        value = params.get(name)
+        if (
+            type(value) is np.ndarray
+            and value.dtype is dtype
+            and value.shape == shape
+            and value.flags.c_contiguous
+            and all_finite(value)
+        ):
+            continue
+        label = f"params[{name!r}]"
+        if value is None:
+            raise ValueError(f"params has no entry {name!r}: the {owner} needs {sorted(shapes)}")
+        on_host = type(value) is np.ndarray
+        if not on_host and not (is_device is not None and is_device(value)):
+            raise TypeError(f"{label} must be a NumPy array, got {type(value).__name__}")
+        if value.dtype != dtype:
+            raise TypeError(f"{label} must have the {owner}'s dtype {dtype}, got {value.dtype}")
+        if tuple(value.shape) != shape:
+            raise ValueError(f"{label} must have shape {shape}, got {tuple(value.shape)}")
+        if on_host:
+            if not value.flags.c_contiguous:
+                raise ValueError(
+                    f"{label} must be C-contiguous, got a strided array (pass np.ascontiguousarray(...), "
+                    f"or assign in place: params[name][...] = new)"
+                )
+            if not np.isfinite(value).all():
+                raise ValueError(f"{label} contains NaN or inf (a diverged update?)")

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 
 import numpy as np
 
@@ -182,44 +181,8 @@ class _Net(nn.Module):
         self.head.zero_grad()
 
 
-def _check_int(name, value, low, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= {low}, got {value!r} of type {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value}")
-    return int(value)
-
-
-def _check_pos_float(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a positive float, got {value!r} of type {type(value).__name__}")
-    if not (_is_finite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite float, got {value}")
-    return float(value)
-
-
 def _is_real(value):
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_finite(value):
-    """``math.isfinite`` of a real number, False for an int too large for a float (no OverflowError)."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
-def _check_choice(name, value, choices):
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be one of {list(choices)}, got {value!r} of type {type(value).__name__}")
-    if value.lower() not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value.lower()
 
 
 def _as_series(name, value):
@@ -325,11 +288,11 @@ class Forecaster:
         transform="auto",
         dtype=np.float32,
     ):
-        self.cell = _check_choice("cell", cell, _CELLS)
-        self.lookback = _check_int("lookback", lookback, 1)
-        self.horizon = _check_int("horizon", horizon, 1)
-        self.hidden_size = _check_int("hidden_size", hidden_size, 1)
-        self.num_layers = _check_int("num_layers", num_layers, 1)
+        self.cell = check.check_choice(cell, "cell", _CELLS)
+        self.lookback = check.check_int(lookback, "lookback", 1)
+        self.horizon = check.check_int(horizon, "horizon", 1)
+        self.hidden_size = check.check_int(hidden_size, "hidden_size", 1)
+        self.num_layers = check.check_int(num_layers, "num_layers", 1)
         # None stays None here (a seed is drawn per fit); integers follow the one seed rule
         self.seed = None if seed is None else check.check_seed(seed, "seed")
         if not isinstance(backend, str):
@@ -338,16 +301,16 @@ class Forecaster:
 
         get_backend(backend)  # validates the name (and availability) now rather than in fit
         self.backend = backend
-        self.epochs = _check_int("epochs", epochs, 1)
-        self.lr = _check_pos_float("lr", lr)
-        self.batch_size = _check_int("batch_size", batch_size, 1)
-        self.optimizer = _check_choice("optimizer", optimizer, tuple(OPTIMIZERS) + ("lbfgs",))
-        self.loss = _check_choice("loss", loss, tuple(LOSSES))
-        self.clip_norm = _check_pos_float("clip_norm", clip_norm, allow_none=True)
-        self.validation = _check_int("validation", validation, 0, allow_none=True)
-        self.patience = _check_int("patience", patience, 1)
-        self.ensemble = _check_int("ensemble", ensemble, 1)
-        self.transform = _check_choice("transform", transform, _TRANSFORMS)
+        self.epochs = check.check_int(epochs, "epochs", 1)
+        self.lr = check.check_positive_float(lr, "lr")
+        self.batch_size = check.check_int(batch_size, "batch_size", 1)
+        self.optimizer = check.check_choice(optimizer, "optimizer", tuple(OPTIMIZERS) + ("lbfgs",))
+        self.loss = check.check_choice(loss, "loss", tuple(LOSSES))
+        self.clip_norm = check.check_positive_float(clip_norm, "clip_norm", allow_none=True)
+        self.validation = check.check_int(validation, "validation", 0, allow_none=True)
+        self.patience = check.check_int(patience, "patience", 1)
+        self.ensemble = check.check_int(ensemble, "ensemble", 1)
+        self.transform = check.check_choice(transform, "transform", _TRANSFORMS)
         self.dtype = check.check_dtype(dtype)
         self._fitted = None
 
@@ -982,7 +945,7 @@ def _check_saved(cls, config, arrays):
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"config['params']: {exc}") from None
     k = check.check_positive_int(config["n_targets"], "config['n_targets']")
-    m = _check_int("config['n_exog']", config["n_exog"], 0)
+    m = check.check_int(config["n_exog"], "config['n_exog']", 0)
     one_d = check.check_bool(config["one_d"], "config['one_d']")
     if one_d and k != 1:
         raise ValueError(f"config['one_d'] is true but config['n_targets'] is {k}, not 1")
@@ -1068,13 +1031,13 @@ def _check_history(h, j):
     out = dict(h)
     for key in ("train_loss", "val_loss"):
         values = h[key]
-        if not isinstance(values, list) or not all(_is_real(v) and _is_finite(v) for v in values):
+        if not isinstance(values, list) or not all(_is_real(v) and check.is_finite_number(v) for v in values):
             raise ValueError(f"{where}[{key!r}] must be a list of finite numbers")
         out[key] = list(values)
-    out["best_epoch"] = _check_int(f"{where}['best_epoch']", h["best_epoch"], -1)
-    out["epochs_run"] = _check_int(f"{where}['epochs_run']", h["epochs_run"], 0)
+    out["best_epoch"] = check.check_int(h["best_epoch"], f"{where}['best_epoch']", -1)
+    out["epochs_run"] = check.check_int(h["epochs_run"], f"{where}['epochs_run']", 0)
     best = h["best_val_loss"]
-    if best is not None and not (_is_real(best) and _is_finite(best)):
+    if best is not None and not (_is_real(best) and check.is_finite_number(best)):
         raise ValueError(f"{where}['best_val_loss'] must be a finite number or null, got {best!r}")
     out["best_val_loss"] = math.inf if best is None else best
     return out
@@ -1109,9 +1072,9 @@ def backtest(forecaster, y, folds=3, exog=None, step=None, m=1, progress=False):
     """
     if not isinstance(forecaster, Forecaster):
         raise TypeError(f"forecaster must be a Forecaster, got {type(forecaster).__name__}")
-    folds = _check_int("folds", folds, 1)
+    folds = check.check_int(folds, "folds", 1)
     horizon = forecaster.horizon
-    step = horizon if step is None else _check_int("step", step, 1)
+    step = horizon if step is None else check.check_int(step, "step", 1)
     y2, one_d = _as_series("y", y)
     n = y2.shape[0]
     ex = forecaster._check_exog(exog, n) if exog is not None else None

@@ -104,13 +104,6 @@ _QUIET = dict(over="ignore", invalid="ignore", divide="ignore", under="ignore")
 # ---------------------------------------------------------------------------------- small checks
 
 
-def _forecast_helpers():
-    """The argument checks of :mod:`numrnn.forecast`, imported lazily (forecast imports this module)."""
-    from numrnn import forecast
-
-    return forecast
-
-
 def _pandas():
     try:
         import pandas as pd
@@ -646,23 +639,22 @@ class GlobalForecaster:
         transform="auto",
         dtype=np.float32,
     ):
-        f = _forecast_helpers()
-        self.horizon = f._check_int("horizon", horizon, 1)
-        self.season_length = f._check_int("season_length", season_length, 1, allow_none=True)
-        self.lookback = f._check_int("lookback", lookback, 1, allow_none=True)
-        self.cell = f._check_choice("cell", cell, _CELLS)
-        self.hidden_size = f._check_int("hidden_size", hidden_size, 1)
-        self.num_layers = f._check_int("num_layers", num_layers, 1)
+        self.horizon = check.check_int(horizon, "horizon", 1)
+        self.season_length = check.check_int(season_length, "season_length", 1, allow_none=True)
+        self.lookback = check.check_int(lookback, "lookback", 1, allow_none=True)
+        self.cell = check.check_choice(cell, "cell", _CELLS)
+        self.hidden_size = check.check_int(hidden_size, "hidden_size", 1)
+        self.num_layers = check.check_int(num_layers, "num_layers", 1)
         self.seed = None if seed is None else check.check_seed(seed, "seed")
-        self.ensemble = f._check_int("ensemble", ensemble, 1)
-        self.epochs = f._check_int("epochs", epochs, 1)
-        self.steps_per_epoch = f._check_int("steps_per_epoch", steps_per_epoch, 1)
-        self.batch_size = f._check_int("batch_size", batch_size, 1)
-        self.lr = f._check_pos_float("lr", lr)
-        self.clip_norm = f._check_pos_float("clip_norm", clip_norm, allow_none=True)
-        self.patience = f._check_int("patience", patience, 1)
+        self.ensemble = check.check_int(ensemble, "ensemble", 1)
+        self.epochs = check.check_int(epochs, "epochs", 1)
+        self.steps_per_epoch = check.check_int(steps_per_epoch, "steps_per_epoch", 1)
+        self.batch_size = check.check_int(batch_size, "batch_size", 1)
+        self.lr = check.check_positive_float(lr, "lr")
+        self.clip_norm = check.check_positive_float(clip_norm, "clip_norm", allow_none=True)
+        self.patience = check.check_int(patience, "patience", 1)
         self.calendar = check.check_bool(calendar, "calendar")
-        self.transform = f._check_choice("transform", transform, _TRANSFORMS)
+        self.transform = check.check_choice(transform, "transform", _TRANSFORMS)
         self.dtype = check.check_dtype(dtype)
         self._fitted = None
 
@@ -992,10 +984,9 @@ class GlobalForecaster:
             ``y``, ``yhat`` and ``yhat-lo-L``/``yhat-hi-L`` per level: a DataFrame for a
             DataFrame, else a dict of equal-length 1-D arrays (``ds`` and ``cutoff`` positions).
         """
-        f = _forecast_helpers()
-        n_windows = f._check_int("n_windows", n_windows, 1)
+        n_windows = check.check_int(n_windows, "n_windows", 1)
         h = self.horizon
-        step_size = h if step_size is None else f._check_int("step_size", step_size, 1)
+        step_size = h if step_size is None else check.check_int(step_size, "step_size", 1)
         levels = _check_levels(level)
         panel = _as_panel(data)
         pieces = []
@@ -1101,9 +1092,8 @@ def _from_saved(cls, config, arrays):
         raise ValueError(f"config['params']['dtype'] must be 'float32' or 'float64', got {params['dtype']!r}")
     gf = cls(**params)
     seed = check.check_seed(config["seed_used"], "config['seed_used']")
-    f = _forecast_helpers()
-    season = f._check_int("config['season_length']", config["season_length"], 1)
-    lookback = f._check_int("config['lookback']", config["lookback"], 1)
+    season = check.check_int(config["season_length"], "config['season_length']", 1)
+    lookback = check.check_int(config["lookback"], "config['lookback']", 1)
     calendar = check.check_bool(config["calendar"], "config['calendar']")
     keys = config["keys"]
     if not isinstance(keys, list) or not keys:
@@ -1129,7 +1119,7 @@ def _from_saved(cls, config, arrays):
             dates = {**dates, "freq": pd.tseries.frequencies.to_offset(dates["freq"]),
                      "start": [pd.Timestamp(s) for s in dates["start"]]}
         else:
-            dates = {**dates, "freq": f._check_int("config['dates']['freq']", dates["freq"], 1),
+            dates = {**dates, "freq": check.check_int(dates["freq"], "config['dates']['freq']", 1),
                      "start": [int(s) for s in dates["start"]]}
         if dates["ordinal0"] is not None:
             if not isinstance(dates["ordinal0"], list) or len(dates["ordinal0"]) != len(keys):

@@ -36,7 +36,7 @@ import numpy as np
 from numrnn._exclusive import ExclusiveUse
 from numrnn import _validation as check
 from numrnn.backends import get_backend, host_copy, is_device_array
-from numrnn.cells import GATES
+from numrnn.cells import GATES, STATE_SIZES
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNBase"]
 
@@ -191,7 +191,7 @@ class RNNBase(ExclusiveUse):
     @property
     def state_size(self) -> int:
         """Number of state arrays: 2 for the LSTM (h, c), else 1."""
-        return 2 if self._family == "lstm" else 1
+        return STATE_SIZES[self._family]
 
     def _param_names(self, layer, direction):
         cache = self.__dict__.setdefault("_param_name_cache", {})
@@ -342,34 +342,13 @@ class RNNBase(ExclusiveUse):
         """Raise unless every entry of :attr:`params` is what the kernels take.
 
         Entries may be replaced (``layer.params[name] = array``), so every call that
-        reads the weights checks each one: present, an array of the layer's dtype
-        and shape, C-contiguous and, on the host, finite.  About a microsecond per
-        entry plus the finiteness scan; device arrays are checked for kind, dtype
-        and shape only.
+        reads the weights checks each one (:func:`numrnn._validation.check_params`):
+        present, an array of the layer's dtype and shape, C-contiguous and, on the
+        host, finite.  Device arrays (with :attr:`device_params`) are checked for kind,
+        dtype and shape only.
         """
-        params = self.params
-        if not isinstance(params, dict):
-            raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
-        for name, shape in self._expected_shapes().items():
-            value = params.get(name)
-            label = f"params[{name!r}]"
-            if value is None:
-                raise ValueError(f"params has no entry {name!r}: the layer needs {sorted(self._expected_shapes())}")
-            on_host = type(value) is np.ndarray
-            if not on_host and not (self._device_params and is_device_array(value)):
-                raise TypeError(f"{label} must be a NumPy array, got {type(value).__name__}")
-            if value.dtype != self.dtype:
-                raise TypeError(f"{label} must have the layer's dtype {self.dtype}, got {value.dtype}")
-            if tuple(value.shape) != shape:
-                raise ValueError(f"{label} must have shape {shape}, got {tuple(value.shape)}")
-            if on_host:
-                if not value.flags.c_contiguous:
-                    raise ValueError(
-                        f"{label} must be C-contiguous, got a strided array (pass np.ascontiguousarray(...), "
-                        f"or assign in place: params[name][...] = new)"
-                    )
-                if not np.isfinite(value).all():
-                    raise ValueError(f"{label} contains NaN or inf (a diverged update?)")
+        check.check_params(self.params, self._expected_shapes(), self.dtype, "layer",
+                           is_device=is_device_array if self._device_params else None)
 
     def _expected_shapes(self):
         shapes = self.__dict__.get("_expected_shapes_cache")

@@ -97,7 +97,7 @@ from numrnn.backends.cpu import (
     single_threaded_blas,
 )
 from numrnn.backends.cpu_simd import lane_count
-from numrnn.cells import GATES
+from numrnn.cells import GATES, STATE_SIZES
 
 __all__ = ["CellBase", "RNNCell", "LSTMCell", "GRUCell"]
 
@@ -372,7 +372,7 @@ class CellBase(ExclusiveUse):
     @property
     def state_size(self) -> int:
         """Number of state arrays: 2 for the LSTM cell (h, c), else 1."""
-        return 2 if self._family == "lstm" else 1
+        return STATE_SIZES[self._family]
 
     @property
     def saved_calls(self) -> int:
@@ -501,40 +501,9 @@ class CellBase(ExclusiveUse):
 
     def _check_params(self):
         """Raise unless every entry of :attr:`params` is what the kernels take: present, a
-        NumPy array of the cell's dtype and shape, C-contiguous and finite."""
-        params = self.params
-        if type(params) is not dict:
-            raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
-        dtype = self.dtype
-        for name, shape in self._shapes.items():
-            value = params.get(name)
-            if not (
-                type(value) is np.ndarray
-                and value.dtype is dtype
-                and value.shape == shape
-                and value.flags.c_contiguous
-                and all_finite(value)
-            ):
-                self._explain_param(name, value, shape)
-
-    def _explain_param(self, name, value, shape):
-        """The error for a parameter that failed :meth:`_check_params`' fast test."""
-        label = f"params[{name!r}]"
-        if value is None:
-            raise ValueError(f"params has no entry {name!r}: the cell needs {sorted(self._shapes)}")
-        if type(value) is not np.ndarray:
-            raise TypeError(f"{label} must be a NumPy array, got {type(value).__name__}")
-        if value.dtype != self.dtype:
-            raise TypeError(f"{label} must have the cell's dtype {self.dtype}, got {value.dtype}")
-        if value.shape != shape:
-            raise ValueError(f"{label} must have shape {shape}, got {value.shape}")
-        if not value.flags.c_contiguous:
-            raise ValueError(
-                f"{label} must be C-contiguous, got a strided array (pass np.ascontiguousarray(...), "
-                f"or assign in place: params[name][...] = new)"
-            )
-        if not np.isfinite(value).all():
-            raise ValueError(f"{label} contains NaN or inf (a diverged update?)")
+        NumPy array of the cell's dtype and shape, C-contiguous and finite
+        (:func:`numrnn._validation.check_params`)."""
+        check.check_params(self.params, self._shapes, self.dtype, "cell", all_finite=all_finite)
 
     def _array(self, value, name):
         """``value`` as a C-contiguous, finite array of the cell's dtype (TypeError/ValueError

@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 
+from numrnn import _validation as check
 from numrnn._jit import compile_notice
 from numrnn.losses import get_loss
 from numrnn.optim import Optimizer, clip_grad_norm, get_optimizer
@@ -264,14 +265,6 @@ def limit_threads(limit):
         numba.set_num_threads(previous)
 
 
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value}")
-    return int(value)
-
-
 def _check_clip(clip_norm):
     if clip_norm is None:
         return None
@@ -363,11 +356,11 @@ def fit(
     loss = _training_loss(loss)
     target = _as_target(target)
     optimizer = get_optimizer(optimizer)
-    epochs = _check_int("epochs", epochs, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    epochs = check.check_int(epochs, "epochs", 1)
+    batch_size = check.check_int(batch_size, "batch_size", 1)
     clip_norm = _check_clip(clip_norm)
     if patience is not None:
-        patience = _check_int("patience", patience, 1)
+        patience = check.check_int(patience, "patience", 1)
     n = _batch_count(x, target, 1)
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
@@ -487,7 +480,7 @@ def tbptt(model, x, target, k, loss="mse", optimizer=None, clip_norm=None, state
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be an Optimizer instance, got {type(optimizer).__name__}")
     loss = _training_loss(loss)
-    k = _check_int("k", k, 1)
+    k = check.check_int(k, "k", 1)
     clip_norm = _check_clip(clip_norm)
     target = _as_target(target)
     steps = np.shape(x)[0]
@@ -541,9 +534,9 @@ def fit_lbfgs(model, x, target, loss="mse", maxiter=500, tol=1e-9, validation=No
     target = _as_target(target)
     if validation is not None:
         validation = (validation[0], _as_target(validation[1]))
-    maxiter = _check_int("maxiter", maxiter, 1)
+    maxiter = check.check_int(maxiter, "maxiter", 1)
     if patience is not None:
-        patience = _check_int("patience", patience, 1)
+        patience = check.check_int(patience, "patience", 1)
     tol = float(tol)
     params = model.params
     state = {"iter": 0, "best": math.inf, "best_iter": -1, "best_state": None, "waited": 0, "last": math.nan}

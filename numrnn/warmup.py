@@ -16,7 +16,7 @@ or streaming call does not pause::
 
 From the shell: ``python -m numrnn warmup --cells lstm,gru --dtypes float32``.
 
-The cache lives where Numba puts it (:func:`numrnn._jit.cache_dir`): in
+The cache lives where Numba puts it (:func:`cache_dir`): in
 ``NUMBA_CACHE_DIR`` if set, else in the ``__pycache__`` folders next to numrnn's
 sources when they are writable, else in a user-wide folder (``~/.cache/numba``).  A
 warm-up helps only processes that see the same cache: the same ``NUMBA_CACHE_DIR``
@@ -82,6 +82,16 @@ def parse_names(argument, value, choices):
     if not names:
         raise ValueError(f"{argument} must name at least one of {expected}, got {value!r}")
     return tuple(names)
+
+
+def cache_dir():
+    """The directory where Numba keeps numrnn's compiled CPU kernels, as Numba
+    resolves it (``NUMBA_CACHE_DIR`` if set, else the ``__pycache__`` next to
+    :mod:`numrnn.backends.cpu` if writable, else a user-wide directory), or None
+    when caching is off (``NUMRNN_NO_CACHE=1``)."""
+    from numrnn.backends import cpu
+
+    return cpu.lstm_forward.stats.cache_path
 
 
 class WarmupReport:
@@ -210,4 +220,4 @@ def warmup(cells=CELLS, dtypes=DTYPES, progress=True):
         if bar is not None:
             _jit._watch.muted -= 1
             bar.close()
-    return WarmupReport(seconds, compiled, _jit.cache_dir())
+    return WarmupReport(seconds, compiled, cache_dir())

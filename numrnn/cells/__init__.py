@@ -13,4 +13,7 @@ from numrnn.cells import activations, gru, lstm, rnn
 #: Number of stacked gate blocks in ``weight_ih`` / ``weight_hh`` per cell mode.
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_reset_before": 3}
 
-__all__ = ["GATES", "activations", "gru", "lstm", "rnn"]
+#: Number of state arrays per cell mode: (h, c) for the LSTM, h for the others.
+STATE_SIZES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 2, "gru": 1, "gru_reset_before": 1}
+
+__all__ = ["GATES", "STATE_SIZES", "activations", "gru", "lstm", "rnn"]
