@@ -1,4 +1,4 @@
-"""Cell math, written once as scalar functions.
+"""Cell math, written once as scalar functions, and the registry of cell families.
 
 Each module holds one cell family: its equations (in the docstring), its
 PyTorch-compatible weight layout (gate order, number of gates) and plain scalar
@@ -6,14 +6,154 @@ Python functions for the pointwise forward and backward passes.  The functions
 are ordinary Python, so tests can call them directly; the backends compile them
 (``@njit`` for the CPU, ``cuda.jit(device=True)`` for the GPU) without a second
 copy of any formula.
+
+The registry
+------------
+Every other module asks the registry, never a string comparison, what a cell is:
+
+>>> from numrnn.cells import cell_family
+>>> family = cell_family("lstm")
+>>> family.gates, family.state_size, family.state_names
+(4, 2, ('h', 'c'))
+>>> cell_family("gru_reset_before").kernel, cell_family("gru_reset_before").variant
+('gru', False)
+
+A :class:`CellFamily` names the backend kernel family that runs it (``kernel``:
+``"rnn"``, ``"lstm"``, ``"gru"``) and the one boolean that selects a variant inside
+that kernel family (``variant``: ReLU for the vanilla RNN, reset-after for the GRU).
+Backends keep one table from ``kernel`` to their compiled kernels, so a new cell
+family is one module here, one entry in :data:`FAMILIES`, and one kernel module
+per backend.
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
 
 from numrnn.cells import activations, gru, lstm, rnn
 
-#: Number of stacked gate blocks in ``weight_ih`` / ``weight_hh`` per cell mode.
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_reset_before": 3}
 
-#: Number of state arrays per cell mode: (h, c) for the LSTM, h for the others.
-STATE_SIZES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 2, "gru": 1, "gru_reset_before": 1}
+@dataclass(frozen=True)
+class CellFamily:
+    """What one recurrent cell is: its layout, its state and the kernels that run it.
 
-__all__ = ["GATES", "STATE_SIZES", "activations", "gru", "lstm", "rnn"]
+    Attributes
+    ----------
+    name : str
+        The kernel name of the cell (``layer.cell``): ``"rnn_tanh"``, ``"rnn_relu"``,
+        ``"lstm"``, ``"gru"`` (reset-after, PyTorch/cuDNN) or ``"gru_reset_before"``
+        (Cho et al., 2014).
+    kernel : str
+        The backend kernel family that runs it: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+    variant : bool
+        The variant flag the kernel family takes: ``nonlinearity == "relu"`` for
+        ``"rnn"``, ``reset_after`` for ``"gru"``; unused (False) for ``"lstm"``.
+    gates : int
+        Number of stacked ``hidden_size``-row blocks in ``weight_ih`` / ``weight_hh``.
+    state_names : tuple of str
+        The state arrays, in the order of ``forward``'s state tuple: ``("h",)`` or
+        ``("h", "c")``.
+    math : module
+        The module of :mod:`numrnn.cells` holding the pointwise functions.
+    layer : str
+        The PyTorch layer class the weights are compatible with (``"RNN"``, ``"LSTM"``,
+        ``"GRU"``); io and convert use it.
+    """
+
+    name: str
+    kernel: str
+    variant: bool
+    gates: int
+    state_names: tuple
+    math: ModuleType
+    layer: str
+
+    @property
+    def state_size(self) -> int:
+        """Number of state arrays: 2 for the LSTM's ``(h, c)``, 1 otherwise."""
+        return len(self.state_names)
+
+    def gate_rows(self, hidden_size: int) -> int:
+        """Rows of ``weight_ih`` / ``weight_hh``: ``gates * hidden_size``."""
+        return self.gates * hidden_size
+
+
+#: Every cell family, by kernel name.
+FAMILIES = {
+    family.name: family
+    for family in (
+        CellFamily("rnn_tanh", "rnn", False, rnn.GATES, ("h",), rnn, "RNN"),
+        CellFamily("rnn_relu", "rnn", True, rnn.GATES, ("h",), rnn, "RNN"),
+        CellFamily("lstm", "lstm", False, lstm.GATES, ("h", "c"), lstm, "LSTM"),
+        CellFamily("gru", "gru", True, gru.GATES, ("h",), gru, "GRU"),
+        CellFamily("gru_reset_before", "gru", False, gru.GATES, ("h",), gru, "GRU"),
+    )
+}
+
+#: Number of stacked gate blocks in ``weight_ih`` / ``weight_hh`` per cell name.
+GATES = {name: family.gates for name, family in FAMILIES.items()}
+
+#: Number of state arrays per cell name: (h, c) for the LSTM, h for the others.
+STATE_SIZES = {name: family.state_size for name, family in FAMILIES.items()}
+
+
+def cell_family(name) -> CellFamily:
+    """The :class:`CellFamily` called ``name`` (a kernel name, or a family itself).
+
+    Raises
+    ------
+    ValueError
+        For a name that is not in :data:`FAMILIES`.
+    """
+    if isinstance(name, CellFamily):
+        return name
+    try:
+        return FAMILIES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"cell must be one of {tuple(FAMILIES)}, got {name!r}") from None
+
+
+def register(family: CellFamily) -> CellFamily:
+    """Add a cell family to the registry (tests use it to add a toy cell); returns it.
+
+    Raises
+    ------
+    ValueError
+        When the name is already registered to a different family.
+    """
+    if not isinstance(family, CellFamily):
+        raise TypeError(f"family must be a CellFamily, got {type(family).__name__}")
+    existing = FAMILIES.get(family.name)
+    if existing is not None and existing != family:
+        raise ValueError(f"a different cell family is already registered as {family.name!r}")
+    FAMILIES[family.name] = family
+    GATES[family.name] = family.gates
+    STATE_SIZES[family.name] = family.state_size
+    return family
+
+
+def rnn_family(nonlinearity: str) -> CellFamily:
+    """The vanilla RNN family for ``nonlinearity`` (``"tanh"`` or ``"relu"``)."""
+    return FAMILIES["rnn_relu" if nonlinearity == "relu" else "rnn_tanh"]
+
+
+def gru_family(reset_after: bool) -> CellFamily:
+    """The GRU family: reset-after (PyTorch/cuDNN) or reset-before (Cho et al.)."""
+    return FAMILIES["gru" if reset_after else "gru_reset_before"]
+
+
+__all__ = [
+    "FAMILIES",
+    "GATES",
+    "STATE_SIZES",
+    "CellFamily",
+    "activations",
+    "cell_family",
+    "gru",
+    "gru_family",
+    "lstm",
+    "register",
+    "rnn",
+    "rnn_family",
+]
