@@ -1111,4 +1111,4 @@ def backtest(forecaster, y, folds=3, exog=None, step=None, m=1, progress=False):
     return results
 
 
-from numrnn.global_forecast import GlobalForecaster  # noqa: E402
+

@@ -1,0 +1,25 @@
+"""Forecasting: :class:`Forecaster` (one recurrent model per series or panel of columns) and
+:class:`GlobalForecaster` (one model across many series, with prediction intervals).
+
+>>> from numrnn.datasets import load_airline
+>>> from numrnn.forecast import Forecaster
+>>> y = load_airline()
+>>> f = Forecaster(horizon=12, seed=0).fit(y[:-12], progress=False)   # doctest: +SKIP
+>>> f.predict(y[:-12]).shape                                            # doctest: +SKIP
+(12,)
+
+The package's modules: :mod:`~numrnn.forecast.forecaster` (:class:`Forecaster`),
+:mod:`~numrnn.forecast.global_model` (:class:`GlobalForecaster`),
+:mod:`~numrnn.forecast.preprocessing` (the scalers), :mod:`~numrnn.forecast.network` (the
+encoder + head network both use), :mod:`~numrnn.forecast.training` (the Forecaster's
+ensemble training and divergence checks), :mod:`~numrnn.forecast.windows` and
+:mod:`~numrnn.forecast.panel` (the GlobalForecaster's data), :mod:`~numrnn.forecast.persistence`
+(save and load through :mod:`numrnn.io`, no pickle), :mod:`~numrnn.forecast.backtest`
+(rolling-origin evaluation) and :mod:`~numrnn.forecast.pandas_io` (pandas in and out).
+pandas is imported only when pandas data is passed or returned.
+"""
+
+from numrnn.forecast.forecaster import Forecaster, NonFiniteForecastError, backtest
+from numrnn.forecast.global_model import GlobalForecaster
+
+__all__ = ["Forecaster", "GlobalForecaster", "NonFiniteForecastError", "backtest"]
