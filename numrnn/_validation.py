@@ -123,13 +123,15 @@ def is_finite_number(value):
         return False
 
 
-def check_int(value, name, low, allow_none=False):
-    """An integer >= ``low`` (bools rejected); ``None`` passes when ``allow_none``."""
+def check_int(value, name, low=None, allow_none=False):
+    """An integer >= ``low`` (any integer when ``low`` is None; bools rejected); ``None`` passes when
+    ``allow_none``."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= {low}, got {value!r} of type {type(value).__name__}")
-    if value < low:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        expected = "an int" if low is None else f"an int >= {low}"
+        raise TypeError(f"{name} must be {expected}, got {value!r} of type {type(value).__name__}")
+    if low is not None and value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value}")
     return int(value)
 
@@ -145,13 +147,15 @@ def check_positive_float(value, name, allow_none=False):
     return float(value)
 
 
-def check_choice(value, name, choices):
-    """One of the lower-case strings ``choices``, matched case-insensitively; returns it lower-cased."""
+def check_choice(value, name, choices, ignore_case=True):
+    """One of the lower-case strings ``choices``, matched case-insensitively (exactly when not
+    ``ignore_case``); returns it lower-cased."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be one of {list(choices)}, got {value!r} of type {type(value).__name__}")
-    if value.lower() not in choices:
+    key = value.lower() if ignore_case else value
+    if key not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value.lower()
+    return key
 
 
 def _all_finite_numpy(array):
@@ -197,3 +201,282 @@ def check_params(params, shapes, dtype, owner, all_finite=_all_finite_numpy, is_
                 )
             if not np.isfinite(value).all():
                 raise ValueError(f"{label} contains NaN or inf (a diverged update?)")
+
+
+def check_float(value, name, *, low=None, low_open=False, high=None, high_open=False):
+    """A finite real number within optional bounds, as a float (bools rejected).
+
+    Parameters
+    ----------
+    value : object
+        The argument.
+    name : str
+        Its name, for the messages.
+    low, high : float, optional
+        Bounds; None means unbounded on that side.
+    low_open, high_open : bool, default False
+        Whether the bound itself is excluded.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    TypeError
+        For anything but a real number.
+    ValueError
+        For NaN, inf, an integer beyond float range or a value out of bounds, e.g.
+        ``lr must be a finite number in (0.0, inf), got 0.0``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float range
+        raise ValueError(f"{name} must be a finite number, got an integer of {len(str(abs(value)))} digits") from None
+    ok = math.isfinite(value)
+    if low is not None:
+        ok = ok and (value > low if low_open else value >= low)
+    if high is not None:
+        ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        lo = "" if low is None else ("(" if low_open else "[") + f"{low}, "
+        hi = "inf)" if high is None else f"{high}" + (")" if high_open else "]")
+        raise ValueError(f"{name} must be a finite number in {lo or '(-inf, '}{hi}, got {value!r}")
+    return value
+
+
+def check_season_length(value, name="m"):
+    """A season length: an int >= 1 (bools rejected), as in ``m must be >= 1, got 0``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def as_real_array(value, name, dtype=None, check_finite=True):
+    """``value`` as an array of floats, for losses and metrics.
+
+    Parameters
+    ----------
+    value : array_like
+        Real numbers (bool, integer or float).
+    name : str
+        The argument's name, for the messages (``pred must be a real numeric array ...``).
+    dtype : dtype, optional
+        The result's dtype; by default the input's float dtype, or float64 for bool and integer
+        input.
+    check_finite : bool, default True
+        Raise ``ValueError`` for NaN or inf.
+
+    Returns
+    -------
+    ndarray
+        ``value`` itself where it already is an array of ``dtype``, else a converted copy.
+    """
+    if value is None:
+        raise TypeError(f"{name} must be a real numeric array, got None")
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be a real numeric array: {exc}") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {array.dtype}")
+    if dtype is None:
+        dtype = array.dtype if array.dtype.kind == "f" else np.float64
+    array = array.astype(dtype, copy=False)
+    if check_finite:
+        check_finite_array(array, name)
+    return array
+
+
+def check_finite_array(array, name):
+    """Raise ``ValueError`` (``{name} contains NaN or inf``) unless every entry of ``array`` is finite."""
+    if array.size and not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return array
+
+
+def check_weights(value, name, vector):
+    """Loss weights: a finite, non-negative, read-only float64 copy of ``value``; None stays None.
+
+    With ``vector``, the weights must be 1-D and non-empty (one per class).
+    """
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a real numeric array or None, got {type(value).__name__}")
+    array = np.array(as_real_array(value, name), dtype=np.float64)  # a copy: the caller's later changes do not reach us
+    if vector and (array.ndim != 1 or array.size == 0):
+        raise ValueError(f"{name} must be a 1-D array with one entry per class, got shape {array.shape}")
+    if array.size and array.min() < 0:
+        raise ValueError(f"{name} must be >= 0, got a minimum of {array.min()!r}")
+    array.setflags(write=False)
+    return array
+
+
+_MODULE_INTERFACE = ("params", "grads", "zero_grad", "backward", "state_dict", "load_state_dict")
+
+
+def check_module(model, name="model"):
+    """Raise ``TypeError`` unless ``model`` is callable and has the module interface of :mod:`numrnn.nn`."""
+    for attr in _MODULE_INTERFACE:
+        if not hasattr(model, attr):
+            raise TypeError(f"{name} must have the module interface (missing {attr!r}), got {type(model).__name__}")
+    if not callable(model):
+        raise TypeError(f"{name} must be callable, got {type(model).__name__}")
+    return model
+
+
+def check_host_arrays(arrays, what):
+    """Raise ``TypeError`` unless every value of the dict ``arrays`` is a NumPy array.
+
+    ``what`` names the caller (``flatten needs NumPy arrays, but 'w' is a DeviceNDArray ...``):
+    helpers that read or perturb parameters element by element run on the host.
+    """
+    for key, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise TypeError(
+                f"{what} needs NumPy arrays, but {key!r} is a {type(value).__name__} (GPU parameters?): "
+                "set model.device_params = False first"
+            )
+    return arrays
+
+
+def check_same_keys(params, other, label):
+    """Raise ``ValueError`` unless the dict ``other`` (called ``label``) has the keys of ``params``."""
+    if set(params) != set(other):
+        missing = sorted(set(params) - set(other))
+        extra = sorted(set(other) - set(params))
+        raise ValueError(f"{label} must have the same keys as params; missing {missing}, unexpected {extra}")
+
+
+def check_host_param(key, param):
+    """Raise unless ``params[key]`` is a writeable float ndarray (an optimiser updates it in place)."""
+    if not isinstance(param, np.ndarray) or param.dtype.kind != "f":
+        raise TypeError(f"params[{key!r}] must be a float ndarray, got {type(param).__name__}"
+                        + (f" of dtype {param.dtype}" if isinstance(param, np.ndarray) else ""))
+    if not param.flags.writeable:
+        raise ValueError(f"params[{key!r}] must be writeable (it is updated in place)")
+
+
+def check_params_grads(params, grads, is_device, check_device_pair):
+    """Validate an optimiser's ``params`` and ``grads``: dicts with the same keys, of float arrays of
+    one shape, finite gradients.
+
+    Parameters
+    ----------
+    params, grads : dict of str -> ndarray or device array
+        Per key, a parameter and its gradient are both NumPy arrays or both device arrays.
+    is_device : callable
+        ``is_device(array) -> bool``.
+    check_device_pair : callable
+        ``check_device_pair(key, param, grad)`` validates a device pair (on the device) and
+        returns the gradient as a 1-D contiguous device array of the parameter's dtype.
+
+    Returns
+    -------
+    dict of str -> device array or None
+        What ``check_device_pair`` returned for each device key; None for host keys.
+    """
+    for name, d in (("params", params), ("grads", grads)):
+        if not isinstance(d, dict):
+            raise TypeError(f"{name} must be a dict of name -> ndarray, got {type(d).__name__}")
+    check_same_keys(params, grads, "grads")
+    device = {}
+    for key, p in params.items():
+        g = grads[key]
+        p_on_device, g_on_device = is_device(p), is_device(g)
+        if p_on_device != g_on_device:
+            raise TypeError(
+                f"params[{key!r}] and grads[{key!r}] must both be NumPy arrays or both device arrays, "
+                f"got {'a device array' if p_on_device else type(p).__name__} and "
+                f"{'a device array' if g_on_device else type(g).__name__}"
+            )
+        if p_on_device:
+            device[key] = check_device_pair(key, p, g)
+            continue
+        device[key] = None
+        check_host_param(key, p)
+        if not isinstance(g, np.ndarray) or g.dtype.kind not in "fiu":
+            raise TypeError(f"grads[{key!r}] must be a real ndarray, got {type(g).__name__}")
+        if g.shape != p.shape:
+            raise ValueError(f"grads[{key!r}] must have shape {p.shape} like params, got {g.shape}")
+        if not np.all(np.isfinite(g)):
+            raise ValueError(f"grads[{key!r}] contains NaN or inf")
+    return device
+
+
+# ---------------------------------------------------------------------------------- forecasting
+
+
+def is_real_number(value):
+    """Whether ``value`` is a Python or NumPy real number (bools excluded)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def as_series(value, name):
+    """A finite float64 series of shape (n, k), and whether ``value`` was 1-D.
+
+    Parameters
+    ----------
+    value : array_like, shape (n,) or (n, k)
+        Real numbers, at least one.
+    name : str
+        The argument's name, for the messages.
+
+    Returns
+    -------
+    series : ndarray, shape (n, k)
+    one_d : bool
+    """
+    array = as_float_array(value, name, np.float64)
+    if array.ndim not in (1, 2):
+        raise ValueError(f"{name} must be 1-D (n,) or 2-D (n, k), got {array.ndim}-D with shape {array.shape}")
+    if array.shape[0] == 0 or array.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    return (array[:, None] if array.ndim == 1 else array), array.ndim == 1
+
+
+def check_covariates(value, n, name="exog"):
+    """Covariates aligned with a series of ``n`` values as a float64 array of shape (n, m).
+
+    Parameters
+    ----------
+    value : array_like, shape (n,) or (n, m), or None
+        None gives an array of shape (n, 0).
+    n : int
+        The number of rows expected.
+    name : str, default "exog"
+    """
+    if value is None:
+        return np.zeros((n, 0))
+    array = as_float_array(value, name, np.float64)
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 1-D (n,) or 2-D (n, m), got {array.ndim}-D with shape {array.shape}")
+    if array.shape[0] != n:
+        raise ValueError(f"{name} must have {n} rows (one per value of y), got {array.shape[0]}")
+    return array
+
+
+def check_levels(level, name="level"):
+    """Sorted unique prediction-interval levels (floats in (0, 100)); ``None`` gives ``[]``."""
+    if level is None:
+        return []
+    if isinstance(level, numbers.Real) and not isinstance(level, bool):
+        level = [level]
+    if isinstance(level, (str, bytes)) or not hasattr(level, "__iter__"):
+        raise TypeError(f"{name} must be a number or a list of numbers in (0, 100), got {level!r}")
+    out = []
+    for v in level:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{name} must hold numbers in (0, 100), got {v!r} of type {type(v).__name__}")
+        v = float(v)
+        if not (0.0 < v < 100.0):
+            raise ValueError(f"{name} must lie strictly between 0 and 100, got {v:g}")
+        out.append(v)
+    return sorted(set(out))

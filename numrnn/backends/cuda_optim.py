@@ -1,6 +1,6 @@
 r"""Optimiser updates and gradient clipping on the GPU, for parameters held as device arrays.
 
-:mod:`numrnn.optim` hands every key whose parameter and gradient are device arrays (Numba
+:mod:`numrnn.optim.optimizers` hands every key whose parameter and gradient are device arrays (Numba
 ``DeviceNDArray``, or anything exposing ``__cuda_array_interface__``) to this module; nothing
 of them, nor of the optimiser state, is copied to the host:
 
@@ -9,7 +9,7 @@ of them, nor of the optimiser state, is copied to the host:
   one integer;
 * updates (:func:`sgd_step`, :func:`adam_step`): elementwise kernels over the flattened,
   C-contiguous arrays that apply the *same* scalar rules as the NumPy path
-  (:func:`numrnn.optim.sgd_rule`, :func:`numrnn.optim.adam_rule`), compiled here as device
+  (:func:`numrnn.optim.rules.sgd_rule`, :func:`numrnn.optim.rules.adam_rule`), compiled here as device
   functions.  No formula is written in this module;
 * clipping (:func:`norm_part`, :func:`scale`, :func:`clamp`): a two-pass reduction (per-block
   partial results in shared memory, then one block over the partials, in float64) that returns
@@ -20,9 +20,11 @@ optimiser and passed as kernel arguments of the arrays' dtype.  Launch sizes com
 :mod:`numrnn.backends.cuda_config` (``elementwise_threads``), through
 :func:`numrnn.backends.cuda._blocks`; the kernels loop with a grid stride, so any size works.
 
-The rules call ``sqrt``, which :mod:`numrnn.optim` binds to ``numpy.sqrt`` (arrays); here each
+The rules call ``sqrt``, which :mod:`numrnn.optim.rules` binds to ``numpy.sqrt`` (arrays); here each
 rule is rebuilt over a copy of its globals with ``sqrt`` bound to ``math.sqrt``, which numba-cuda
-compiles to the correctly rounded ``sqrt.rn`` of the argument's precision.
+compiles to the correctly rounded ``sqrt.rn`` of the argument's precision.  This module imports
+only the leaf :mod:`numrnn.optim.rules`, never the optimisers (which import it lazily), so there
+is no import cycle.
 """
 
 from __future__ import annotations
@@ -33,11 +35,11 @@ import numba
 import numpy as np
 from numba import cuda
 
-from numrnn import optim
 from numrnn._jit import cuda_device, with_globals
 from numrnn.backends import cuda as kernels
 from numrnn.backends.cuda import empty, fill_zero, zeros
 from numrnn.backends.cuda_config import MAX_THREADS
+from numrnn.optim import rules
 
 __all__ = [
     "adam_step",
@@ -56,13 +58,13 @@ __all__ = [
 
 
 def _device_rule(rule):
-    """Compile a scalar rule of :mod:`numrnn.optim` as a CUDA device function, ``sqrt`` -> ``math.sqrt``."""
+    """Compile a scalar rule of :mod:`numrnn.optim.rules` as a CUDA device function, ``sqrt`` -> ``math.sqrt``."""
     return cuda_device(with_globals(rule, {**rule.__globals__, "sqrt": math.sqrt}))
 
 
-sgd_update = _device_rule(optim.sgd_rule)
-adam_update = _device_rule(optim.adam_rule)
-clamp_value = _device_rule(optim.clamp_rule)
+sgd_update = _device_rule(rules.sgd_rule)
+adam_update = _device_rule(rules.adam_rule)
+clamp_value = _device_rule(rules.clamp_rule)
 
 
 @cuda.jit(device=True)
@@ -76,7 +78,7 @@ def _max_keep_nan(a, b):
 
 @cuda.jit
 def sgd_kernel(param, grad, momentum_buffer, lr, weight_decay, momentum, grad_scale, nesterov, first_step):
-    """:func:`numrnn.optim.sgd_rule` on every element of the flat arrays, in place.
+    """:func:`numrnn.optim.rules.sgd_rule` on every element of the flat arrays, in place.
 
     ``momentum_buffer`` is read (unless ``first_step``) and written only when ``momentum != 0``;
     otherwise any one-element array may stand in for it.
@@ -94,7 +96,7 @@ def sgd_kernel(param, grad, momentum_buffer, lr, weight_decay, momentum, grad_sc
 @cuda.jit
 def adam_kernel(param, grad, exp_avg, exp_avg_sq, beta1, grad_scale1, beta2, grad_scale2, step_size,
                 bias_correction2_sqrt, eps, weight_decay, decoupled, decay_scale):
-    """:func:`numrnn.optim.adam_rule` on every element of the flat arrays, in place."""
+    """:func:`numrnn.optim.rules.adam_rule` on every element of the flat arrays, in place."""
     for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
         new_param, new_exp_avg, new_exp_avg_sq = adam_update(
             param[i], grad[i], exp_avg[i], exp_avg_sq[i], beta1, grad_scale1, beta2, grad_scale2, step_size,
@@ -234,7 +236,7 @@ def state_to_device(slots, dtype):
 
 
 def sgd_step(param, grad, momentum_buffer, *, lr, weight_decay, momentum, grad_scale, nesterov, first_step):
-    """One :func:`numrnn.optim.sgd_rule` update of a device parameter, in place.
+    """One :func:`numrnn.optim.rules.sgd_rule` update of a device parameter, in place.
 
     Parameters
     ----------
@@ -246,7 +248,7 @@ def sgd_step(param, grad, momentum_buffer, *, lr, weight_decay, momentum, grad_s
         Buffer of the parameter's shape (written; read unless ``first_step``), None without
         momentum.
     lr, weight_decay, momentum, grad_scale, nesterov, first_step
-        As in :func:`numrnn.optim.sgd_rule` (host floats; cast to the parameter's dtype here).
+        As in :func:`numrnn.optim.rules.sgd_rule` (host floats; cast to the parameter's dtype here).
     """
     flat = _flat(param)
     if flat.size == 0:
@@ -260,7 +262,7 @@ def sgd_step(param, grad, momentum_buffer, *, lr, weight_decay, momentum, grad_s
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, *, beta1, grad_scale1, beta2, grad_scale2, step_size,
               bias_correction2_sqrt, eps, weight_decay, decoupled, decay_scale):
-    """One :func:`numrnn.optim.adam_rule` update of a device parameter and its moments, in place.
+    """One :func:`numrnn.optim.rules.adam_rule` update of a device parameter and its moments, in place.
 
     Parameters
     ----------
@@ -269,7 +271,7 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, beta1, grad_scale1, beta2, gr
     grad : device array, shape (param.size,)
         Flat gradient of the parameter's dtype.
     beta1, grad_scale1, beta2, grad_scale2, step_size, bias_correction2_sqrt, eps, weight_decay, decoupled, decay_scale
-        As in :func:`numrnn.optim.adam_rule` (host floats; cast to the parameter's dtype here).
+        As in :func:`numrnn.optim.rules.adam_rule` (host floats; cast to the parameter's dtype here).
     """
     flat = _flat(param)
     if flat.size == 0:
@@ -323,7 +325,7 @@ def scale(array, factor):
 
 
 def clamp(array, clip_value):
-    """Clamp a device array to ``[-clip_value, clip_value]`` in place (:func:`numrnn.optim.clamp_rule`)."""
+    """Clamp a device array to ``[-clip_value, clip_value]`` in place (:func:`numrnn.optim.rules.clamp_rule`)."""
     _apply_in_place(clamp_kernel, array, clip_value)
 
 
