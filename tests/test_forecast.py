@@ -52,14 +52,14 @@ def test_other_cells_float32_and_transforms(cell):
     f = Forecaster(cell=cell, dtype=np.float32, transform="none", **TINY).fit(y, progress=False)
     assert np.all(np.isfinite(f.predict(y)))
     g = Forecaster(cell=cell, transform="log", **TINY).fit(y, progress=False)
-    assert g._fitted["scaler"]["log"].tolist() == [True]
+    assert g._fitted["scaler"].log.tolist() == [True]
 
 
 def test_auto_transform_logs_only_positive_columns():
     y = series(k=2)
     y[:, 1] -= 25  # crosses zero
     f = Forecaster(**TINY).fit(y, progress=False)
-    assert f._fitted["scaler"]["log"].tolist() == [True, False]
+    assert f._fitted["scaler"].log.tolist() == [True, False]
 
 
 def test_learns_a_pure_seasonal_pattern():
@@ -527,8 +527,8 @@ def test_crafted_file_is_refused_before_building(tmp_path, monkeypatch, saved_wi
     exception, no large allocation and no network."""
     import tracemalloc
 
-    from numrnn import forecast
     from numrnn import io as nio
+    from numrnn.forecast import network
 
     config, arrays = nio.load_npz(saved_with_exog[1], kind="forecaster")
     arrays = {name: arr.copy() for name, arr in arrays.items()}
@@ -539,7 +539,7 @@ def test_crafted_file_is_refused_before_building(tmp_path, monkeypatch, saved_wi
     def build(*args, **kwargs):
         raise AssertionError("a network was built before the file was checked")
 
-    monkeypatch.setattr(forecast, "_Net", build)
+    monkeypatch.setattr(network, "WindowNet", build)
     tracemalloc.start()
     try:
         with pytest.raises(ValueError, match=f"cannot load {re.escape(repr(str(path)))}: .*{message}"):

@@ -19,7 +19,9 @@ ensemble training and divergence checks), :mod:`~numrnn.forecast.windows` and
 pandas is imported only when pandas data is passed or returned.
 """
 
-from numrnn.forecast.forecaster import Forecaster, NonFiniteForecastError, backtest
+from numrnn.forecast.backtest import backtest
+from numrnn.forecast.forecaster import Forecaster
 from numrnn.forecast.global_model import GlobalForecaster
+from numrnn.forecast.training import NonFiniteForecastError
 
 __all__ = ["Forecaster", "GlobalForecaster", "NonFiniteForecastError", "backtest"]

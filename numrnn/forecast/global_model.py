@@ -80,13 +80,16 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 
 import numpy as np
 
 from numrnn import _validation as check
-from numrnn import io as nio
-from numrnn import nn
+from numrnn.forecast import persistence
+from numrnn.forecast.backtest import cross_validation as _cross_validation
+from numrnn.forecast.network import PaddedNet, encoder_head_specs
+from numrnn.forecast.panel import as_panel, future_dates, level_name, pandas, season_from_offset
+from numrnn.forecast.preprocessing import SeriesScaler
+from numrnn.forecast.windows import Packed, batch
 from numrnn.losses import GaussianNLLLoss
 from numrnn.optim import Adam, clip_grad_norm
 from numrnn.train import limit_threads
@@ -95,430 +98,12 @@ __all__ = ["GlobalForecaster"]
 
 _CELLS = ("lstm", "gru", "rnn")
 _TRANSFORMS = ("auto", "none")
-_KIND = "global_forecaster"
 #: Most validation windows per epoch (a seeded subsample of the series beyond this many).
 _MAX_VALIDATION = 1024
 _QUIET = dict(over="ignore", invalid="ignore", divide="ignore", under="ignore")
 
 
-# ---------------------------------------------------------------------------------- small checks
 
-
-def _pandas():
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - exercised only without pandas
-        raise ImportError("this needs pandas (pip install 'numrnn[pandas]')") from None
-    return pd
-
-
-def _is_frame(data):
-    """Whether ``data`` is a pandas DataFrame, without importing pandas when it is not loaded."""
-    import sys
-
-    pd = sys.modules.get("pandas")
-    return pd is not None and isinstance(data, pd.DataFrame)
-
-
-def _check_levels(level):
-    """Sorted unique levels (floats in (0, 100)); ``None`` -> ``[]``."""
-    if level is None:
-        return []
-    if isinstance(level, numbers.Real) and not isinstance(level, bool):
-        level = [level]
-    if isinstance(level, (str, bytes)) or not hasattr(level, "__iter__"):
-        raise TypeError(f"level must be a number or a list of numbers in (0, 100), got {level!r}")
-    out = []
-    for v in level:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-            raise TypeError(f"level must hold numbers in (0, 100), got {v!r} of type {type(v).__name__}")
-        v = float(v)
-        if not (0.0 < v < 100.0):
-            raise ValueError(f"level must lie strictly between 0 and 100, got {v:g}")
-        out.append(v)
-    return sorted(set(out))
-
-
-def _level_name(v):
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
-
-
-def _season_from_offset(offset):
-    """12 monthly, 4 quarterly, 7 daily, 1 otherwise (only for a multiple of 1)."""
-    if offset is None or getattr(offset, "n", 1) != 1:
-        return 1
-    name = offset.rule_code  # ("name" is deprecated in pandas 3)
-    if name.startswith(("M", "BM")):
-        return 12
-    if name.startswith(("Q", "BQ")):
-        return 4
-    if name == "D":
-        return 7
-    return 1
-
-
-# ---------------------------------------------------------------------------------- data
-
-
-class _Panel:
-    """Series in a common, checked form.
-
-    Attributes
-    ----------
-    keys : list
-        Keys (dict), indices (list) or ``unique_id`` values (DataFrame), in order.
-    values : list of ndarray, shape (n_i,)
-        Finite float64 values.
-    source : {"dict", "list", "frame"}
-    dates : None or dict
-        For a DataFrame: ``kind`` ("datetime" or "int"), ``freq`` (pandas offset or int step),
-        ``start`` (list of first dates), ``ordinal0`` (list of int season ordinals of the first
-        value, or None when the frequency has none).
-    """
-
-    def __init__(self, keys, values, source, dates=None):
-        self.keys, self.values, self.source, self.dates = keys, values, source, dates
-
-    def subset(self, stops):
-        """The panel with series ``i`` cut to ``values[i][:stops[i]]`` (entries of 0 dropped)."""
-        keep = [i for i, s in enumerate(stops) if s > 0]
-        dates = None
-        if self.dates is not None:
-            dates = {**self.dates, "start": [self.dates["start"][i] for i in keep],
-                     "ordinal0": None if self.dates["ordinal0"] is None else [self.dates["ordinal0"][i] for i in keep]}
-        return _Panel([self.keys[i] for i in keep], [self.values[i][: stops[i]] for i in keep], self.source, dates)
-
-
-def _as_panel(data, name="data"):
-    if isinstance(data, _Panel):
-        return data
-    if _is_frame(data):
-        return _frame_panel(data, name)
-    if isinstance(data, dict):
-        if not data:
-            raise ValueError(f"{name} must hold at least one series, got an empty dict")
-        keys = list(data)
-        source = "dict"
-    elif isinstance(data, (list, tuple)):
-        if not data:
-            raise ValueError(f"{name} must hold at least one series, got an empty list")
-        keys = list(range(len(data)))
-        data = dict(enumerate(data))
-        source = "list"
-    else:
-        raise TypeError(
-            f"{name} must be a pandas DataFrame (unique_id, ds, y), a dict of 1-D arrays or a list of "
-            f"1-D arrays, got {type(data).__name__}"
-        )
-    values = []
-    for key in keys:
-        where = f"{name}[{key!r}]"
-        arr = check.as_float_array(data[key], where, np.float64)
-        if arr.ndim != 1:
-            raise ValueError(f"{where} must be 1-D, got shape {arr.shape}")
-        if arr.size == 0:
-            raise ValueError(f"{where} is an empty series: every series needs at least one value")
-        values.append(arr)
-    return _Panel(keys, values, source)
-
-
-
-def _infer_offset(pd, index):
-    """``pandas.infer_freq(index)`` as an offset, or None: the same on pandas 2 (which returns a
-    string) and on pandas 3, which warns that it will return an offset unless asked to already."""
-    try:
-        with pd.option_context("future.infer_freq_returns_offset", True):
-            freq = pd.infer_freq(index)
-    except (KeyError, AttributeError):  # pandas without the option (OptionError is both)
-        freq = pd.infer_freq(index)
-    return None if freq is None else pd.tseries.frequencies.to_offset(freq)
-
-def _frame_panel(df, name):
-    pd = _pandas()
-    missing = [c for c in ("unique_id", "ds", "y") if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name} lacks column(s) {missing}: a long DataFrame needs columns unique_id, ds, y")
-    if len(df) == 0:
-        raise ValueError(f"{name} is an empty DataFrame: every series needs at least one value")
-    if not pd.api.types.is_numeric_dtype(df["y"]) or pd.api.types.is_bool_dtype(df["y"]):
-        raise TypeError(f"column 'y' of {name} must be numeric, got dtype {df['y'].dtype}")
-    if df["unique_id"].isna().any():
-        raise ValueError(f"column 'unique_id' of {name} has missing values")
-    ds = df["ds"]
-    if pd.api.types.is_datetime64_any_dtype(ds):
-        kind = "datetime"
-        if ds.isna().any():
-            raise ValueError(f"column 'ds' of {name} has missing dates")
-    elif pd.api.types.is_integer_dtype(ds) and not pd.api.types.is_bool_dtype(ds):
-        kind = "int"
-    else:
-        raise TypeError(f"column 'ds' of {name} must hold datetimes or integers, got dtype {ds.dtype}")
-    frame = pd.DataFrame({"unique_id": df["unique_id"].to_numpy(), "ds": ds.to_numpy(),
-                          "y": df["y"].to_numpy(dtype=np.float64, na_value=np.nan)})
-    bad = ~np.isfinite(frame["y"].to_numpy())
-    if bad.any():
-        ids = pd.unique(frame["unique_id"][bad])[:5].tolist()
-        raise ValueError(f"column 'y' of {name} has NaN or inf for unique_id {ids}")
-    frame = frame.sort_values(["unique_id", "ds"], kind="stable")  # unsorted input is sorted
-    dup = frame.duplicated(["unique_id", "ds"])
-    if dup.any():
-        rows = frame.loc[dup, ["unique_id", "ds"]].head(3).to_records(index=False).tolist()
-        raise ValueError(f"{name} has duplicate (unique_id, ds) rows: {rows}")
-    # one sort, then split the columns at the group boundaries (no per-series pandas groups)
-    uid = frame["unique_id"].to_numpy()
-    codes, uniques = pd.factorize(uid, sort=False)
-    cut = np.flatnonzero(codes[1:] != codes[:-1]) + 1
-    bounds = np.concatenate([[0], cut, [len(codes)]])
-    keys = [k.item() if isinstance(k, np.generic) else k for k in uid[bounds[:-1]]]
-    yv = frame["y"].to_numpy(dtype=np.float64)
-    dv = frame["ds"].to_numpy()
-    values = np.split(yv.copy(), cut)
-    dss = np.split(dv, cut)
-    sizes = np.diff(bounds)
-    longest = int(np.argmax(sizes))
-    if kind == "datetime":
-        index = pd.DatetimeIndex(dss[longest])
-        if len(index) >= 3:
-            offset = _infer_offset(pd, index)
-            if offset is None:
-                raise ValueError(
-                    f"column 'ds' of {name} is irregular for unique_id {keys[longest]!r}: pandas cannot infer a "
-                    "frequency from its dates (expected evenly spaced dates)"
-                )
-        elif len(index) == 2:
-            offset = pd.tseries.frequencies.to_offset(index[1] - index[0])
-        else:
-            raise ValueError(f"{name}: cannot infer the frequency of 'ds': every series has a single date")
-        # every series must be evenly spaced at the offset: compare with one common date grid
-        # (vectorised: the position of each row's date on the grid minus its start's position)
-        index = pd.DatetimeIndex(dv)
-        step = np.arange(len(dv)) - np.repeat(bounds[:-1], sizes)  # position within its series
-        if isinstance(offset, pd.offsets.Tick):  # fixed width: integer arithmetic on nanoseconds
-            i8 = index.asi8
-            since = i8 - np.repeat(i8[bounds[:-1]], sizes)
-            width = pd.Timedelta(offset).value
-            bad = (since % width != 0) | (since // width != step)
-        else:  # calendar offsets: positions on one common grid of dates
-            grid = pd.date_range(start=index[bounds[:-1]].min(), end=index.max(), freq=offset)
-            where = grid.get_indexer(index)
-            bad = (where < 0) | (where - np.repeat(where[bounds[:-1]], sizes) != step)
-        first = index[bounds[:-1]]
-        if bad.any():
-            key = keys[int(np.searchsorted(bounds, np.flatnonzero(bad)[0], side="right")) - 1]
-            raise ValueError(
-                f"column 'ds' of {name} is irregular for unique_id {key!r}: its dates are not evenly spaced at "
-                f"the inferred frequency {offset.freqstr!r} (missing or extra dates)"
-            )
-        starts = list(first)
-        ordinal0 = _ordinals(starts, offset)
-        freq = offset
-    else:
-        d = dss[longest].astype(np.int64)
-        step = int(d[1] - d[0]) if len(d) >= 2 else 1
-        dints = dv.astype(np.int64)
-        diffs = np.diff(dints)
-        within = np.ones(len(diffs), dtype=bool)
-        within[cut - 1] = False  # a difference across two series is not a step
-        bad = within & (diffs != step)
-        if bad.any():
-            key = keys[int(np.searchsorted(bounds, np.flatnonzero(bad)[0], side="right")) - 1]
-            raise ValueError(
-                f"column 'ds' of {name} is irregular for unique_id {key!r}: its integer dates are not evenly "
-                f"spaced by {step} (the step of the longest series)"
-            )
-        starts = [int(v) for v in dints[bounds[:-1]]]
-        ordinal0 = [s // step for s in starts]
-        freq = step
-    return _Panel(keys, values, "frame", {"kind": kind, "freq": freq, "start": starts, "ordinal0": ordinal0})
-
-
-def _ordinals(starts, offset):
-    """Season ordinals of the first dates (months since year 0, quarters, or whole periods since
-    1970 for fixed-length frequencies); None when the frequency has no such count."""
-    pd = _pandas()
-    name = offset.rule_code  # ("name" is deprecated in pandas 3)
-    if offset.n == 1 and name.startswith(("M", "BM")):
-        return [t.year * 12 + t.month - 1 for t in starts]
-    if offset.n == 1 and name.startswith(("Q", "BQ")):
-        return [t.year * 4 + (t.month - 1) // 3 for t in starts]
-    if isinstance(offset, pd.offsets.Tick):
-        width = pd.Timedelta(offset).value
-        epoch = pd.Timestamp("1970-01-01", tz=starts[0].tz).value
-        return [(t.value - epoch) // width for t in starts]
-    return None
-
-
-def _future_dates(dates, i, n, horizon):
-    """The ``horizon`` dates after series ``i``'s ``n`` values."""
-    if dates["kind"] == "datetime":
-        pd = _pandas()
-        index = pd.date_range(start=dates["start"][i], periods=n + horizon, freq=dates["freq"])
-        return index[n:].to_numpy()
-    return dates["start"][i] + dates["freq"] * np.arange(n, n + horizon, dtype=np.int64)
-
-
-def _all_dates(dates, i, n):
-    if dates["kind"] == "datetime":
-        pd = _pandas()
-        return pd.date_range(start=dates["start"][i], periods=n, freq=dates["freq"]).to_numpy()
-    return dates["start"][i] + dates["freq"] * np.arange(n, dtype=np.int64)
-
-
-# ---------------------------------------------------------------------------------- normalisation
-
-
-def _normalise(y, transform):
-    """``(z / s, log, s)`` for one series (see the module docstring, steps 1-2)."""
-    log = transform == "auto" and bool(np.all(y > 0))
-    z = np.log(y) if log else y
-    s = float(np.mean(np.abs(np.diff(z)))) if z.size > 1 else 0.0
-    if not (s > 0 and math.isfinite(s)):
-        s = float(np.std(z)) if z.size > 1 else 0.0
-    if not (s > 0 and math.isfinite(s)):
-        big = float(np.max(np.abs(z)))
-        s = 0.01 if log else (0.01 * big if big > 0 else 1.0)
-    return z / s, log, s
-
-
-class _Packed:
-    """Normalised series concatenated: ``zn[off[i] : off[i] + n[i]]`` is series ``i``."""
-
-    def __init__(self, zs, ordinal0):
-        self.n = np.array([len(z) for z in zs], dtype=np.int64)
-        self.off = np.concatenate([[0], np.cumsum(self.n)[:-1]]).astype(np.int64)
-        self.zn = np.concatenate(zs) if zs else np.zeros(0)
-        self.ordinal0 = None if ordinal0 is None else np.asarray(ordinal0, dtype=np.int64)
-
-
-def _batch(packed, series, origin, lookback, horizon, season, calendar, dtype, with_target=True):
-    """Windows for (series, origin) pairs.
-
-    Parameters
-    ----------
-    series, origin : ndarray of int, shape (B,)
-        Series index and forecast origin ``t`` (index of the first forecast step), ``t >= 1``.
-
-    Returns
-    -------
-    x : ndarray, shape (lookback, B, 1 + 2c)
-        Right-padded inputs (``c`` = 1 with calendar features, else 0).
-    lengths : ndarray of int64, shape (B,)
-    future : ndarray, shape (B, 2c * horizon)
-        Calendar features of the forecast steps.
-    target : ndarray, shape (B, horizon) or None
-    base : ndarray, shape (B, horizon)
-        What the network's output is added to: the normalised level ``z[t - 1] / s`` plus the
-        seasonal-naive anchor ``a_k``.
-    """
-    b = len(series)
-    off = packed.off[series]
-    length = np.minimum(origin, lookback)
-    j = np.arange(lookback)
-    pos = origin[:, None] - length[:, None] + j[None, :]  # series index of input step j
-    valid = j[None, :] < length[:, None]
-    level = packed.zn[off + origin - 1]
-    vals = np.where(valid, packed.zn[off[:, None] + np.where(valid, pos, 0)] - level[:, None], 0.0)
-    c = 1 if calendar else 0
-    x = np.zeros((lookback, b, 1 + 2 * c))
-    x[:, :, 0] = vals.T
-    future = np.zeros((b, 2 * c * horizon))
-    if c:
-        ordinal = packed.ordinal0[series]
-        angle = 2 * np.pi * (((ordinal[:, None] + pos) % season) / season)
-        x[:, :, 1] = np.where(valid, np.sin(angle), 0.0).T
-        x[:, :, 2] = np.where(valid, np.cos(angle), 0.0).T
-        fa = 2 * np.pi * (((ordinal[:, None] + origin[:, None] + np.arange(horizon)[None, :]) % season) / season)
-        future = np.concatenate([np.sin(fa), np.cos(fa)], axis=1)
-    k = np.arange(horizon)
-    # the seasonal anchor (ES-RNN style): the mean of the last season relative to the level plus the
-    # seasonal profile averaged over the last J <= 3 whole seasons in the window, each taken
-    # relative to its own mean,  a_k = (zbar_1 - level) + mean_j (z[t - j m + (k mod m)] - zbar_j);
-    # 0 (the naive level) for m = 1 or windows shorter than a season.  The network models u_k - a_k.
-    anchor = np.zeros((b, horizon))
-    if season > 1:
-        n_seasons = np.minimum(length // season, 3)
-        profile = np.zeros((b, horizon))
-        last_mean = np.zeros(b)
-        i_m = np.arange(season)
-        for jj in range(1, 4):
-            use = n_seasons >= jj
-            if not use.any():
-                break
-            rows = np.where(use[:, None], (origin - jj * season)[:, None] + i_m[None, :], 0)
-            seg = packed.zn[off[:, None] + rows]  # (B, m); unused rows read a series' first value
-            seg_mean = seg.mean(axis=1)
-            if jj == 1:
-                last_mean = seg_mean
-            profile += np.where(use[:, None], seg[:, k % season] - seg_mean[:, None], 0.0)
-        have = n_seasons >= 1
-        anchor = np.where(have[:, None], (last_mean - level)[:, None] + profile / np.maximum(n_seasons, 1)[:, None],
-                          0.0)
-    target = None
-    if with_target:
-        target = (packed.zn[off[:, None] + origin[:, None] + k[None, :]] - level[:, None] - anchor).astype(dtype)
-    return (np.ascontiguousarray(x, dtype=dtype), length.astype(np.int64), future.astype(dtype), target,
-            level[:, None] + anchor)
-
-
-# ---------------------------------------------------------------------------------- network
-
-
-def _net_specs(cell, n_inputs, n_future, horizon, hidden_size, num_layers, dtype):
-    """:func:`numrnn.nn.module_spec` descriptions (less backend and seed) of a :class:`_GlobalNet`."""
-    dtype = np.dtype(dtype).name
-    rnn_type = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cell]
-    return {
-        "rnn": {"type": rnn_type, "config": {"input_size": n_inputs, "hidden_size": hidden_size,
-                                             "num_layers": num_layers, "bias": True, "bidirectional": False,
-                                             "dtype": dtype}},
-        "head": {"type": "Linear", "config": {"in_features": hidden_size + n_future, "out_features": 2 * horizon,
-                                              "bias": True, "dtype": dtype}},
-    }
-
-
-class _GlobalNet(nn.Module):
-    """Recurrent encoder over right-padded windows (``lengths``) + linear Gaussian head.
-
-    ``forward(x, lengths, future)``: x (lookback, B, F), lengths (B,), future (B, P) ->
-    (B, 2 * horizon): the horizon means followed by the horizon log-variances.
-    """
-
-    def __init__(self, specs, seeds):
-        super().__init__()
-        rnn, head = specs["rnn"], specs["head"]
-        self.rnn = nn.module_from_spec({**rnn, "config": {**rnn["config"], "backend": "cpu", "seed": seeds[0]}})
-        self.head = nn.module_from_spec({**head, "config": {**head["config"], "seed": seeds[1]}})
-        self.is_lstm = rnn["type"] == "LSTM"
-        self.params = {**{f"rnn.{k}": v for k, v in self.rnn.params.items()},
-                       **{f"head.{k}": v for k, v in self.head.params.items()}}
-        self.grads = {**{f"rnn.{k}": v for k, v in self.rnn.grads.items()},
-                      **{f"head.{k}": v for k, v in self.head.grads.items()}}
-
-    def forward(self, x, lengths, future):
-        y, state = self.rnn(x, lengths=lengths)
-        h_n = state[0] if self.is_lstm else state  # (L, B, H)
-        last = h_n[-1]
-        self._shape = (y.shape, h_n.shape)
-        if future.shape[1]:
-            last = np.concatenate([last, future], axis=1)
-        return self.head(last)
-
-    def backward(self, dy):
-        d_last = self.head.backward(dy)
-        y_shape, h_shape = self._shape
-        dh = np.zeros(h_shape, dtype=d_last.dtype)
-        dh[-1] = d_last[:, : h_shape[2]]
-        self.rnn.backward(np.zeros(y_shape, dtype=d_last.dtype), (dh, None) if self.is_lstm else dh)
-
-    def train(self, mode=True):
-        super().train(mode)
-        self.rnn.train(mode)
-        self.head.train(mode)
-        return self
-
-    def zero_grad(self):
-        self.rnn.zero_grad()
-        self.head.zero_grad()
 
 
 def _mixture_quantiles(mu, sigma, probs, iters=80):
@@ -548,6 +133,7 @@ def _mixture_quantiles(mu, sigma, probs, iters=80):
             hi = np.where(below, hi, mid)
         out.append(0.5 * (lo + hi))
     return np.stack(out)
+
 
 
 # ---------------------------------------------------------------------------------- the forecaster
@@ -691,7 +277,7 @@ class GlobalForecaster:
     def _settings(self, panel):
         season = self.season_length
         if season is None:
-            season = _season_from_offset(panel.dates["freq"]) if panel.dates and panel.dates["kind"] == "datetime" else 1
+            season = season_from_offset(panel.dates["freq"]) if panel.dates and panel.dates["kind"] == "datetime" else 1
         lookback = self.lookback or max(2 * self.horizon, 4 * season, 8)
         calendar = bool(self.calendar and season > 1 and panel.dates is not None and panel.dates["ordinal0"] is not None)
         return season, lookback, calendar
@@ -723,31 +309,20 @@ class GlobalForecaster:
             If the training loss or the weights become non-finite (lower ``lr``).
         """
         progress = check.check_bool(progress, "progress")
-        panel = _as_panel(data)
+        panel = as_panel(data)
         season, lookback, calendar = self._settings(panel)
         h = self.horizon
-        packs, logs, scales = [], [], []
-        train_n, validated = [], []
-        for y in panel.values:
-            n = len(y)
-            val = n >= 2 * h + 1
-            n_tr = n - h if val else n
-            _, log, s = _normalise(y[:n_tr], self.transform)
-            log = log and bool(np.all(y > 0))
-            z = np.log(y) if log else y
-            packs.append(z / s)
-            logs.append(log)
-            scales.append(s)
-            train_n.append(n_tr)
-            validated.append(val)
-        train_n = np.array(train_n)
+        n = np.array([len(y) for y in panel.values], dtype=np.int64)
+        validated = n >= 2 * h + 1
+        train_n = np.where(validated, n - h, n)  # the validation window is not scaled on
+        packs = SeriesScaler(self.transform).fit(panel.values, train_n).transform_values(panel.values)
         trainable = np.flatnonzero(train_n >= h + 1)
         if trainable.size == 0:
             raise ValueError(
                 f"no series can serve horizon={h}: training needs a series with at least horizon + 1 = {h + 1} "
                 f"values, the longest has {max(len(v) for v in panel.values)}"
             )
-        packed = _Packed(packs, panel.dates["ordinal0"] if calendar else None)
+        packed = Packed(packs, panel.dates["ordinal0"] if calendar else None)
         if not np.isfinite(packed.zn).all():
             raise ValueError("the series' values are too large to normalise (near the float64 limit?)")
         seed = check.check_seed(self.seed, "seed")
@@ -757,9 +332,9 @@ class GlobalForecaster:
             val_idx = val_idx[np.sort(pick)]
         validation = None
         if val_idx.size:
-            validation = _batch(packed, val_idx, packed.n[val_idx] - h, lookback, h, season, calendar, self.dtype)
-        specs = _net_specs(self.cell, 1 + 2 * calendar, 2 * calendar * h, h, self.hidden_size, self.num_layers,
-                           self.dtype)
+            validation = batch(packed, val_idx, packed.n[val_idx] - h, lookback, h, season, calendar, self.dtype)
+        specs = encoder_head_specs(self.cell, 1 + 2 * calendar, self.hidden_size, self.num_layers, 2 * calendar * h,
+                                   2 * h, self.dtype)
         members, history = self._train(packed, trainable, train_n, validation, specs, lookback, season, calendar,
                                        seed, progress)
         self._fitted = {
@@ -786,7 +361,7 @@ class GlobalForecaster:
             with limit_threads(1), np.errstate(**_QUIET):
                 for j, child in enumerate(children):
                     init_rnn, init_head, draw = (int(s) for s in child.generate_state(3))
-                    net = _GlobalNet(specs, (init_rnn, init_head))
+                    net = PaddedNet(specs, (init_rnn, init_head))
                     opt = Adam(lr=self.lr)
                     rng = np.random.default_rng(draw)
                     hist = {"train_loss": [], "val_loss": [], "best_epoch": -1, "best_val_loss": math.inf,
@@ -799,7 +374,7 @@ class GlobalForecaster:
                             pick = rng.integers(0, trainable.size, self.batch_size)
                             series = trainable[pick]
                             origin = 1 + np.floor(rng.random(self.batch_size) * n_origins[pick]).astype(np.int64)
-                            x, lengths, future, target, _ = _batch(packed, series, origin, lookback, h, season,
+                            x, lengths, future, target, _ = batch(packed, series, origin, lookback, h, season,
                                                                    calendar, self.dtype)
                             net.zero_grad()
                             value, grad = loss(net(x, lengths, future), target)
@@ -872,15 +447,11 @@ class GlobalForecaster:
                 "this model was fitted with calendar features: pass the history as a DataFrame with a 'ds' column "
                 "of the same frequency"
             )
-        packs, logs, scales = [], [], []
-        for y in panel.values:
-            zn, log, s = _normalise(y, self.transform)
-            packs.append(zn)
-            logs.append(log)
-            scales.append(s)
-        packed = _Packed(packs, panel.dates["ordinal0"] if calendar else None)
+        scaler = SeriesScaler(self.transform).fit(panel.values)
+        packs = scaler.transform_values(panel.values)
+        packed = Packed(packs, panel.dates["ordinal0"] if calendar else None)
         series = np.arange(len(packs))
-        x, lengths, future, _, level = _batch(packed, series, packed.n, lookback, h, season, calendar, self.dtype,
+        x, lengths, future, _, level = batch(packed, series, packed.n, lookback, h, season, calendar, self.dtype,
                                               with_target=False)
         mus, sigmas = [], []
         with limit_threads(1), np.errstate(**_QUIET):
@@ -894,10 +465,7 @@ class GlobalForecaster:
                 mus.append(out[:, :h])
                 sigmas.append(np.exp(0.5 * np.clip(out[:, h:], -30.0, 30.0)))
             q = _mixture_quantiles(np.stack(mus), np.stack(sigmas), probs)  # (P, S, h)
-            scale = np.array(scales)[None, :, None]
-            zq = (q + level[None]) * scale
-            log = np.array(logs)
-            out = np.where(log[None, :, None], np.exp(zq), zq)
+            out = scaler.inverse_transform(q + level[None])
         if not np.isfinite(out).all():
             bad = [panel.keys[i] for i in np.flatnonzero(~np.isfinite(out).all(axis=(0, 2)))][:5]
             raise FloatingPointError(f"the forecasts of series {bad} are not finite (the series' range is too wide)")
@@ -929,8 +497,8 @@ class GlobalForecaster:
             For bad input or a level outside (0, 100).
         """
         fitted = self._require_fitted("predict()")
-        levels = _check_levels(level)
-        panel = fitted["panel"] if data is None else _as_panel(data)
+        levels = check.check_levels(level)
+        panel = fitted["panel"] if data is None else as_panel(data)
         probs = [0.5]
         for lv in levels:
             probs += [0.5 - lv / 200.0, 0.5 + lv / 200.0]
@@ -940,21 +508,21 @@ class GlobalForecaster:
     def _format(self, panel, q, levels):
         h = self.horizon
         if panel.source == "frame":
-            pd = _pandas()
+            pd = pandas()
             s = len(panel.keys)
             cols = {"unique_id": np.repeat(np.array(panel.keys, dtype=object), h),
-                    "ds": np.concatenate([_future_dates(panel.dates, i, len(panel.values[i]), h) for i in range(s)]),
+                    "ds": np.concatenate([future_dates(panel.dates, i, len(panel.values[i]), h) for i in range(s)]),
                     "yhat": q[0].reshape(-1)}
             for k, lv in enumerate(levels):
-                cols[f"yhat-lo-{_level_name(lv)}"] = q[1 + 2 * k].reshape(-1)
-                cols[f"yhat-hi-{_level_name(lv)}"] = q[2 + 2 * k].reshape(-1)
+                cols[f"yhat-lo-{level_name(lv)}"] = q[1 + 2 * k].reshape(-1)
+                cols[f"yhat-hi-{level_name(lv)}"] = q[2 + 2 * k].reshape(-1)
             return pd.DataFrame(cols)
         out = {}
         for i, key in enumerate(panel.keys):
             d = {"yhat": q[0, i].copy()}
             for k, lv in enumerate(levels):
-                d[f"lo-{_level_name(lv)}"] = q[1 + 2 * k, i].copy()
-                d[f"hi-{_level_name(lv)}"] = q[2 + 2 * k, i].copy()
+                d[f"lo-{level_name(lv)}"] = q[1 + 2 * k, i].copy()
+                d[f"hi-{level_name(lv)}"] = q[2 + 2 * k, i].copy()
             out[key] = d
         return [out[k] for k in panel.keys] if panel.source == "list" else out
 
@@ -984,42 +552,7 @@ class GlobalForecaster:
             ``y``, ``yhat`` and ``yhat-lo-L``/``yhat-hi-L`` per level: a DataFrame for a
             DataFrame, else a dict of equal-length 1-D arrays (``ds`` and ``cutoff`` positions).
         """
-        n_windows = check.check_int(n_windows, "n_windows", 1)
-        h = self.horizon
-        step_size = h if step_size is None else check.check_int(step_size, "step_size", 1)
-        levels = _check_levels(level)
-        panel = _as_panel(data)
-        pieces = []
-        for w in range(n_windows):
-            back = h + (n_windows - 1 - w) * step_size
-            cut = [len(v) - back for v in panel.values]
-            part = panel.subset([max(c, 0) for c in cut])
-            if not part.keys:
-                raise ValueError(f"cross-validation window {w} leaves no series: every series has at most {back} values")
-            model = GlobalForecaster(**self.get_params())
-            model.fit(part, progress=progress)
-            q = model._distribution(model._fitted, part, [0.5] + [p for lv in levels for p in (0.5 - lv / 200, 0.5 + lv / 200)])
-            index = {k: i for i, k in enumerate(panel.keys)}
-            for s, key in enumerate(part.keys):
-                i = index[key]
-                c = len(part.values[s])
-                truth = panel.values[i][c : c + h]
-                m = len(truth)
-                if panel.dates is not None:
-                    dates = _all_dates(panel.dates, i, len(panel.values[i]))
-                    ds, cutoff = dates[c : c + m], np.repeat(dates[c - 1], m)
-                else:
-                    ds, cutoff = np.arange(c, c + m), np.repeat(c - 1, m)
-                row = {"unique_id": [key] * m, "ds": ds, "cutoff": cutoff, "y": truth, "yhat": q[0, s, :m]}
-                for k, lv in enumerate(levels):
-                    row[f"yhat-lo-{_level_name(lv)}"] = q[1 + 2 * k, s, :m]
-                    row[f"yhat-hi-{_level_name(lv)}"] = q[2 + 2 * k, s, :m]
-                pieces.append(row)
-        cols = {k: np.concatenate([np.asarray(p[k], dtype=object if k == "unique_id" else None) for p in pieces])
-                for k in pieces[0]}
-        if panel.source == "frame":
-            return _pandas().DataFrame(cols)
-        return cols
+        return _cross_validation(self, data, n_windows, step_size, level, progress)
 
     # ------------------------------------------------------------------ save / load
 
@@ -1028,37 +561,7 @@ class GlobalForecaster:
 
         Atomic and pickle-free (:func:`numrnn.io.save_npz`).  Series keys must be str or int.
         """
-        fitted = self._require_fitted("save()")
-        panel = fitted["panel"]
-        keys = []
-        for k in panel.keys:
-            if isinstance(k, (bool, np.bool_)) or not isinstance(k, (str, numbers.Integral)):
-                raise TypeError(f"save() needs str or int series keys (unique_id), got {k!r} of type {type(k).__name__}")
-            keys.append(k if isinstance(k, str) else int(k))
-        arrays = {"data/values": np.concatenate(panel.values),
-                  "data/lengths": np.array([len(v) for v in panel.values], dtype=np.int64)}
-        for j, net in enumerate(fitted["members"]):
-            for name, value in net.state_dict().items():
-                arrays[f"member{j}/{name}"] = value
-        dates = None
-        if panel.dates is not None:
-            d = panel.dates
-            dt = d["kind"] == "datetime"
-            dates = {"kind": d["kind"], "freq": d["freq"].freqstr if dt else int(d["freq"]),
-                     "start": [t.isoformat() for t in d["start"]] if dt else [int(s) for s in d["start"]],
-                     "ordinal0": None if d["ordinal0"] is None else [int(o) for o in d["ordinal0"]]}
-        params = self.get_params()
-        params["seed"] = int(fitted["seed"])
-        config = {
-            "params": params, "keys": keys, "source": panel.source, "dates": dates,
-            "season_length": fitted["season_length"], "lookback": fitted["lookback"], "calendar": fitted["calendar"],
-            "seed_used": int(fitted["seed"]),
-            "history": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in h.items()}
-                        for h in fitted["history"]],
-            "unvalidated": [keys[panel.keys.index(k)] for k in fitted["unvalidated_ids"]],
-            "untrained": [keys[panel.keys.index(k)] for k in fitted["untrained_ids"]],
-        }
-        nio.save_npz(path, _KIND, config, arrays)
+        persistence.save_global_forecaster(self, self._require_fitted("save()"), path)
 
     @classmethod
     def load(cls, path):
@@ -1070,87 +573,6 @@ class GlobalForecaster:
         ValueError
             ``"cannot load '<path>': ..."`` for a corrupt file or contents that do not fit its config.
         """
-        config, arrays = nio.load_npz(path, kind=_KIND)
-        where = f"cannot load {nio._check_path(path)!r}"
-        try:
-            gf, fitted = _from_saved(cls, config, arrays)
-        except KeyError as exc:
-            raise ValueError(f"{where}: the file lacks {exc}") from None
-        except (TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
-            raise ValueError(f"{where}: its contents do not fit its configuration ({exc})") from None
-        gf._fitted = fitted
-        return gf
+        return persistence.load_global_forecaster(cls, path)
 
 
-def _from_saved(cls, config, arrays):
-    if not isinstance(config, dict):
-        raise ValueError("the config must be a dict")
-    params = dict(config["params"])
-    if set(params) != set(inspect.signature(cls).parameters):
-        raise ValueError("config['params'] does not hold the constructor's arguments")
-    if params["dtype"] not in ("float32", "float64"):
-        raise ValueError(f"config['params']['dtype'] must be 'float32' or 'float64', got {params['dtype']!r}")
-    gf = cls(**params)
-    seed = check.check_seed(config["seed_used"], "config['seed_used']")
-    season = check.check_int(config["season_length"], "config['season_length']", 1)
-    lookback = check.check_int(config["lookback"], "config['lookback']", 1)
-    calendar = check.check_bool(config["calendar"], "config['calendar']")
-    keys = config["keys"]
-    if not isinstance(keys, list) or not keys:
-        raise ValueError("config['keys'] must be a non-empty list")
-    source = config["source"]
-    if source not in ("dict", "list", "frame"):
-        raise ValueError(f"config['source'] must be 'dict', 'list' or 'frame', got {source!r}")
-    lengths = arrays.get("data/lengths")
-    if lengths is None or lengths.dtype != np.int64 or lengths.shape != (len(keys),) or (lengths < 1).any():
-        raise ValueError("array 'data/lengths' must hold one positive int64 per key")
-    values = nio._expect(arrays, "data/values", (int(lengths.sum()),), "float64")
-    if not np.isfinite(values).all():
-        raise ValueError("array 'data/values' is not finite")
-    splits = np.split(values, np.cumsum(lengths)[:-1])
-    dates = config["dates"]
-    if dates is not None:
-        if not isinstance(dates, dict) or dates.get("kind") not in ("datetime", "int"):
-            raise ValueError("config['dates'] must be null or a dict with kind 'datetime' or 'int'")
-        if not isinstance(dates["start"], list) or len(dates["start"]) != len(keys):
-            raise ValueError("config['dates']['start'] must hold one date per key")
-        if dates["kind"] == "datetime":
-            pd = _pandas()
-            dates = {**dates, "freq": pd.tseries.frequencies.to_offset(dates["freq"]),
-                     "start": [pd.Timestamp(s) for s in dates["start"]]}
-        else:
-            dates = {**dates, "freq": check.check_int(dates["freq"], "config['dates']['freq']", 1),
-                     "start": [int(s) for s in dates["start"]]}
-        if dates["ordinal0"] is not None:
-            if not isinstance(dates["ordinal0"], list) or len(dates["ordinal0"]) != len(keys):
-                raise ValueError("config['dates']['ordinal0'] must hold one int per key")
-            dates["ordinal0"] = [int(o) for o in dates["ordinal0"]]
-    if calendar and (dates is None or dates["ordinal0"] is None):
-        raise ValueError("config['calendar'] is true but the file holds no season ordinals")
-    h = gf.horizon
-    specs = _net_specs(gf.cell, 1 + 2 * calendar, 2 * calendar * h, h, gf.hidden_size, gf.num_layers, gf.dtype)
-    members, expected = [], {"data/values", "data/lengths"}
-    for j in range(gf.ensemble):
-        found = {}
-        for part, spec in specs.items():
-            found.update(nio._check_module(spec, arrays, f"member{j}/{part}."))
-        if not all(np.isfinite(a).all() for a in found.values()):
-            raise ValueError(f"the weights of member {j} are not finite")
-        expected |= set(found)
-        net = _GlobalNet(specs, (0, 0))
-        net.load_state_dict({k[len(f"member{j}/"):]: v for k, v in found.items()})
-        net.eval()
-        members.append(net)
-    unexpected = sorted(set(arrays) - expected)
-    if unexpected:
-        raise ValueError(f"unexpected arrays {unexpected[:5]}")
-    history = config["history"]
-    if not isinstance(history, list) or len(history) != gf.ensemble:
-        raise ValueError(f"config['history'] must hold ensemble = {gf.ensemble} entries")
-    history = [{**hh, "best_val_loss": math.inf if hh.get("best_val_loss") is None else hh["best_val_loss"]}
-               for hh in history]
-    panel = _Panel(list(keys), splits, source, dates)
-    fitted = {"members": members, "specs": specs, "panel": panel, "season_length": season, "lookback": lookback,
-              "calendar": calendar, "seed": seed, "history": history,
-              "unvalidated_ids": list(config["unvalidated"]), "untrained_ids": list(config["untrained"])}
-    return gf, fitted

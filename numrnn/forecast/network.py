@@ -1,0 +1,147 @@
+"""The forecasters' network: a recurrent encoder whose last hidden state feeds a linear head.
+
+:class:`EncoderHead` holds the two modules and everything they share (parameters, gradients,
+train/eval, zero_grad); :class:`WindowNet` (:class:`numrnn.forecast.Forecaster`, fixed-length
+windows with covariates) and :class:`PaddedNet` (:class:`numrnn.forecast.GlobalForecaster`,
+right-padded windows with ``lengths``) differ only in how they read a batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numrnn import nn
+from numrnn.cells import cell_family
+
+__all__ = ["EncoderHead", "PaddedNet", "WindowNet", "encoder_head_specs"]
+
+
+def encoder_head_specs(cell, input_size, hidden_size, num_layers, head_inputs, head_outputs, dtype):
+    """The :func:`numrnn.nn.module_spec` descriptions (less backend and seed) of an encoder and head.
+
+    Parameters
+    ----------
+    cell : {"lstm", "gru", "rnn"}
+        The forecasters' cell name; the layer type is its upper-case form.
+    input_size, hidden_size, num_layers : int
+        The recurrent layer's configuration.
+    head_inputs : int
+        Inputs of the head besides the encoder's last hidden state.
+    head_outputs : int
+        Outputs of the head.
+    dtype : dtype-like
+
+    Returns
+    -------
+    dict
+        ``{"rnn": spec, "head": spec}``; networks are built from it and loaders check a file's
+        arrays against it (``numrnn.io._check_module``) before building anything.
+    """
+    dtype = np.dtype(dtype).name
+    return {
+        "rnn": {
+            "type": cell.upper(),
+            "config": {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers,
+                       "bias": True, "bidirectional": False, "dtype": dtype},
+        },
+        "head": {
+            "type": "Linear",
+            "config": {"in_features": hidden_size + head_inputs, "out_features": head_outputs,
+                       "bias": True, "dtype": dtype},
+        },
+    }
+
+
+class EncoderHead(nn.Module):
+    """A recurrent layer ``rnn`` and a :class:`numrnn.nn.Linear` ``head``, built from their specs.
+
+    Parameters
+    ----------
+    specs : dict
+        As :func:`encoder_head_specs` returns.
+    backend : {"auto", "cpu", "cuda"}
+        Where the recurrent kernels run.
+    seeds : tuple of int
+        Seeds of the recurrent layer's and the head's initial weights.
+    """
+
+    def __init__(self, specs, backend, seeds):
+        super().__init__()
+        rnn, head = specs["rnn"], specs["head"]
+        self.rnn = nn.module_from_spec({**rnn, "config": {**rnn["config"], "backend": backend, "seed": seeds[0]}})
+        self.head = nn.module_from_spec({**head, "config": {**head["config"], "seed": seeds[1]}})
+        self.params = {**{f"rnn.{k}": v for k, v in self.rnn.params.items()},
+                       **{f"head.{k}": v for k, v in self.head.params.items()}}
+        self.grads = {**{f"rnn.{k}": v for k, v in self.rnn.grads.items()},
+                      **{f"head.{k}": v for k, v in self.head.grads.items()}}
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.rnn.train(mode)
+        self.head.train(mode)
+        return self
+
+    def zero_grad(self):
+        self.rnn.zero_grad()
+        self.head.zero_grad()
+
+
+class WindowNet(EncoderHead):
+    """Encoder + MIMO head over fixed-length windows with covariates (:class:`Forecaster`).
+
+    ``forward(x)``: x (lookback + horizon, B, k + m), time-major: the first ``lookback`` steps
+    are the history (targets and covariates); for the last ``horizon`` steps only the covariate
+    columns are read, flattened, and fed to the head next to the encoder's last hidden state.
+    Returns (B, head outputs).
+    """
+
+    def __init__(self, specs, lookback, n_targets, n_exog, backend, seeds):
+        super().__init__(specs, backend, seeds)
+        self.lookback, self.n_targets, self.n_exog = lookback, n_targets, n_exog
+
+    def forward(self, x):
+        y, _ = self.rnn(x[: self.lookback])
+        last = y[-1]
+        if self.n_exog:
+            future = x[self.lookback :, :, self.n_targets :]  # (horizon, B, m)
+            future = future.transpose(1, 0, 2).reshape(last.shape[0], -1)
+            last = np.concatenate([last, future], axis=1)
+        return self.head(last)
+
+    def backward(self, dy):
+        d_last = self.head.backward(dy)
+        hidden = self.rnn.hidden_size
+        dy_seq = np.zeros((self.lookback, d_last.shape[0], hidden), dtype=d_last.dtype)
+        dy_seq[-1] = d_last[:, :hidden]
+        self.rnn.backward(dy_seq)
+        return None  # the input gradient is not needed
+
+
+class PaddedNet(EncoderHead):
+    """Encoder over right-padded windows (``lengths``) + linear Gaussian head (:class:`GlobalForecaster`).
+
+    ``forward(x, lengths, future)``: x (lookback, B, F), lengths (B,), future (B, P) ->
+    (B, 2 * horizon): the horizon means followed by the horizon log-variances.  The kernels run
+    on the CPU.
+    """
+
+    def __init__(self, specs, seeds):
+        super().__init__(specs, "cpu", seeds)
+        self.n_states = cell_family(self.rnn.cell).state_size
+
+    def forward(self, x, lengths, future):
+        y, state = self.rnn(x, lengths=lengths)
+        h_n = state[0] if self.n_states > 1 else state  # (L, B, H)
+        last = h_n[-1]
+        self._shape = (y.shape, h_n.shape)
+        if future.shape[1]:
+            last = np.concatenate([last, future], axis=1)
+        return self.head(last)
+
+    def backward(self, dy):
+        d_last = self.head.backward(dy)
+        y_shape, h_shape = self._shape
+        dh = np.zeros(h_shape, dtype=d_last.dtype)
+        dh[-1] = d_last[:, : h_shape[2]]
+        d_state = (dh,) + (None,) * (self.n_states - 1) if self.n_states > 1 else dh
+        self.rnn.backward(np.zeros(y_shape, dtype=d_last.dtype), d_state)

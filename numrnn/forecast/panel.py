@@ -1,0 +1,254 @@
+"""The GlobalForecaster's data: a panel of series in a checked, common form, and its dates.
+
+:func:`as_panel` reads a long pandas DataFrame (``unique_id``, ``ds``, ``y``), a dict of 1-D
+arrays or a list of them into a :class:`Panel`; the date helpers give the dates of a series and
+of its forecast steps.  pandas is imported only when a DataFrame is passed or returned.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numrnn import _validation as check
+
+__all__ = ["Panel", "all_dates", "as_panel", "future_dates", "is_frame", "level_name", "pandas", "season_from_offset"]
+
+
+def pandas():
+    """The pandas module; ``ImportError`` naming the extra when it is not installed."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - exercised only without pandas
+        raise ImportError("this needs pandas (pip install 'numrnn[pandas]')") from None
+    return pd
+
+
+def is_frame(data):
+    """Whether ``data`` is a pandas DataFrame, without importing pandas when it is not loaded."""
+    import sys
+
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(data, pd.DataFrame)
+
+
+def season_from_offset(offset):
+    """12 monthly, 4 quarterly, 7 daily, 1 otherwise (only for a multiple of 1)."""
+    if offset is None or getattr(offset, "n", 1) != 1:
+        return 1
+    name = offset.rule_code  # ("name" is deprecated in pandas 3)
+    if name.startswith(("M", "BM")):
+        return 12
+    if name.startswith(("Q", "BQ")):
+        return 4
+    if name == "D":
+        return 7
+    return 1
+
+
+class Panel:
+    """Series in a common, checked form.
+
+    Attributes
+    ----------
+    keys : list
+        Keys (dict), indices (list) or ``unique_id`` values (DataFrame), in order.
+    values : list of ndarray, shape (n_i,)
+        Finite float64 values.
+    source : {"dict", "list", "frame"}
+    dates : None or dict
+        For a DataFrame: ``kind`` ("datetime" or "int"), ``freq`` (pandas offset or int step),
+        ``start`` (list of first dates), ``ordinal0`` (list of int season ordinals of the first
+        value, or None when the frequency has none).
+    """
+
+    def __init__(self, keys, values, source, dates=None):
+        self.keys, self.values, self.source, self.dates = keys, values, source, dates
+
+    def subset(self, stops):
+        """The panel with series ``i`` cut to ``values[i][:stops[i]]`` (entries of 0 dropped)."""
+        keep = [i for i, s in enumerate(stops) if s > 0]
+        dates = None
+        if self.dates is not None:
+            dates = {**self.dates, "start": [self.dates["start"][i] for i in keep],
+                     "ordinal0": None if self.dates["ordinal0"] is None else [self.dates["ordinal0"][i] for i in keep]}
+        return Panel([self.keys[i] for i in keep], [self.values[i][: stops[i]] for i in keep], self.source, dates)
+
+
+def as_panel(data, name="data"):
+    if isinstance(data, Panel):
+        return data
+    if is_frame(data):
+        return _frame_panel(data, name)
+    if isinstance(data, dict):
+        if not data:
+            raise ValueError(f"{name} must hold at least one series, got an empty dict")
+        keys = list(data)
+        source = "dict"
+    elif isinstance(data, (list, tuple)):
+        if not data:
+            raise ValueError(f"{name} must hold at least one series, got an empty list")
+        keys = list(range(len(data)))
+        data = dict(enumerate(data))
+        source = "list"
+    else:
+        raise TypeError(
+            f"{name} must be a pandas DataFrame (unique_id, ds, y), a dict of 1-D arrays or a list of "
+            f"1-D arrays, got {type(data).__name__}"
+        )
+    values = []
+    for key in keys:
+        where = f"{name}[{key!r}]"
+        arr = check.as_float_array(data[key], where, np.float64)
+        if arr.ndim != 1:
+            raise ValueError(f"{where} must be 1-D, got shape {arr.shape}")
+        if arr.size == 0:
+            raise ValueError(f"{where} is an empty series: every series needs at least one value")
+        values.append(arr)
+    return Panel(keys, values, source)
+
+
+
+def _infer_offset(pd, index):
+    """``pandas.infer_freq(index)`` as an offset, or None: the same on pandas 2 (which returns a
+    string) and on pandas 3, which warns that it will return an offset unless asked to already."""
+    try:
+        with pd.option_context("future.infer_freq_returns_offset", True):
+            freq = pd.infer_freq(index)
+    except (KeyError, AttributeError):  # pandas without the option (OptionError is both)
+        freq = pd.infer_freq(index)
+    return None if freq is None else pd.tseries.frequencies.to_offset(freq)
+
+def _frame_panel(df, name):
+    pd = pandas()
+    missing = [c for c in ("unique_id", "ds", "y") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} lacks column(s) {missing}: a long DataFrame needs columns unique_id, ds, y")
+    if len(df) == 0:
+        raise ValueError(f"{name} is an empty DataFrame: every series needs at least one value")
+    if not pd.api.types.is_numeric_dtype(df["y"]) or pd.api.types.is_bool_dtype(df["y"]):
+        raise TypeError(f"column 'y' of {name} must be numeric, got dtype {df['y'].dtype}")
+    if df["unique_id"].isna().any():
+        raise ValueError(f"column 'unique_id' of {name} has missing values")
+    ds = df["ds"]
+    if pd.api.types.is_datetime64_any_dtype(ds):
+        kind = "datetime"
+        if ds.isna().any():
+            raise ValueError(f"column 'ds' of {name} has missing dates")
+    elif pd.api.types.is_integer_dtype(ds) and not pd.api.types.is_bool_dtype(ds):
+        kind = "int"
+    else:
+        raise TypeError(f"column 'ds' of {name} must hold datetimes or integers, got dtype {ds.dtype}")
+    frame = pd.DataFrame({"unique_id": df["unique_id"].to_numpy(), "ds": ds.to_numpy(),
+                          "y": df["y"].to_numpy(dtype=np.float64, na_value=np.nan)})
+    bad = ~np.isfinite(frame["y"].to_numpy())
+    if bad.any():
+        ids = pd.unique(frame["unique_id"][bad])[:5].tolist()
+        raise ValueError(f"column 'y' of {name} has NaN or inf for unique_id {ids}")
+    frame = frame.sort_values(["unique_id", "ds"], kind="stable")  # unsorted input is sorted
+    dup = frame.duplicated(["unique_id", "ds"])
+    if dup.any():
+        rows = frame.loc[dup, ["unique_id", "ds"]].head(3).to_records(index=False).tolist()
+        raise ValueError(f"{name} has duplicate (unique_id, ds) rows: {rows}")
+    # one sort, then split the columns at the group boundaries (no per-series pandas groups)
+    uid = frame["unique_id"].to_numpy()
+    codes, uniques = pd.factorize(uid, sort=False)
+    cut = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    bounds = np.concatenate([[0], cut, [len(codes)]])
+    keys = [k.item() if isinstance(k, np.generic) else k for k in uid[bounds[:-1]]]
+    yv = frame["y"].to_numpy(dtype=np.float64)
+    dv = frame["ds"].to_numpy()
+    values = np.split(yv.copy(), cut)
+    dss = np.split(dv, cut)
+    sizes = np.diff(bounds)
+    longest = int(np.argmax(sizes))
+    if kind == "datetime":
+        index = pd.DatetimeIndex(dss[longest])
+        if len(index) >= 3:
+            offset = _infer_offset(pd, index)
+            if offset is None:
+                raise ValueError(
+                    f"column 'ds' of {name} is irregular for unique_id {keys[longest]!r}: pandas cannot infer a "
+                    "frequency from its dates (expected evenly spaced dates)"
+                )
+        elif len(index) == 2:
+            offset = pd.tseries.frequencies.to_offset(index[1] - index[0])
+        else:
+            raise ValueError(f"{name}: cannot infer the frequency of 'ds': every series has a single date")
+        # every series must be evenly spaced at the offset: compare with one common date grid
+        # (vectorised: the position of each row's date on the grid minus its start's position)
+        index = pd.DatetimeIndex(dv)
+        step = np.arange(len(dv)) - np.repeat(bounds[:-1], sizes)  # position within its series
+        if isinstance(offset, pd.offsets.Tick):  # fixed width: integer arithmetic on nanoseconds
+            i8 = index.asi8
+            since = i8 - np.repeat(i8[bounds[:-1]], sizes)
+            width = pd.Timedelta(offset).value
+            bad = (since % width != 0) | (since // width != step)
+        else:  # calendar offsets: positions on one common grid of dates
+            grid = pd.date_range(start=index[bounds[:-1]].min(), end=index.max(), freq=offset)
+            where = grid.get_indexer(index)
+            bad = (where < 0) | (where - np.repeat(where[bounds[:-1]], sizes) != step)
+        first = index[bounds[:-1]]
+        if bad.any():
+            key = keys[int(np.searchsorted(bounds, np.flatnonzero(bad)[0], side="right")) - 1]
+            raise ValueError(
+                f"column 'ds' of {name} is irregular for unique_id {key!r}: its dates are not evenly spaced at "
+                f"the inferred frequency {offset.freqstr!r} (missing or extra dates)"
+            )
+        starts = list(first)
+        ordinal0 = _ordinals(starts, offset)
+        freq = offset
+    else:
+        d = dss[longest].astype(np.int64)
+        step = int(d[1] - d[0]) if len(d) >= 2 else 1
+        dints = dv.astype(np.int64)
+        diffs = np.diff(dints)
+        within = np.ones(len(diffs), dtype=bool)
+        within[cut - 1] = False  # a difference across two series is not a step
+        bad = within & (diffs != step)
+        if bad.any():
+            key = keys[int(np.searchsorted(bounds, np.flatnonzero(bad)[0], side="right")) - 1]
+            raise ValueError(
+                f"column 'ds' of {name} is irregular for unique_id {key!r}: its integer dates are not evenly "
+                f"spaced by {step} (the step of the longest series)"
+            )
+        starts = [int(v) for v in dints[bounds[:-1]]]
+        ordinal0 = [s // step for s in starts]
+        freq = step
+    return Panel(keys, values, "frame", {"kind": kind, "freq": freq, "start": starts, "ordinal0": ordinal0})
+
+
+def _ordinals(starts, offset):
+    """Season ordinals of the first dates (months since year 0, quarters, or whole periods since
+    1970 for fixed-length frequencies); None when the frequency has no such count."""
+    pd = pandas()
+    name = offset.rule_code  # ("name" is deprecated in pandas 3)
+    if offset.n == 1 and name.startswith(("M", "BM")):
+        return [t.year * 12 + t.month - 1 for t in starts]
+    if offset.n == 1 and name.startswith(("Q", "BQ")):
+        return [t.year * 4 + (t.month - 1) // 3 for t in starts]
+    if isinstance(offset, pd.offsets.Tick):
+        width = pd.Timedelta(offset).value
+        epoch = pd.Timestamp("1970-01-01", tz=starts[0].tz).value
+        return [(t.value - epoch) // width for t in starts]
+    return None
+
+
+def future_dates(dates, i, n, horizon):
+    """The ``horizon`` dates after series ``i``'s ``n`` values."""
+    if dates["kind"] == "datetime":
+        pd = pandas()
+        index = pd.date_range(start=dates["start"][i], periods=n + horizon, freq=dates["freq"])
+        return index[n:].to_numpy()
+    return dates["start"][i] + dates["freq"] * np.arange(n, n + horizon, dtype=np.int64)
+
+
+def all_dates(dates, i, n):
+    if dates["kind"] == "datetime":
+        pd = pandas()
+        return pd.date_range(start=dates["start"][i], periods=n, freq=dates["freq"]).to_numpy()
+    return dates["start"][i] + dates["freq"] * np.arange(n, dtype=np.int64)
+
+
+def level_name(v):
+    """How an interval level is written in column and key names: ``80``, ``97.5``."""
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
