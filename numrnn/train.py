@@ -53,25 +53,6 @@ __all__ = [
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _check_model(model):
-    for attr in ("params", "grads", "zero_grad", "backward", "state_dict", "load_state_dict"):
-        if not hasattr(model, attr):
-            raise TypeError(f"model must have the module interface (missing {attr!r}), got {type(model).__name__}")
-    if not callable(model):
-        raise TypeError(f"model must be callable, got {type(model).__name__}")
-
-
-def _require_host(arrays, what):
-    """Raise TypeError unless every value of ``arrays`` is a NumPy array: the helpers
-    that read or perturb parameters element by element run on the host."""
-    for name, value in arrays.items():
-        if not isinstance(value, np.ndarray):
-            raise TypeError(
-                f"{what} needs NumPy arrays, but {name!r} is a {type(value).__name__} (GPU parameters?): "
-                "set model.device_params = False first"
-            )
-
-
 def _training_loss(loss):
     """``get_loss(loss)``, which must reduce to a scalar (a training loop needs one number)."""
     loss = get_loss(loss)
@@ -105,6 +86,19 @@ class _Average:
         return self.total / self.weight if self.weight else math.nan
 
 
+def _learn(model, out, target, loss, optimizer, clip_norm, average):
+    """Backpropagate ``loss(out, target)``, clip, and take one optimiser step; add the loss to
+    ``average``.  Nothing happens when no target counts (total weight 0): nothing to learn from."""
+    value, grad, weight = loss.evaluate(out, target)
+    if weight == 0:
+        return
+    model.backward(grad)
+    if clip_norm is not None:
+        clip_grad_norm(model.grads, clip_norm)
+    optimizer.step(model.params, model.grads)
+    average.add(value, weight)
+
+
 def make_closure(model, loss, x, target):
     """Return ``closure() -> (value, grads)`` evaluating ``loss(model(x), target)`` and its gradients.
 
@@ -120,8 +114,8 @@ def make_closure(model, loss, x, target):
     target : array_like
         Target for the model output.
     """
-    _check_model(model)
-    _require_host(model.grads, "make_closure")
+    check.check_module(model)
+    check.check_host_arrays(model.grads, "make_closure")
     loss = _training_loss(loss)
     target = _as_target(target)
 
@@ -139,13 +133,13 @@ def flatten(params):
     """Concatenate every array of ``params`` (in dict order) into one float64 vector."""
     if not params:
         return np.zeros(0)
-    _require_host(params, "flatten")
+    check.check_host_arrays(params, "flatten")
     return np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in params.values()])
 
 
 def unflatten_into(params, vector):
     """Write ``vector`` (as made by :func:`flatten`) back into the arrays of ``params`` in place."""
-    _require_host(params, "unflatten_into")
+    check.check_host_arrays(params, "unflatten_into")
     vector = np.asarray(vector)
     total = sum(v.size for v in params.values())
     if vector.ndim != 1 or vector.size != total:
@@ -181,8 +175,8 @@ def gradcheck(closure, params, eps=1e-6, rtol=1e-5, atol=1e-8, max_per_param=Non
         Tolerances.
     max_per_param : int, optional
         Check at most this many randomly chosen entries per parameter (all when None).
-    seed : int, default 0
-        Seed for choosing the entries.
+    seed : int or None, default 0
+        Seed for choosing the entries (an integer in [0, 2**63); None draws one).
     raise_exception : bool, default True
         Raise :class:`GradcheckError` on a mismatch; otherwise return the report.
 
@@ -195,12 +189,12 @@ def gradcheck(closure, params, eps=1e-6, rtol=1e-5, atol=1e-8, max_per_param=Non
         raise TypeError(f"closure must be callable, got {type(closure).__name__}")
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
-    _require_host(params, "gradcheck")
+    check.check_host_arrays(params, "gradcheck")
     _, analytic = closure()
     analytic = {k: np.asarray(v, dtype=np.float64).copy() for k, v in analytic.items()}
     if set(analytic) != set(params):
         raise ValueError(f"closure's grads must have the keys of params {sorted(params)}, got {sorted(analytic)}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check.check_seed(seed))
     report, failures = {}, []
     for name, p in params.items():
         flat = p.reshape(-1)  # a view for contiguous arrays
@@ -265,16 +259,6 @@ def limit_threads(limit):
         numba.set_num_threads(previous)
 
 
-def _check_clip(clip_norm):
-    if clip_norm is None:
-        return None
-    if isinstance(clip_norm, bool) or not isinstance(clip_norm, (int, float, np.integer, np.floating)):
-        raise TypeError(f"clip_norm must be a positive float or None, got {type(clip_norm).__name__}")
-    if not (math.isfinite(clip_norm) and clip_norm > 0):
-        raise ValueError(f"clip_norm must be a positive finite float or None, got {clip_norm}")
-    return float(clip_norm)
-
-
 def _batch_count(x, target, batch_axis):
     n = np.shape(x)[batch_axis]
     if np.shape(target)[0] != n:
@@ -326,7 +310,7 @@ def fit(
     patience : int, optional
         Stop after this many epochs without a validation improvement.
     seed : int, optional
-        Seed of the shuffling.
+        Seed of the shuffling: an integer in [0, 2**63); None draws one.
     progress : bool, default False
         Show a tqdm bar with epoch, train and validation loss.
     desc : str
@@ -352,22 +336,12 @@ def fit(
     -----
     A batch whose targets are all ignored (total weight 0) makes no optimiser step.
     """
-    _check_model(model)
-    loss = _training_loss(loss)
-    target = _as_target(target)
-    optimizer = get_optimizer(optimizer)
-    epochs = check.check_int(epochs, "epochs", 1)
-    batch_size = check.check_int(batch_size, "batch_size", 1)
-    clip_norm = _check_clip(clip_norm)
-    if patience is not None:
-        patience = check.check_int(patience, "patience", 1)
-    n = _batch_count(x, target, 1)
-    if validation is not None:
-        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
-            raise TypeError("validation must be a pair (x_val, target_val) or None")
-        validation = (validation[0], _as_target(validation[1]))
-        _batch_count(validation[0], validation[1], 1)
-    rng = np.random.default_rng(seed)
+    check.check_module(model)
+    loss, target, optimizer = _training_loss(loss), _as_target(target), get_optimizer(optimizer)
+    epochs, batch_size, clip_norm, patience, n, validation = _fit_arguments(
+        x, target, epochs, batch_size, clip_norm, patience, validation
+    )
+    rng = np.random.default_rng(check.check_seed(seed))
     history = {"train_loss": [], "val_loss": [], "best_epoch": -1, "best_val_loss": math.inf, "epochs_run": 0}
     best_state = None
     bar = None
@@ -379,27 +353,7 @@ def fit(
     try:
         waited = 0
         for epoch in range(epochs):
-            model.train()
-            order = rng.permutation(n)
-            average = _Average(loss.reduction)
-            for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size]
-                model.zero_grad()
-                out = model(x[:, idx])
-                value, grad, weight = loss.evaluate(out, target[idx])
-                if weight == 0:  # every target of the batch ignored: nothing to learn from
-                    continue
-                model.backward(grad)
-                if clip_norm is not None:
-                    clip_grad_norm(model.grads, clip_norm)
-                optimizer.step(model.params, model.grads)
-                average.add(value, weight)
-            if average.weight == 0:
-                raise ValueError(
-                    f"target has nothing to train on: every target is ignored (ignore_index="
-                    f"{getattr(loss, 'ignore_index', None)}) or has class weight 0"
-                )
-            train_loss = average.result()
+            train_loss = _train_epoch(model, x, target, loss, optimizer, rng.permutation(n), batch_size, clip_norm)
             history["train_loss"].append(train_loss)
             history["epochs_run"] = epoch + 1
             postfix = {"train": f"{train_loss:.4g}"}
@@ -431,6 +385,45 @@ def fit(
         history["best_epoch"] = history["epochs_run"] - 1
     model.eval()
     return history
+
+
+def _fit_arguments(x, target, epochs, batch_size, clip_norm, patience, validation):
+    """:func:`fit`'s arguments after the model, the loss, the target and the optimiser, checked.
+
+    Returns
+    -------
+    (epochs, batch_size, clip_norm, patience, n, validation)
+        Validated, with ``n`` the number of samples and ``validation`` as
+        ``(x_val, target_val as an ndarray)`` or None.
+    """
+    epochs = check.check_int(epochs, "epochs", 1)
+    batch_size = check.check_int(batch_size, "batch_size", 1)
+    clip_norm = check.check_positive_float(clip_norm, "clip_norm", allow_none=True)
+    patience = check.check_int(patience, "patience", 1, allow_none=True)
+    n = _batch_count(x, target, 1)
+    if validation is not None:
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise TypeError("validation must be a pair (x_val, target_val) or None")
+        validation = (validation[0], _as_target(validation[1]))
+        _batch_count(validation[0], validation[1], 1)
+    return epochs, batch_size, clip_norm, patience, n, validation
+
+
+def _train_epoch(model, x, target, loss, optimizer, order, batch_size, clip_norm):
+    """One epoch of mini-batches in train mode, the samples taken in ``order``; returns its loss
+    (the batches' losses combined as if the epoch were one batch)."""
+    model.train()
+    average = _Average(loss.reduction)
+    for start in range(0, order.size, batch_size):
+        idx = order[start : start + batch_size]
+        model.zero_grad()
+        _learn(model, model(x[:, idx]), target[idx], loss, optimizer, clip_norm, average)
+    if average.weight == 0:
+        raise ValueError(
+            f"target has nothing to train on: every target is ignored (ignore_index="
+            f"{getattr(loss, 'ignore_index', None)}) or has class weight 0"
+        )
+    return average.result()
 
 
 def tbptt(model, x, target, k, loss="mse", optimizer=None, clip_norm=None, states=None):
@@ -474,14 +467,14 @@ def tbptt(model, x, target, k, loss="mse", optimizer=None, clip_norm=None, state
     -----
     A chunk whose targets are all ignored makes no optimiser step; its state is still carried.
     """
-    _check_model(model)
+    check.check_module(model)
     if not hasattr(model, "states"):
         raise TypeError("model must be an nn.Sequential (it carries states across chunks)")
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be an Optimizer instance, got {type(optimizer).__name__}")
     loss = _training_loss(loss)
     k = check.check_int(k, "k", 1)
-    clip_norm = _check_clip(clip_norm)
+    clip_norm = check.check_positive_float(clip_norm, "clip_norm", allow_none=True)
     target = _as_target(target)
     steps = np.shape(x)[0]
     if np.shape(target)[:1] != (steps,):
@@ -490,15 +483,8 @@ def tbptt(model, x, target, k, loss="mse", optimizer=None, clip_norm=None, state
     for start in range(0, steps, k):
         model.zero_grad()
         out = model(x[start : start + k], states=states)
-        value, grad, weight = loss.evaluate(out, target[start : start + k])
-        states = model.states
-        if weight == 0:  # every target of the chunk ignored: carry the state, skip the step
-            continue
-        model.backward(grad)
-        if clip_norm is not None:
-            clip_grad_norm(model.grads, clip_norm)
-        optimizer.step(model.params, model.grads)
-        average.add(value, weight)
+        states = model.states  # carried even when every target of the chunk is ignored
+        _learn(model, out, target[start : start + k], loss, optimizer, clip_norm, average)
     return average.result(), states
 
 
@@ -529,14 +515,13 @@ def fit_lbfgs(model, x, target, loss="mse", maxiter=500, tol=1e-9, validation=No
     """
     from scipy.optimize import OptimizeResult, minimize
 
-    _check_model(model)
+    check.check_module(model)
     loss = _training_loss(loss)
     target = _as_target(target)
     if validation is not None:
         validation = (validation[0], _as_target(validation[1]))
     maxiter = check.check_int(maxiter, "maxiter", 1)
-    if patience is not None:
-        patience = check.check_int(patience, "patience", 1)
+    patience = check.check_int(patience, "patience", 1, allow_none=True)
     tol = float(tol)
     params = model.params
     state = {"iter": 0, "best": math.inf, "best_iter": -1, "best_state": None, "waited": 0, "last": math.nan}
