@@ -75,6 +75,7 @@ from numba.extending import overload
 
 from numrnn._jit import OVERLOAD_OPTIONS, cpu_function, cpu_kernel
 from numrnn.backends import cpu_activations  # noqa: F401  (registers the float32 activations)
+from numrnn.backends.host_arrays import HostArrays
 from numrnn.backends.cpu_simd import lane_count, load_lanes, matmul_packed_into, matvec_into, pack_panels, packs_evenly, store_lanes
 from numrnn.backends.cpu_simd import matmul_into as simd_matmul_into
 from numrnn.cells import gru as gru_cell
@@ -1251,7 +1252,7 @@ class _SingleThreadedBlas:
         return False
 
 
-class CPUBackend:
+class CPUBackend(HostArrays):
     """Runs one layer-direction at a time with the ``@njit`` drivers above.
 
     The layer classes (:mod:`numrnn.layers`) talk to a backend only through
