@@ -247,8 +247,8 @@ def check_float(value, name, *, low=None, low_open=False, high=None, high_open=F
     return value
 
 
-def check_season_length(value, name="m"):
-    """A season length: an int >= 1 (bools rejected), as in ``m must be >= 1, got 0``."""
+def check_count(value, name):
+    """A count: an int >= 1 (bools rejected), as in ``m must be >= 1, got 0``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__}")
     if value < 1:

@@ -58,6 +58,8 @@ import numbers
 
 import numpy as np
 
+from numrnn import _validation as check
+
 __all__ = [
     "Loss",
     "MSELoss",
@@ -79,52 +81,6 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-def _as_float(name, value, like=None):
-    """Validate ``value`` as a finite real float array (the dtype of ``like`` if given)."""
-    if value is None:
-        raise TypeError(f"{name} must be a real numeric array, got None")
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name} must be a real numeric array: {exc}") from None
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    dtype = like.dtype if like is not None else (arr.dtype if arr.dtype.kind == "f" else np.float64)
-    arr = arr.astype(dtype, copy=False)
-    if arr.size and not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return arr
-
-
-def _check_reduction(reduction):
-    if not isinstance(reduction, str):
-        raise TypeError(f"reduction must be one of {list(_REDUCTIONS)}, got {type(reduction).__name__}")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {list(_REDUCTIONS)}, got {reduction!r}")
-    return reduction
-
-
-def _check_int_arg(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
-    return int(value)
-
-
-def _check_weights(name, value, vector):
-    """A finite, non-negative float64 copy of ``value`` (1-D and non-empty when ``vector``); None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"{name} must be a real numeric array or None, got {type(value).__name__}")
-    arr = np.array(_as_float(name, value), dtype=np.float64)  # a copy: later changes by the caller do not reach us
-    if vector and (arr.ndim != 1 or arr.size == 0):
-        raise ValueError(f"{name} must be a 1-D array with one entry per class, got shape {arr.shape}")
-    if arr.size and arr.min() < 0:
-        raise ValueError(f"{name} must be >= 0, got a minimum of {arr.min()!r}")
-    arr.setflags(write=False)
-    return arr
 
 
 def _weights_config(arr):
@@ -246,7 +202,7 @@ class Loss:
         average batches with it (``value * total_weight`` is the batch's sum for "mean") and skip
         a batch whose total weight is 0 (it has nothing to learn from).
         """
-        pred = _as_float("pred", pred)
+        pred = check.as_real_array(pred, "pred")
         target = self._check_target(pred, target)
         if pred.size == 0:
             raise ValueError("pred and target must not be empty")
@@ -256,7 +212,7 @@ class Loss:
         return result
 
     def _check_target(self, pred, target):
-        target = _as_float("target", target, like=pred)
+        target = check.as_real_array(target, "target", dtype=pred.dtype)
         expected = pred.shape[:-1] + (pred.shape[-1] // self.outputs_per_target,) if pred.ndim else ()
         if pred.ndim and pred.shape[-1] % self.outputs_per_target:
             raise ValueError(
@@ -425,10 +381,10 @@ class ClassificationLoss(Loss):
     accepts_probabilities = False
 
     def __init__(self, weight=None, ignore_index=-100, reduction="mean", class_axis=-1):
-        self.weight = _check_weights("weight", weight, vector=True)
-        self.ignore_index = _check_int_arg("ignore_index", ignore_index)
-        self.reduction = _check_reduction(reduction)
-        self.class_axis = _check_int_arg("class_axis", class_axis)
+        self.weight = check.check_weights(weight, "weight", vector=True)
+        self.ignore_index = check.check_int(ignore_index, "ignore_index")
+        self.reduction = check.check_choice(reduction, "reduction", _REDUCTIONS, ignore_case=False)
+        self.class_axis = check.check_int(class_axis, "class_axis")
 
     # -- validation
     def _axis(self, pred):
@@ -456,7 +412,7 @@ class ClassificationLoss(Loss):
             raise TypeError(f"target must be an array of class indices: {exc}") from None
         index_shape = pred.shape[:axis] + pred.shape[axis + 1 :]
         if self.accepts_probabilities and arr.shape == pred.shape:
-            probs = _as_float("target", arr, like=pred)
+            probs = check.as_real_array(arr, "target", dtype=pred.dtype)
             return _ClassTarget(probs=np.moveaxis(probs, axis, -1))
         if arr.shape != index_shape:
             also = f" or {pred.shape} (class probabilities)" if self.accepts_probabilities else ""
@@ -696,9 +652,9 @@ class BCEWithLogitsLoss(Loss):
     name = "bce_with_logits"
 
     def __init__(self, weight=None, reduction="mean", pos_weight=None):
-        self.weight = _check_weights("weight", weight, vector=False)
-        self.reduction = _check_reduction(reduction)
-        self.pos_weight = _check_weights("pos_weight", pos_weight, vector=False)
+        self.weight = check.check_weights(weight, "weight", vector=False)
+        self.reduction = check.check_choice(reduction, "reduction", _REDUCTIONS, ignore_case=False)
+        self.pos_weight = check.check_weights(pos_weight, "pos_weight", vector=False)
 
     def _check_target(self, pred, target):
         target = super()._check_target(pred, target)

@@ -26,24 +26,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from numrnn import _validation as check
+
 __all__ = ["mae", "rmse", "smape", "mase", "seasonal_naive"]
 
 
 def _as_series(name, value):
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:
-        raise TypeError(f"{name} must be a real numeric array: {exc}") from None
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
+    """``value`` as a finite float64 array of shape (h,) or (h, k), h >= 1."""
+    arr = check.as_real_array(value, name, dtype=np.float64, check_finite=False)
     if arr.ndim not in (1, 2):
         raise ValueError(f"{name} must be 1-D (h,) or 2-D (h, k), got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} must not be empty")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return arr
+    return check.check_finite_array(arr, name)
 
 
 def _pair(y_true, y_pred):
@@ -99,14 +94,6 @@ def smape(y_true, y_pred, multioutput="uniform_average"):
     return _reduce(200.0 * np.mean(ratio, axis=0), multioutput, y_true.ndim)
 
 
-def _check_season(m):
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)):
-        raise TypeError(f"m must be an int >= 1, got {type(m).__name__}")
-    if m < 1:
-        raise ValueError(f"m must be >= 1, got {m}")
-    return int(m)
-
-
 def mase(y_true, y_pred, y_train, m=1, multioutput="uniform_average"):
     """Mean absolute scaled error.
 
@@ -135,7 +122,7 @@ def mase(y_true, y_pred, y_train, m=1, multioutput="uniform_average"):
     """
     y_true, y_pred = _pair(y_true, y_pred)
     y_train = _as_series("y_train", y_train)
-    m = _check_season(m)
+    m = check.check_count(m, "m")
     if y_train.shape[1:] != y_true.shape[1:]:
         raise ValueError(
             f"y_train must have {y_true.shape[1:] or 'no'} trailing columns like y_true, got shape {y_train.shape}"
@@ -167,11 +154,8 @@ def seasonal_naive(y_train, horizon, m=1):
     ndarray, shape (horizon,) or (horizon, k)
     """
     y_train = _as_series("y_train", y_train)
-    m = _check_season(m)
-    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)):
-        raise TypeError(f"horizon must be an int >= 1, got {type(horizon).__name__}")
-    if horizon < 1:
-        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    m = check.check_count(m, "m")
+    horizon = check.check_count(horizon, "horizon")
     n = y_train.shape[0]
     if n < m:
         raise ValueError(f"y_train must have at least m={m} values, got {n}")

@@ -232,8 +232,8 @@ def limit_threads(limit):
     """Limit BLAS and Numba threads to ``limit`` inside the block (no-op when ``limit`` is None).
 
     Small recurrent models run thousands of tiny kernels; on a busy machine the thread pools then
-    cost more than the arithmetic (measured on 2 shared cores: 40x for OpenBLAS on a 128 x 768
-    product, 4x for a whole Forecaster fit with Numba's parallel kernels).  BLAS is limited
+    cost more than the arithmetic (OpenBLAS on small products, Numba's parallel kernels in a whole
+    Forecaster fit).  BLAS is limited
     through ``threadpoolctl`` when it is installed; Numba through ``numba.set_num_threads``
     (restored afterwards).
     """

@@ -28,6 +28,8 @@ from importlib import resources
 
 import numpy as np
 
+from numrnn import _validation as check
+
 __all__ = ["load_airline", "load_sunspots", "load_co2"]
 
 
@@ -36,12 +38,6 @@ def _read_csv(filename):
     text = resources.files(__name__).joinpath("data", filename).read_text(encoding="utf-8")
     rows = list(csv.reader(io.StringIO(text)))
     return [row for row in rows[1:] if row]
-
-
-def _check_flag(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return bool(value)
 
 
 def load_airline(return_dates=False):
@@ -60,7 +56,7 @@ def load_airline(return_dates=False):
     dates : ndarray of datetime64[M], shape (144,)
         Only with ``return_dates=True``.
     """
-    return_dates = _check_flag("return_dates", return_dates)
+    return_dates = check.check_bool(return_dates, "return_dates")
     rows = _read_csv("airline.csv")
     values = np.array([float(r[1]) for r in rows])
     if not return_dates:
@@ -82,7 +78,7 @@ def load_sunspots(return_dates=False):
     dates : ndarray of datetime64[Y], shape (309,)
         Only with ``return_dates=True``.
     """
-    return_dates = _check_flag("return_dates", return_dates)
+    return_dates = check.check_bool(return_dates, "return_dates")
     rows = _read_csv("sunspots.csv")
     values = np.array([float(r[1]) for r in rows])
     if not return_dates:
@@ -110,7 +106,7 @@ def load_co2(return_dates=False, missing="interpolate"):
     dates : ndarray of datetime64[D]
         Only with ``return_dates=True``.
     """
-    return_dates = _check_flag("return_dates", return_dates)
+    return_dates = check.check_bool(return_dates, "return_dates")
     if missing not in ("interpolate", "drop"):
         raise ValueError(f"missing must be 'interpolate' or 'drop', got {missing!r}")
     rows = _read_csv("co2_weekly.csv")
