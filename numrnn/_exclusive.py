@@ -30,7 +30,7 @@ class ExclusiveUse:
     """Mixin: ``with self._exclusive("forward"):`` around each call that saves or reads saved state.
 
     Call :meth:`_init_exclusive` in ``__init__``.  Copies (``copy.copy``, ``copy.deepcopy``)
-    get a lock of their own.  Acquiring and releasing costs about 0.2 µs.
+    get a lock of their own.
     """
 
     #: What the error calls the object ("layer", "cell").

@@ -423,9 +423,12 @@ def _check_module(spec, arrays, prefix):
         modules = config.get("modules")
         if not isinstance(modules, list):
             raise ValueError(f"{prefix}modules: a Sequential's 'modules' must be a list, got {type(modules).__name__}")
+        names = config.get("names", [str(i) for i in range(len(modules))])
+        if not isinstance(names, list) or len(names) != len(modules) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{prefix}names: a Sequential's 'names' must be a list of {len(modules)} strings")
         found = {}
-        for i, sub in enumerate(modules):
-            found.update(_check_module(sub, arrays, f"{prefix}{i}."))
+        for name, sub in zip(names, modules):
+            found.update(_check_module(sub, arrays, f"{prefix}{name}."))
         return found
     if kind in _PARAMETERLESS:
         return {}
