@@ -46,7 +46,7 @@ import numpy as np
 from numrnn import _validation as check
 from numrnn.forecast import network, pandas_io, persistence
 from numrnn.forecast.preprocessing import ColumnScaler
-from numrnn.forecast.training import NonFiniteForecastError, check_forecasts, fit_members, member_outputs
+from numrnn.forecast.training import NonFiniteForecastError, check_forecasts, fit_members, member_outputs, mixture_std
 from numrnn.losses import LOSSES, get_loss
 from numrnn.optim import OPTIMIZERS
 from numrnn.train import limit_threads
@@ -264,10 +264,11 @@ class Forecaster:
 
         Parameters
         ----------
-        y : array_like, shape (n,) or (n, k)
+        y : array_like, pandas.Series or pandas.DataFrame, shape (n,) or (n, k)
             The series (k series side by side), finite.  Needs
-            n >= lookback + horizon + validation.
-        exog : array_like, shape (n,) or (n, m), optional
+            n >= lookback + horizon + validation.  A DataFrame's columns must all be numeric
+            (or bool): one of another dtype raises ``ValueError`` naming it and its dtype.
+        exog : array_like or pandas.DataFrame, shape (n,) or (n, m), optional
             Known covariates aligned with ``y`` (calendar features, prices, ...).  Their future
             values must then be given to :meth:`predict`.
         progress : bool, default True
@@ -345,11 +346,11 @@ class Forecaster:
 
         Parameters
         ----------
-        y : array_like, shape (n,) or (n, k)
+        y : array_like, pandas.Series or pandas.DataFrame, shape (n,) or (n, k)
             History with n >= lookback (only the last ``lookback`` values are read); k as in fit.
-        exog : array_like, shape (n, m), optional
+        exog : array_like or pandas.DataFrame, shape (n, m), optional
             Covariates aligned with ``y``; required when fitted with ``exog``.
-        exog_future : array_like, shape (horizon, m), optional
+        exog_future : array_like or pandas.DataFrame, shape (horizon, m), optional
             Covariates of the forecast steps; required when fitted with ``exog``.
         return_std : bool, default False
             Also return the predictive standard deviation (needs ``loss="gaussian"``).  With a
@@ -359,9 +360,13 @@ class Forecaster:
         Returns
         -------
         forecast : ndarray, shape (horizon,) or (horizon, k)
-            Finite values.
+            Finite values.  For a pandas ``y``, a Series (named as ``y``) or a DataFrame (with
+            ``y``'s columns) indexed by the ``horizon`` steps after ``y``'s index: the future dates
+            of a ``DatetimeIndex`` (its ``freq``, else the one pandas infers) or ``PeriodIndex``,
+            the next values of an evenly spaced integer index, else positions ``n .. n + horizon - 1``.
         std : ndarray, same shape
-            Only with ``return_std=True``; finite.
+            Only with ``return_std=True``; finite; for a pandas ``y``, the same type and index as
+            ``forecast``.
 
         Raises
         ------
@@ -382,25 +387,8 @@ class Forecaster:
         if return_std and self.loss != "gaussian":
             raise ValueError(f"return_std=True needs loss='gaussian', this Forecaster was fitted with loss={self.loss!r}")
         like = y if pandas_io.is_pandas(y) else None
-        y2, _ = check.as_series(pandas_io.as_values(y, "y"), "y")
+        y2, ex, exf = self._predict_inputs(y, exog, exog_future)
         n, k = y2.shape
-        if k != fitted["n_targets"]:
-            raise ValueError(f"y must have {fitted['n_targets']} column(s) as in fit, got {k}")
-        if n < self.lookback:
-            raise ValueError(f"y must have at least lookback = {self.lookback} values, got {n}")
-        m = fitted["n_exog"]
-        if m:
-            if exog is None or exog_future is None:
-                raise ValueError(f"exog and exog_future are required: the model was fitted with {m} covariate(s)")
-            ex = check.check_covariates(pandas_io.as_values(exog, "exog"), n)
-            exf = check.check_covariates(pandas_io.as_values(exog_future, "exog_future"), self.horizon, "exog_future")
-            if ex.shape[1] != m or exf.shape[1] != m:
-                raise ValueError(f"exog and exog_future must have {m} column(s) as in fit, got {ex.shape[1]} and {exf.shape[1]}")
-        else:
-            if exog is not None or exog_future is not None:
-                raise ValueError("exog/exog_future given, but the model was fitted without covariates")
-            ex = np.zeros((n, 0))
-            exf = np.zeros((self.horizon, 0))
         scaler = fitted["scaler"]
         hist = y2[n - self.lookback :]
         zs = scaler.transform_values(hist)
@@ -420,19 +408,7 @@ class Forecaster:
         forecast = scaler.inverse_transform(mean + level[:, None, :])
         check_forecasts(self, fitted["members"], x, level, scaler, k, "the forecasts", outs=outs, forecast=forecast)
         forecast = forecast[0]
-        std = None
-        if return_std:
-            means = [o[0, :hk].reshape(self.horizon, k) for o in outs]
-            variances = [np.exp(np.clip(o[0, hk:], -30.0, 30.0)).reshape(self.horizon, k) for o in outs]
-            mean = np.mean(means, axis=0)
-            with np.errstate(**_QUIET):
-                var = np.mean([v + mu**2 for v, mu in zip(variances, means)], axis=0) - mean**2
-            std = scaler.inverse_std(np.sqrt(np.maximum(var, 0.0)), forecast)
-            if not np.isfinite(std).all():
-                raise NonFiniteForecastError(
-                    f"the forecast's standard deviation is not finite ({std.tolist()}) although the forecast is: "
-                    "the predictive spread overflows float64; rescale y"
-                )
+        std = mixture_std(outs, self.horizon, k, scaler, forecast) if return_std else None
         if fitted["one_d"]:
             forecast = forecast[:, 0]
             std = None if std is None else std[:, 0]
@@ -440,6 +416,28 @@ class Forecaster:
             forecast = pandas_io.wrap_forecast(forecast, like, self.horizon)
             std = None if std is None else pandas_io.wrap_forecast(std, like, self.horizon)
         return (forecast, std) if return_std else forecast
+
+    def _predict_inputs(self, y, exog, exog_future):
+        """``y`` (n, k), ``exog`` (n, m) and ``exog_future`` (horizon, m) checked against the fit."""
+        fitted = self._fitted
+        y2, _ = check.as_series(pandas_io.as_values(y, "y"), "y")
+        n, k = y2.shape
+        if k != fitted["n_targets"]:
+            raise ValueError(f"y must have {fitted['n_targets']} column(s) as in fit, got {k}")
+        if n < self.lookback:
+            raise ValueError(f"y must have at least lookback = {self.lookback} values, got {n}")
+        m = fitted["n_exog"]
+        if not m:
+            if exog is not None or exog_future is not None:
+                raise ValueError("exog/exog_future given, but the model was fitted without covariates")
+            return y2, np.zeros((n, 0)), np.zeros((self.horizon, 0))
+        if exog is None or exog_future is None:
+            raise ValueError(f"exog and exog_future are required: the model was fitted with {m} covariate(s)")
+        ex = check.check_covariates(pandas_io.as_values(exog, "exog"), n)
+        exf = check.check_covariates(pandas_io.as_values(exog_future, "exog_future"), self.horizon, "exog_future")
+        if ex.shape[1] != m or exf.shape[1] != m:
+            raise ValueError(f"exog and exog_future must have {m} column(s) as in fit, got {ex.shape[1]} and {exf.shape[1]}")
+        return y2, ex, exf
 
     # ------------------------------------------------------------------ save / load
 

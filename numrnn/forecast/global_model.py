@@ -142,7 +142,7 @@ def _mixture_quantiles(mu, sigma, probs, iters=80):
 class GlobalForecaster:
     r"""One recurrent forecaster for many series, with prediction intervals.
 
-    See the module docstring (:mod:`numrnn.global_forecast`) for the model's equations.
+    See the module docstring (:mod:`numrnn.forecast.global_model`) for the model's equations.
 
     Parameters
     ----------

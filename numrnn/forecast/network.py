@@ -1,7 +1,7 @@
 """The forecasters' network: a recurrent encoder whose last hidden state feeds a linear head.
 
-:class:`EncoderHead` holds the two modules and everything they share (parameters, gradients,
-train/eval, zero_grad); :class:`WindowNet` (:class:`numrnn.forecast.Forecaster`, fixed-length
+:class:`EncoderHead` holds the two modules as children of an :class:`numrnn.nn.Module` (which
+derives the parameters, gradients, train/eval, zero_grad and state_dict from them); :class:`WindowNet` (:class:`numrnn.forecast.Forecaster`, fixed-length
 windows with covariates) and :class:`PaddedNet` (:class:`numrnn.forecast.GlobalForecaster`,
 right-padded windows with ``lengths``) differ only in how they read a batch.
 """
@@ -68,22 +68,10 @@ class EncoderHead(nn.Module):
     def __init__(self, specs, backend, seeds):
         super().__init__()
         rnn, head = specs["rnn"], specs["head"]
+        # children: params, grads, train/eval, zero_grad and state_dict come from nn.Module, under
+        # the names "rnn.<name>" and "head.<name>" (the keys saved files hold)
         self.rnn = nn.module_from_spec({**rnn, "config": {**rnn["config"], "backend": backend, "seed": seeds[0]}})
         self.head = nn.module_from_spec({**head, "config": {**head["config"], "seed": seeds[1]}})
-        self.params = {**{f"rnn.{k}": v for k, v in self.rnn.params.items()},
-                       **{f"head.{k}": v for k, v in self.head.params.items()}}
-        self.grads = {**{f"rnn.{k}": v for k, v in self.rnn.grads.items()},
-                      **{f"head.{k}": v for k, v in self.head.grads.items()}}
-
-    def train(self, mode=True):
-        super().train(mode)
-        self.rnn.train(mode)
-        self.head.train(mode)
-        return self
-
-    def zero_grad(self):
-        self.rnn.zero_grad()
-        self.head.zero_grad()
 
 
 class WindowNet(EncoderHead):

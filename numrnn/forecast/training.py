@@ -18,7 +18,8 @@ from numrnn.optim import get_optimizer
 from numrnn.train import fit as _fit_loop
 from numrnn.train import fit_lbfgs, limit_threads
 
-__all__ = ["NonFiniteForecastError", "check_forecasts", "check_member", "fit_members", "lr_hint", "member_outputs"]
+__all__ = ["NonFiniteForecastError", "check_forecasts", "check_member", "fit_members", "lr_hint", "member_outputs",
+           "mixture_std"]
 
 
 class NonFiniteForecastError(RuntimeError, FloatingPointError):
@@ -209,3 +210,41 @@ def fit_members(f, x_tr, t_tr, validation, k, m, seed, progress):
         optimizers.append(opt)
         history.append(hist)
     return {"members": members, "optimizers": optimizers, "history": history}
+
+
+def mixture_std(outs, horizon, k, scaler, forecast):
+    """The predictive standard deviation of an ensemble of Gaussian heads, in the original units.
+
+    Parameters
+    ----------
+    outs : list of ndarray, shape (1, 2 * horizon * k)
+        Each member's raw output for one window: ``horizon * k`` means, then as many log-variances.
+    horizon, k : int
+    scaler : ColumnScaler
+        The fitted scaler (a log column gets the delta-method ``forecast * sigma_log``).
+    forecast : ndarray, shape (horizon, k)
+        The point forecast in the original units.
+
+    Returns
+    -------
+    ndarray, shape (horizon, k)
+        The square root of the mixture's variance, ``mean(var_j + mu_j**2) - mean(mu_j)**2``.
+
+    Raises
+    ------
+    NonFiniteForecastError
+        If it overflows float64.
+    """
+    hk = horizon * k
+    means = [o[0, :hk].reshape(horizon, k) for o in outs]
+    variances = [np.exp(np.clip(o[0, hk:], -30.0, 30.0)).reshape(horizon, k) for o in outs]
+    mean = np.mean(means, axis=0)
+    with np.errstate(**_QUIET):
+        var = np.mean([v + mu**2 for v, mu in zip(variances, means)], axis=0) - mean**2
+    std = scaler.inverse_std(np.sqrt(np.maximum(var, 0.0)), forecast)
+    if not np.isfinite(std).all():
+        raise NonFiniteForecastError(
+            f"the forecast's standard deviation is not finite ({std.tolist()}) although the forecast is: "
+            "the predictive spread overflows float64; rescale y"
+        )
+    return std
