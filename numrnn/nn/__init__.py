@@ -46,7 +46,7 @@ from numrnn.nn.linear import Linear
 from numrnn.nn.module import Module, is_grad_enabled, no_grad
 from numrnn.nn.normalization import LayerNorm
 from numrnn.nn.reshape import Flatten, LastStep
-from numrnn.recurrent_cells import GRUCell, LSTMCell, RNNCell
+from numrnn.nn.cells import GRUCell, LSTMCell, RNNCell
 
 __all__ = [
     "Module",

@@ -198,7 +198,7 @@ class Sequential(Module):
 
 
 def _registry():
-    from numrnn.layers import GRU, LSTM, RNN
+    from numrnn.nn.recurrent import GRU, LSTM, RNN
 
     classes = (RNN, LSTM, GRU, Linear, Embedding, LayerNorm, Dropout, Flatten, Tanh, ReLU, Sigmoid, LastStep,
                Sequential)

@@ -269,3 +269,16 @@ def test_to_dtype_matches_torch_double(rng):
         str(v.dtype).replace("torch.", "") for v in ref.state_dict().values()]
     x = rng.normal(size=(5, 3))
     np.testing.assert_allclose(ours(x), ref(torch.tensor(x)).detach().numpy(), rtol=1e-12)
+
+
+def test_no_grad_reaches_the_trainable_cells(rng):
+    cell = nn.LSTMCell(3, 4, dtype=np.float64, seed=0)
+    x = rng.normal(size=(2, 3))
+    want = cell(x)
+    cell.clear_saved()
+    with nn.no_grad():
+        got = cell(x)
+    assert cell.saved_calls == 0
+    np.testing.assert_array_equal(got[0], want[0])
+    with pytest.raises(RuntimeError, match="inside no_grad"):
+        cell.backward(np.ones((2, 4)))
