@@ -54,6 +54,7 @@ Examples
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 
@@ -181,7 +182,8 @@ def _from_torch(torch, module, default_dtype, backend, seed):
     tnn = torch.nn
     kind = type(module)
     name = kind.__name__
-    from numrnn import layers, nn
+    from numrnn import nn
+    from numrnn.nn import recurrent as layers
 
     if kind is tnn.Sequential:
         children = list(module)
@@ -200,7 +202,8 @@ def _from_torch(torch, module, default_dtype, backend, seed):
                 converted.append(_from_torch(torch, child, default_dtype, backend, child_seed))
             except (TypeError, ValueError) as exc:
                 raise _in_child(exc, f"torch.nn.Sequential module {i} ({type(child).__name__})") from exc
-        stack = nn.Sequential(*converted)
+        names = [n for n, _ in module.named_children()]
+        stack = nn.Sequential(dict(zip(names, converted)))  # PyTorch's names ("0", "1", ... or its own)
         stack.training = bool(module.training)  # the children keep their own modes
         return stack
 
@@ -296,7 +299,8 @@ def to_torch(model):
 
 
 def _to_torch(torch, model):
-    from numrnn import layers, nn
+    from numrnn import nn
+    from numrnn.nn import recurrent as layers
 
     tnn = torch.nn
     kind = type(model)
@@ -318,7 +322,8 @@ def _to_torch(torch, model):
                 converted.append(_to_torch(torch, child))
             except (TypeError, ValueError) as exc:
                 raise _in_child(exc, f"Sequential module {i} ({type(child).__name__})") from exc
-        stack = tnn.Sequential(*converted)
+        names = [n for n, _ in model.named_children()]
+        stack = tnn.Sequential(OrderedDict(zip(names, converted)))  # the same names as the numrnn stack
         stack.training = bool(model.training)  # the children keep their own modes
         return stack
 
@@ -505,6 +510,36 @@ def from_keras_weights(layer_type, weights, *, reset_after=None, activation="tan
     gates, _ = KERAS_LAYERS[layer_type]
     bidirectional = check.check_bool(bidirectional, "bidirectional")
     batch_first = check.check_bool(batch_first, "batch_first")
+    _check_keras_options(layer_type, activation, recurrent_activation, reset_after)
+    if reset_after is not None:
+        reset_after = check.check_bool(reset_after, "reset_after")
+    arrays, dtype = _keras_arrays(weights, dtype)
+    directions = 2 if bidirectional else 1
+    if len(arrays) not in (2 * directions, 3 * directions):
+        expected = "[kernel, recurrent_kernel, bias] or [kernel, recurrent_kernel]"
+        if bidirectional:
+            expected = f"{expected} for each direction (6 or 4 arrays, forward first)"
+        raise ValueError(f"weights must be {expected}, got {len(arrays)} arrays")
+    per_direction = len(arrays) // directions
+    inputs, hidden, reset_after = _keras_sizes(layer_type, arrays, per_direction, bidirectional, reset_after)
+    state = _keras_state(layer_type, arrays, hidden, directions, per_direction, reset_after, dtype)
+
+    from numrnn.nn import recurrent
+
+    kwargs = dict(bias=per_direction == 3, batch_first=batch_first, bidirectional=bidirectional, dtype=dtype,
+                  backend=backend, seed=seed)
+    if layer_type == "LSTM":
+        layer = recurrent.LSTM(inputs, hidden, **kwargs)
+    elif layer_type == "GRU":
+        layer = recurrent.GRU(inputs, hidden, reset_after=reset_after, **kwargs)
+    else:
+        layer = recurrent.RNN(inputs, hidden, nonlinearity=activation, **kwargs)
+    layer.load_state_dict(state)
+    return layer
+
+
+def _check_keras_options(layer_type, activation, recurrent_activation, reset_after):
+    """Refuse Keras activations with no numrnn counterpart, and ``reset_after`` outside a GRU."""
     if not isinstance(activation, str):
         raise TypeError(f"activation must be a str, got {type(activation).__name__}")
     if layer_type == "SimpleRNN":
@@ -518,30 +553,25 @@ def from_keras_weights(layer_type, weights, *, reset_after=None, activation="tan
             )
         if reset_after is not None:
             raise ValueError(f"reset_after applies to a GRU only, got reset_after={reset_after!r} for a SimpleRNN")
-    else:
-        if activation != "tanh":
-            raise ValueError(f"activation of a Keras {layer_type} must be 'tanh' for numrnn, got {activation!r}")
-        if recurrent_activation not in (None, "sigmoid"):
-            raise ValueError(
-                f"recurrent_activation of a Keras {layer_type} must be 'sigmoid' (or None) for numrnn, "
-                f"got {recurrent_activation!r}"
-            )
-        if layer_type == "LSTM" and reset_after is not None:
-            raise ValueError(f"reset_after applies to a GRU only, got reset_after={reset_after!r} for an LSTM")
-    if reset_after is not None:
-        reset_after = check.check_bool(reset_after, "reset_after")
+        return
+    if activation != "tanh":
+        raise ValueError(f"activation of a Keras {layer_type} must be 'tanh' for numrnn, got {activation!r}")
+    if recurrent_activation not in (None, "sigmoid"):
+        raise ValueError(
+            f"recurrent_activation of a Keras {layer_type} must be 'sigmoid' (or None) for numrnn, "
+            f"got {recurrent_activation!r}"
+        )
+    if layer_type == "LSTM" and reset_after is not None:
+        raise ValueError(f"reset_after applies to a GRU only, got reset_after={reset_after!r} for an LSTM")
 
-    arrays, dtype = _keras_arrays(weights, dtype)
-    directions = 2 if bidirectional else 1
-    if len(arrays) not in (2 * directions, 3 * directions):
-        expected = "[kernel, recurrent_kernel, bias] or [kernel, recurrent_kernel]"
-        if bidirectional:
-            expected = f"{expected} for each direction (6 or 4 arrays, forward first)"
-        raise ValueError(f"weights must be {expected}, got {len(arrays)} arrays")
-    per_direction = len(arrays) // directions
-    use_bias = per_direction == 3
 
-    # shapes: from the recurrent kernel (H, G*H)
+def _keras_sizes(layer_type, arrays, per_direction, bidirectional, reset_after):
+    """``(I, H, reset_after)`` from the shapes of Keras' arrays, which must fit together.
+
+    ``reset_after`` (a GRU's; None: read from the bias shape, or Keras' default True without
+    a bias) comes back checked against the bias.
+    """
+    gates, _ = KERAS_LAYERS[layer_type]
     recurrent = arrays[1]
     if recurrent.ndim != 2 or recurrent.shape[1] != gates * recurrent.shape[0] or recurrent.shape[0] == 0:
         raise ValueError(
@@ -554,13 +584,11 @@ def from_keras_weights(layer_type, weights, *, reset_after=None, activation="tan
             f"weights[0] (kernel) of a {layer_type} with H = {hidden} must have shape (I, {gates * hidden}), "
             f"got {kernel.shape}"
         )
-    inputs = kernel.shape[0]
-    if use_bias:
+    if per_direction == 3:
         bias = arrays[2]
         if layer_type == "GRU":
-            inferred = bias.ndim == 2
             if reset_after is None:
-                reset_after = inferred
+                reset_after = bias.ndim == 2
             shape = (2, gates * hidden) if reset_after else (gates * hidden,)
             if bias.shape != shape:
                 raise ValueError(
@@ -579,7 +607,13 @@ def from_keras_weights(layer_type, weights, *, reset_after=None, activation="tan
                     f"weights[{per_direction + i}] (backward layer) must have the shape of weights[{i}] "
                     f"{arrays[i].shape}, got {arrays[per_direction + i].shape}"
                 )
+    return kernel.shape[0], hidden, reset_after
 
+
+def _keras_state(layer_type, arrays, hidden, directions, per_direction, reset_after, dtype):
+    """The numrnn ``state_dict`` of Keras' (checked) arrays: transposed, the GRU's gates reordered
+    (z, r, h -> r, z, n), Keras' single bias as ``bias_ih`` with ``bias_hh = 0``."""
+    gates, _ = KERAS_LAYERS[layer_type]
     if layer_type == "GRU":
         order = np.concatenate([np.arange(hidden, 2 * hidden), np.arange(hidden), np.arange(2 * hidden, 3 * hidden)])
     else:
@@ -590,23 +624,11 @@ def from_keras_weights(layer_type, weights, *, reset_after=None, activation="tan
         suffix = "_l0" + ("_reverse" if direction else "")
         state[f"weight_ih{suffix}"] = k[:, order].T.copy()
         state[f"weight_hh{suffix}"] = u[:, order].T.copy()
-        if use_bias:
+        if b:
             if layer_type == "GRU" and reset_after:
                 state[f"bias_ih{suffix}"] = b[0][0, order].copy()
                 state[f"bias_hh{suffix}"] = b[0][1, order].copy()
             else:
                 state[f"bias_ih{suffix}"] = b[0][order].copy()
                 state[f"bias_hh{suffix}"] = np.zeros(gates * hidden, dtype=dtype)
-
-    from numrnn import layers
-
-    kwargs = dict(bias=use_bias, batch_first=batch_first, bidirectional=bidirectional, dtype=dtype,
-                  backend=backend, seed=seed)
-    if layer_type == "LSTM":
-        layer = layers.LSTM(inputs, hidden, **kwargs)
-    elif layer_type == "GRU":
-        layer = layers.GRU(inputs, hidden, reset_after=reset_after, **kwargs)
-    else:
-        layer = layers.RNN(inputs, hidden, nonlinearity=activation, **kwargs)
-    layer.load_state_dict(state)
-    return layer
+    return state

@@ -282,3 +282,15 @@ def test_no_grad_reaches_the_trainable_cells(rng):
     np.testing.assert_array_equal(got[0], want[0])
     with pytest.raises(RuntimeError, match="nothing to backpropagate"):
         cell.backward(np.ones((2, 4)))
+
+
+@pytest.mark.torch
+def test_named_sequential_converts_with_its_names(rng):
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.Sequential(OrderedDict(fc=torch.nn.Linear(3, 4), act=torch.nn.Tanh(), out=torch.nn.Linear(4, 1)))
+    ours = numrnn.convert.from_torch(ref.double())
+    assert list(ours.state_dict()) == list(ref.state_dict()) == ["fc.weight", "fc.bias", "out.weight", "out.bias"]
+    back = numrnn.convert.to_torch(ours)
+    assert [n for n, _ in back.named_children()] == ["fc", "act", "out"]
+    x = rng.normal(size=(2, 3))
+    np.testing.assert_allclose(ours(x), back(torch.tensor(x)).detach().numpy(), rtol=1e-12)
