@@ -158,7 +158,7 @@ def environment():
     except Exception as exc:
         error("torch", exc)
     try:
-        from numrnn.backends.cuda_config import CONFIG
+        from numrnn.backends.cuda.config import CONFIG
 
         env["numrnn launch config"] = str(CONFIG)
     except Exception as exc:

@@ -38,7 +38,7 @@ from numba import cuda
 from numrnn._jit import cuda_device, with_globals
 from numrnn.backends import cuda as kernels
 from numrnn.backends.cuda import empty, fill_zero, zeros
-from numrnn.backends.cuda_config import MAX_THREADS
+from numrnn.backends.cuda.config import MAX_THREADS
 from numrnn.optim import rules
 
 __all__ = [

@@ -38,7 +38,7 @@ def _require_cuda():
 @pytest.fixture(autouse=True)
 def small_launch(_require_cuda, monkeypatch):
     """Tiny launch sizes, so tiny inputs take several blocks (see the module docstring)."""
-    from numrnn.backends.cuda_config import CONFIG
+    from numrnn.backends.cuda.config import CONFIG
 
     for name, value in dict(threads_per_block=2, batch_tile=2, matmul_block=2, matmul_work=2,
                             elementwise_threads=8, reduce_rows_per_chunk=5).items():

@@ -51,7 +51,7 @@ a GPU.  Its limits, to be measured on a device (``asv_benchmarks/gpu_check.py``)
 Arrays: NumPy arrays or objects with ``__cuda_array_interface__`` are accepted
 everywhere; results come back as NumPy when the output buffer ``y`` (forward) or
 ``dy`` (backward) was NumPy, else as Numba device arrays.  What forward saves stays
-on the device.  Launch sizes come from :mod:`numrnn.backends.cuda_config`.  The
+on the device.  Launch sizes come from :mod:`numrnn.backends.cuda.config`.  The
 layers use :mod:`numrnn.backends.cuda_layers`, which keeps everything between layers
 on the device too.
 
@@ -72,7 +72,8 @@ from numba import cuda
 from numba.cuda.cudadrv.devicearray import is_cuda_ndarray
 
 from numrnn._jit import cuda_device
-from numrnn.backends.cuda_config import CONFIG, choose_batch_tile, elementwise_threads, matmul_shape, recurrence_threads
+from numrnn.backends.cuda.arrays import DeviceArrays
+from numrnn.backends.cuda.config import CONFIG, choose_batch_tile, elementwise_threads, matmul_shape, recurrence_threads
 from numrnn.cells import GATES
 from numrnn.cells import gru as gru_cell
 from numrnn.cells import lstm as lstm_cell
@@ -91,6 +92,11 @@ gru_gates = cuda_device(gru_cell.gates)
 gru_candidate_update = cuda_device(gru_cell.candidate_update)
 gru_candidate_update_backward = cuda_device(gru_cell.candidate_update_backward)
 gru_gates_backward = cuda_device(gru_cell.gates_backward)
+gru_candidate_reset_after = cuda_device(gru_cell.candidate_reset_after)
+gru_candidate_reset_after_backward = cuda_device(gru_cell.candidate_reset_after_backward)
+gru_reset_hidden = cuda_device(gru_cell.reset_hidden)
+gru_candidate_reset_before = cuda_device(gru_cell.candidate_reset_before)
+gru_reset_hidden_backward = cuda_device(gru_cell.reset_hidden_backward)
 rnn_tanh = cuda_device(rnn_cell.tanh_forward)
 rnn_tanh_backward = cuda_device(rnn_cell.tanh_backward)
 rnn_relu = cuda_device(rnn_cell.relu_forward)
@@ -549,15 +555,16 @@ def recurrence_kernels(dtype_name, tile):
                     gates[t, b, hidden + j] = z_g
                     if reset_after:
                         hn = acc_n[bl]
-                        n_g, h_new = gru_candidate_update(pre_x[t, b, 2 * hidden + j] + r_g * hn, z_g, h_old)
+                        n_g, h_new = gru_candidate_update(gru_candidate_reset_after(pre_x[t, b, 2 * hidden + j], r_g, hn), z_g, h_old)
                         aux_seq[t, b, j] = hn
                         gates[t, b, 2 * hidden + j] = n_g
                         h_prev_seq[t, b, j] = h_old
                         y[t, b, j] = h_new
                         h_buf[nxt + bl * hidden + j] = h_new
                     else:
-                        h_buf[reset_h + bl * hidden + j] = r_g * h_old
-                        aux_seq[t, b, j] = r_g * h_old
+                        reset_state = gru_reset_hidden(r_g, h_old)
+                        h_buf[reset_h + bl * hidden + j] = reset_state
+                        aux_seq[t, b, j] = reset_state
             if not reset_after:
                 cuda.syncthreads()
                 for j in range(tid, hidden, threads):
@@ -575,7 +582,7 @@ def recurrence_kernels(dtype_name, tile):
                         if t < 0:
                             continue
                         h_old = h_buf[cur + bl * hidden + j]
-                        a_n = pre_x[t, b, 2 * hidden + j] + acc_n[bl] + b_hh[2 * hidden + j]
+                        a_n = gru_candidate_reset_before(pre_x[t, b, 2 * hidden + j], acc_n[bl], b_hh[2 * hidden + j])
                         n_g, h_new = gru_candidate_update(a_n, gates[t, b, hidden + j], h_old)
                         gates[t, b, 2 * hidden + j] = n_g
                         h_prev_seq[t, b, j] = h_old
@@ -634,16 +641,17 @@ def recurrence_kernels(dtype_name, tile):
                     )
                     dh_direct[b, j] = d_h_direct
                     if reset_after:
-                        d_a_r, d_a_z = gru_gates_backward(d_a_n * aux_seq[t, b, j], d_z, r_g, z_g)
+                        d_r, d_h_candidate = gru_candidate_reset_after_backward(d_a_n, r_g, aux_seq[t, b, j])
+                        d_a_r, d_a_z = gru_gates_backward(d_r, d_z, r_g, z_g)
                         d_pre_x[t, b, j] = d_a_r
                         d_pre_x[t, b, hidden + j] = d_a_z
                         d_pre_x[t, b, 2 * hidden + j] = d_a_n
                         d_pre_h[t, b, j] = d_a_r
                         d_pre_h[t, b, hidden + j] = d_a_z
-                        d_pre_h[t, b, 2 * hidden + j] = d_a_n * r_g
+                        d_pre_h[t, b, 2 * hidden + j] = d_h_candidate
                         shared[row + j] = d_a_r
                         shared[row + hidden + j] = d_a_z
-                        shared[row + 2 * hidden + j] = d_a_n * r_g
+                        shared[row + 2 * hidden + j] = d_h_candidate
                     else:
                         shared[cand + bl * hidden + j] = d_a_n
                         d_update[b, j] = d_z
@@ -664,12 +672,10 @@ def recurrence_kernels(dtype_name, tile):
                         if t < 0:
                             continue
                         r_g = gates[t, b, j]
-                        d_reset_h = acc[bl]
-                        dh_direct[b, j] += d_reset_h * r_g
+                        d_r, d_h_reset = gru_reset_hidden_backward(acc[bl], r_g, h_prev_seq[t, b, j])
+                        dh_direct[b, j] += d_h_reset
                         d_a_n = shared[cand + bl * hidden + j]
-                        d_a_r, d_a_z = gru_gates_backward(
-                            d_reset_h * h_prev_seq[t, b, j], d_update[b, j], r_g, gates[t, b, hidden + j]
-                        )
+                        d_a_r, d_a_z = gru_gates_backward(d_r, d_update[b, j], r_g, gates[t, b, hidden + j])
                         d_pre_x[t, b, j] = d_a_r
                         d_pre_x[t, b, hidden + j] = d_a_z
                         d_pre_x[t, b, 2 * hidden + j] = d_a_n
@@ -1029,7 +1035,7 @@ def _to_host(array):
 # ------------------------------------------------------------------ backend object
 
 
-class CUDABackend:
+class CUDABackend(DeviceArrays):
     """Runs one layer-direction at a time with the CUDA kernels above.
 
     The same two methods as :class:`numrnn.backends.cpu.CPUBackend`;
@@ -1038,12 +1044,6 @@ class CUDABackend:
 
     name = name
     device = True
-
-    def __init__(self):
-        from numrnn.backends.cuda_layers import DeviceLayers
-
-        #: whole-layer forward/backward/step with device arrays (used by numrnn.layers)
-        self.layers = DeviceLayers(self)
 
     def layer_forward(self, cell, x, lengths, reverse, weights, state0, y):
         """Run a sequence; write outputs into ``y`` and return ``(state_n, saved)``.
@@ -1065,7 +1065,7 @@ class CUDABackend:
         # input projection of all timesteps with the folded bias
         bias = empty((gate_width,), dtype)
         grid, threads = _blocks(gate_width)
-        n_add = 2 * hidden if cell in ("gru", "gru_reset_before") else gate_width
+        n_add = gru_cell.FOLDED_GATES * hidden if cell in ("gru", "gru_reset_before") else gate_width
         combine_bias[grid, threads](b_ih, b_hh, n_add, bias)
         pre_x = empty((steps, batch, gate_width), dtype)
         matmul(x.reshape(steps * batch, features), w_ih, pre_x.reshape(steps * batch, gate_width),
