@@ -91,6 +91,12 @@ gru_gates = cpu_function(gru_cell.gates)
 gru_candidate_update = cpu_function(gru_cell.candidate_update)
 gru_candidate_update_backward = cpu_function(gru_cell.candidate_update_backward)
 gru_gates_backward = cpu_function(gru_cell.gates_backward)
+gru_fold_biases = cpu_function(gru_cell.fold_biases)
+gru_candidate_reset_after = cpu_function(gru_cell.candidate_reset_after)
+gru_candidate_reset_after_backward = cpu_function(gru_cell.candidate_reset_after_backward)
+gru_reset_hidden = cpu_function(gru_cell.reset_hidden)
+gru_candidate_reset_before = cpu_function(gru_cell.candidate_reset_before)
+gru_reset_hidden_backward = cpu_function(gru_cell.reset_hidden_backward)
 rnn_tanh = cpu_function(rnn_cell.tanh_forward)
 rnn_tanh_backward = cpu_function(rnn_cell.tanh_backward)
 rnn_relu = cpu_function(rnn_cell.relu_forward)
@@ -681,7 +687,7 @@ def gru_gates_rows(s, lo, pre_x, pre_h, lengths, reverse, h, reset_h):
             r_g, z_g = gru_gates(pre_x[t, b, j] + pre_h[r, j], pre_x[t, b, hidden + j] + pre_h[r, hidden + j])
             pre_x[t, b, j] = r_g
             pre_x[t, b, hidden + j] = z_g
-            reset_h[r, j] = r_g * h[r, j]
+            reset_h[r, j] = gru_reset_hidden(r_g, h[r, j])
 
 
 @cpu_function
@@ -702,10 +708,10 @@ def gru_update_rows(s, lo, pre_x, pre_h, pre_hn, b_hn, lengths, reverse, reset_a
         for j in range(hidden):
             if reset_after:
                 hn = pre_h[r, 2 * hidden + j] + b_hn[j]
-                a_n = pre_x[t, b, 2 * hidden + j] + pre_x[t, b, j] * hn
+                a_n = gru_candidate_reset_after(pre_x[t, b, 2 * hidden + j], pre_x[t, b, j], hn)
                 aux_seq[t, b, j] = hn
             else:
-                a_n = pre_x[t, b, 2 * hidden + j] + pre_hn[r, j] + b_hn[j]
+                a_n = gru_candidate_reset_before(pre_x[t, b, 2 * hidden + j], pre_hn[r, j], b_hn[j])
                 aux_seq[t, b, j] = reset_h[r, j]
             n_g, h_new = gru_candidate_update(a_n, pre_x[t, b, hidden + j], h[r, j])
             pre_x[t, b, 2 * hidden + j] = n_g
@@ -743,11 +749,9 @@ def gru_forward(x, lengths, reverse, reset_after, w_ih, w_hh, b_ih, b_hh, h0, y,
     """
     batch = x.shape[1]
     hidden = h0.shape[1]
-    bias = b_ih.copy()
-    bias[: 2 * hidden] += b_hh[: 2 * hidden]
+    bias, b_hn = gru_fold_biases(b_ih, b_hh)
     project_inputs(x, w_ih, bias, gates)
     pre_x = gates
-    b_hn = b_hh[2 * hidden :].copy()
     # reset_after: one product for all three blocks; Cho form: r, z first, n after the reset
     w_rec_t = step_weights(np.ascontiguousarray(w_hh.T) if reset_after else np.ascontiguousarray(w_hh[: 2 * hidden].T))
     w_hn_t = step_weights(np.ascontiguousarray(w_hh[2 * hidden :].T))
@@ -807,12 +811,12 @@ def gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh
                 r_g = gates[t, b, j]
                 d_a_n = d_candidate[r, j]
                 if reset_after:
-                    d_r = d_a_n * aux_seq[t, b, j]
-                    aux_seq[t, b, j] = d_a_n * r_g
-                    d_step[r, 2 * hidden + j] = d_a_n * r_g
+                    d_r, d_h_candidate = gru_candidate_reset_after_backward(d_a_n, r_g, aux_seq[t, b, j])
+                    aux_seq[t, b, j] = d_h_candidate
+                    d_step[r, 2 * hidden + j] = d_h_candidate
                 else:
-                    d_r = d_reset_h[r, j] * h_prev_seq[t, b, j]
-                    dh_direct[r, j] += d_reset_h[r, j] * r_g
+                    d_r, d_h_reset = gru_reset_hidden_backward(d_reset_h[r, j], r_g, h_prev_seq[t, b, j])
+                    dh_direct[r, j] += d_h_reset
                 d_a_r, d_a_z = gru_gates_backward(d_r, d_update[r, j], r_g, gates[t, b, hidden + j])
                 gates[t, b, j] = d_a_r
                 gates[t, b, hidden + j] = d_a_z
@@ -1007,8 +1011,7 @@ def _lstm_step_units_overload(a_x, a_h, b_ih, b_hh, c_prev, h, c):
 def gru_step(x, reset_after, w_ih, w_hh, b_ih, b_hh, h0):
     """One GRU step (either form) for every row (B, I) -> new h (B, H); nothing saved."""
     hidden = h0.shape[1]
-    bias = b_ih.copy()
-    bias[: 2 * hidden] += b_hh[: 2 * hidden]
+    bias, b_hn = gru_fold_biases(b_ih, b_hh)
     w_rec = w_hh if reset_after else w_hh[: 2 * hidden]
     pre_x, pre_h, lengths = step_projections(x, w_ih, w_rec, bias, h0)
     h = h0.copy()
@@ -1018,7 +1021,7 @@ def gru_step(x, reset_after, w_ih, w_hh, b_ih, b_hh, h0):
     gru_gates_rows(0, 0, pre_x, pre_h, lengths, False, h, reset_h)
     if not reset_after:
         matmul_nt_into(reset_h, w_hh[2 * hidden :], pre_hn)
-    gru_update_rows(0, 0, pre_x, pre_h, pre_hn, b_hh[2 * hidden :], lengths, False, reset_after, h, reset_h, scratch, scratch, scratch)
+    gru_update_rows(0, 0, pre_x, pre_h, pre_hn, b_hn, lengths, False, reset_after, h, reset_h, scratch, scratch, scratch)
     return h
 
 
