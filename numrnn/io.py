@@ -42,6 +42,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from numrnn import _validation as check
+from numrnn.cells import FAMILIES
 
 __all__ = ["save_npz", "load_npz", "save", "load", "FORMAT_VERSION"]
 
@@ -390,7 +391,8 @@ def load(path):
     return module, optimizer
 
 
-_GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}  # gate blocks stacked in a recurrent layer's weights
+#: Gate blocks stacked in a recurrent layer's weights, by layer class name (from the cell registry).
+_GATES = {family.layer: family.gates for family in FAMILIES.values()}
 #: Module types of :mod:`numrnn.nn` without parameters (their config implies no arrays).
 _PARAMETERLESS = ("LastStep", "Dropout", "Flatten", "Tanh", "ReLU", "Sigmoid")
 

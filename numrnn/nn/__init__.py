@@ -13,6 +13,8 @@ r"""Building blocks for your own models: a dense head, a way to stack modules, a
   and ``bias`` as PyTorch.
 * :class:`Dropout` (seeded inverted dropout, active in training mode only), :class:`Flatten`,
   and the activations :class:`Tanh`, :class:`ReLU` and :class:`Sigmoid`.
+* :class:`RNN`, :class:`LSTM`, :class:`GRU` (:mod:`numrnn.nn.recurrent`): the recurrent layers, also
+  ``numrnn.LSTM`` etc., as ``torch.nn.LSTM``.
 * :class:`LastStep`: keep the last timestep of a sequence, (T, B, F) -> (B, F), or (B, T, F) ->
   (B, F) with ``batch_first=True``.
 * :class:`Sequential`: run modules one after the other; its :attr:`~Sequential.params` and
@@ -45,6 +47,7 @@ from numrnn.nn.embedding import Embedding
 from numrnn.nn.linear import Linear
 from numrnn.nn.module import Module, is_grad_enabled, no_grad
 from numrnn.nn.normalization import LayerNorm
+from numrnn.nn.recurrent import GRU, LSTM, RNN
 from numrnn.nn.reshape import Flatten, LastStep
 from numrnn.nn.cells import GRUCell, LSTMCell, RNNCell
 
@@ -62,6 +65,9 @@ __all__ = [
     "Sigmoid",
     "LastStep",
     "Sequential",
+    "RNN",
+    "LSTM",
+    "GRU",
     "RNNCell",
     "LSTMCell",
     "GRUCell",
