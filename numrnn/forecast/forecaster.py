@@ -45,7 +45,8 @@ import numpy as np
 
 from numrnn import _validation as check
 from numrnn.forecast import network, pandas_io, persistence
-from numrnn.forecast.preprocessing import ColumnScaler
+from numrnn.forecast.network import CELLS
+from numrnn.forecast.preprocessing import TRANSFORMS, ColumnScaler
 from numrnn.forecast.training import NonFiniteForecastError, check_forecasts, fit_members, member_outputs, mixture_std
 from numrnn.losses import LOSSES, get_loss
 from numrnn.optim import OPTIMIZERS
@@ -55,8 +56,6 @@ __all__ = ["Forecaster", "NonFiniteForecastError"]
 
 _QUIET = dict(over="ignore", invalid="ignore", divide="ignore", under="ignore")
 
-_CELLS = ("lstm", "gru", "rnn")
-_TRANSFORMS = ("auto", "log", "none")
 
 
 class Forecaster:
@@ -106,8 +105,8 @@ class Forecaster:
     transform : {"auto", "log", "none"}, default "auto"
         "auto": log of every strictly positive column.
     dtype : {np.float32, np.float64}, default np.float32
-        Dtype of the networks (float32 fits twice as fast here and forecasts within ~1e-5
-        relative of float64).  Windows and scaling are computed in float64 either way.
+        Dtype of the networks (float32 fits faster and forecasts within ~1e-5 relative
+        of float64).  Windows and scaling are computed in float64 either way.
 
     Attributes
     ----------
@@ -152,7 +151,7 @@ class Forecaster:
         transform="auto",
         dtype=np.float32,
     ):
-        self.cell = check.check_choice(cell, "cell", _CELLS)
+        self.cell = check.check_choice(cell, "cell", CELLS)
         self.lookback = check.check_int(lookback, "lookback", 1)
         self.horizon = check.check_int(horizon, "horizon", 1)
         self.hidden_size = check.check_int(hidden_size, "hidden_size", 1)
@@ -174,7 +173,7 @@ class Forecaster:
         self.validation = check.check_int(validation, "validation", 0, allow_none=True)
         self.patience = check.check_int(patience, "patience", 1)
         self.ensemble = check.check_int(ensemble, "ensemble", 1)
-        self.transform = check.check_choice(transform, "transform", _TRANSFORMS)
+        self.transform = check.check_choice(transform, "transform", TRANSFORMS)
         self.dtype = check.check_dtype(dtype)
         self._fitted = None
 

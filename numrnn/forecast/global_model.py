@@ -86,9 +86,9 @@ import numpy as np
 from numrnn import _validation as check
 from numrnn.forecast import persistence
 from numrnn.forecast.backtest import cross_validation as _cross_validation
-from numrnn.forecast.network import PaddedNet, encoder_head_specs
+from numrnn.forecast.network import CELLS, PaddedNet, encoder_head_specs
 from numrnn.forecast.panel import as_panel, future_dates, level_name, pandas, season_from_offset
-from numrnn.forecast.preprocessing import SeriesScaler
+from numrnn.forecast.preprocessing import SERIES_TRANSFORMS, SeriesScaler
 from numrnn.forecast.windows import Packed, batch
 from numrnn.losses import GaussianNLLLoss
 from numrnn.optim import Adam, clip_grad_norm
@@ -96,8 +96,6 @@ from numrnn.train import limit_threads
 
 __all__ = ["GlobalForecaster"]
 
-_CELLS = ("lstm", "gru", "rnn")
-_TRANSFORMS = ("auto", "none")
 #: Most validation windows per epoch (a seeded subsample of the series beyond this many).
 _MAX_VALIDATION = 1024
 _QUIET = dict(over="ignore", invalid="ignore", divide="ignore", under="ignore")
@@ -228,7 +226,7 @@ class GlobalForecaster:
         self.horizon = check.check_int(horizon, "horizon", 1)
         self.season_length = check.check_int(season_length, "season_length", 1, allow_none=True)
         self.lookback = check.check_int(lookback, "lookback", 1, allow_none=True)
-        self.cell = check.check_choice(cell, "cell", _CELLS)
+        self.cell = check.check_choice(cell, "cell", CELLS)
         self.hidden_size = check.check_int(hidden_size, "hidden_size", 1)
         self.num_layers = check.check_int(num_layers, "num_layers", 1)
         self.seed = None if seed is None else check.check_seed(seed, "seed")
@@ -240,7 +238,7 @@ class GlobalForecaster:
         self.clip_norm = check.check_positive_float(clip_norm, "clip_norm", allow_none=True)
         self.patience = check.check_int(patience, "patience", 1)
         self.calendar = check.check_bool(calendar, "calendar")
-        self.transform = check.check_choice(transform, "transform", _TRANSFORMS)
+        self.transform = check.check_choice(transform, "transform", SERIES_TRANSFORMS)
         self.dtype = check.check_dtype(dtype)
         self._fitted = None
 

@@ -13,7 +13,10 @@ import numpy as np
 from numrnn import nn
 from numrnn.cells import cell_family
 
-__all__ = ["EncoderHead", "PaddedNet", "WindowNet", "encoder_head_specs"]
+__all__ = ["CELLS", "EncoderHead", "PaddedNet", "WindowNet", "encoder_head_specs"]
+
+#: The forecasters' ``cell`` choices: the lower-case names of the recurrent layers.
+CELLS = ("lstm", "gru", "rnn")
 
 
 def encoder_head_specs(cell, input_size, hidden_size, num_layers, head_inputs, head_outputs, dtype):

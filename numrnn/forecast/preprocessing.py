@@ -17,9 +17,11 @@ import numpy as np
 
 from numrnn import io as nio
 
-__all__ = ["ColumnScaler", "SeriesScaler", "safe_location_scale"]
+__all__ = ["SERIES_TRANSFORMS", "TRANSFORMS", "ColumnScaler", "SeriesScaler", "safe_location_scale"]
 
-_TRANSFORMS = ("auto", "log", "none")
+#: The ``transform`` choices of :class:`ColumnScaler` and of :class:`SeriesScaler`.
+TRANSFORMS = ("auto", "log", "none")
+SERIES_TRANSFORMS = ("auto", "none")
 _QUIET = dict(over="ignore", invalid="ignore", divide="ignore", under="ignore")
 
 
@@ -69,8 +71,8 @@ class ColumnScaler:
     """
 
     def __init__(self, transform="auto"):
-        if transform not in _TRANSFORMS:
-            raise ValueError(f"transform must be one of {list(_TRANSFORMS)}, got {transform!r}")
+        if transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {list(TRANSFORMS)}, got {transform!r}")
         self.transform = transform
         self.log = self.scale = self.exog_mean = self.exog_std = None
 
@@ -225,8 +227,8 @@ class SeriesScaler:
     """
 
     def __init__(self, transform="auto"):
-        if transform not in ("auto", "none"):
-            raise ValueError(f"transform must be one of ['auto', 'none'], got {transform!r}")
+        if transform not in SERIES_TRANSFORMS:
+            raise ValueError(f"transform must be one of {list(SERIES_TRANSFORMS)}, got {transform!r}")
         self.transform = transform
         self.log = self.scale = None
 
