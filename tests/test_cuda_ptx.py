@@ -61,7 +61,7 @@ def test_every_kernel_compiles_to_ptx(target_capability, dtype):
     from numba import cuda
 
     from numrnn.backends import cuda as backend
-    from numrnn.backends import cuda_optim
+    from numrnn.backends.cuda import optim as cuda_optim
 
     major, minor = target_capability
     signatures = backend.kernel_signatures(dtype, batch_tile=4) + cuda_optim.kernel_signatures(dtype)

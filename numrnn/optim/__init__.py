@@ -21,7 +21,7 @@ Device arrays
 A parameter and its gradient may also be CUDA device arrays (Numba ``DeviceNDArray`` or any
 object exposing ``__cuda_array_interface__``), key by key: a model may keep its recurrent layers
 on the GPU and a linear head on the host.  Device keys are validated and updated on the device
-(:mod:`numrnn.backends.cuda_optim`), their optimiser state lives there too, and only single
+(:mod:`numrnn.backends.cuda.optim`), their optimiser state lives there too, and only single
 scalars (a count of NaN/inf entries, a norm) come back to the host.
 
 Every update is written once, as a plain scalar rule (:func:`sgd_rule`, :func:`adam_rule`,

@@ -19,7 +19,7 @@ def _grad_arrays(grads):
     """The gradient arrays of a dict or list, validated for in-place clipping.
 
     Host arrays must be writeable float ndarrays; device arrays float and C-contiguous (checked
-    by :func:`numrnn.backends.cuda_optim.check_clippable`).
+    by :func:`numrnn.backends.cuda.optim.check_clippable`).
     """
     if isinstance(grads, dict):
         arrays = list(grads.values())

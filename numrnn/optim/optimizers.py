@@ -7,7 +7,7 @@ give the same numbers.  Every call validates first (same keys, shapes, finite gr
 mutates nothing when it raises.
 
 A parameter and its gradient may also be CUDA device arrays, key by key: those keys are
-validated and updated on the device (:mod:`numrnn.backends.cuda_optim`), with their optimiser
+validated and updated on the device (:mod:`numrnn.backends.cuda.optim`), with their optimiser
 state kept there.  Both paths apply the scalar rules of :mod:`numrnn.optim.rules`.
 """
 
@@ -25,14 +25,14 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "OPTIMIZERS", "get_optimizer"]
 
 
 def _device_ops():
-    """:mod:`numrnn.backends.cuda_optim`, imported on first use (it imports numba.cuda)."""
-    from numrnn.backends import cuda_optim
+    """:mod:`numrnn.backends.cuda.optim`, imported on first use (it imports numba.cuda)."""
+    from numrnn.backends.cuda import optim as cuda_optim
 
     return cuda_optim
 
 
 def _check_device_pair(key, param, grad):
-    """:func:`numrnn.backends.cuda_optim.check_pair`: a device parameter and gradient, checked there."""
+    """:func:`numrnn.backends.cuda.optim.check_pair`: a device parameter and gradient, checked there."""
     return _device_ops().check_pair(key, param, grad)
 
 

@@ -3,7 +3,7 @@ r"""The update rules of the optimisers, each written once as a plain scalar func
 A leaf module: it imports only NumPy.  The rules are made of arithmetic operators and
 :func:`sqrt`, so that one function serves two targets.  The NumPy path of
 :mod:`numrnn.optim.optimizers` calls a rule with whole arrays (broadcasting) and writes the
-results back in place; the CUDA backend (:mod:`numrnn.backends.cuda_optim`) compiles the same
+results back in place; the CUDA backend (:mod:`numrnn.backends.cuda.optim`) compiles the same
 function into a device function, with ``sqrt`` bound to ``math.sqrt``, and applies it per
 element.  Hyperparameters and per-step scalars (bias corrections, ``1 - beta``) are computed once
 on the host and passed in.
@@ -16,7 +16,7 @@ import numpy as np
 __all__ = ["sqrt", "sgd_rule", "adam_rule", "clamp_rule"]
 
 #: The square root the rules use: NumPy's on the host (arrays), ``math.sqrt`` once compiled for
-#: the GPU (:mod:`numrnn.backends.cuda_optim` rebinds this name).
+#: the GPU (:mod:`numrnn.backends.cuda.optim` rebinds this name).
 sqrt = np.sqrt
 
 

@@ -1,4 +1,4 @@
-"""Optimisers and gradient clipping on device arrays (:mod:`numrnn.backends.cuda_optim`).
+"""Optimisers and gradient clipping on device arrays (:mod:`numrnn.backends.cuda.optim`).
 
 Every case runs the same optimiser on NumPy copies and holds the device result to it: the
 NumPy path and the kernels apply one scalar rule each (:func:`numrnn.optim.sgd_rule`,

@@ -17,7 +17,7 @@ of them, nor of the optimiser state, is copied to the host:
 
 Hyperparameters and per-step scalars (``lr``, bias corrections) are computed on the host by the
 optimiser and passed as kernel arguments of the arrays' dtype.  Launch sizes come from
-:mod:`numrnn.backends.cuda_config` (``elementwise_threads``), through
+:mod:`numrnn.backends.cuda.config` (``elementwise_threads``), through
 :func:`numrnn.backends.cuda._blocks`; the kernels loop with a grid stride, so any size works.
 
 The rules call ``sqrt``, which :mod:`numrnn.optim.rules` binds to ``numpy.sqrt`` (arrays); here each
@@ -128,7 +128,7 @@ def norm_partials(a, power, use_max, partial):
 
     Run once over the data, then with one block over the partials (``power = 1``, or
     ``use_max``; the partials are >= 0) to get the result in ``partial[0]`` of the second call.
-    At most :data:`~numrnn.backends.cuda_config.MAX_THREADS` threads per block.
+    At most :data:`~numrnn.backends.cuda.config.MAX_THREADS` threads per block.
     """
     shared = cuda.shared.array(MAX_THREADS, numba.float64)
     tid = cuda.threadIdx.x
