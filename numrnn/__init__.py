@@ -11,7 +11,7 @@ modules and Keras weights in :mod:`numrnn.convert`.
 from numrnn import convert, datasets, forecast, io, losses, metrics, nn, optim, train
 from numrnn.backends import get_backend
 from numrnn.forecast import Forecaster
-from numrnn.layers import GRU, LSTM, RNN
+from numrnn.nn.recurrent import GRU, LSTM, RNN
 from numrnn.warmup import warmup
 
 __version__ = "0.1.0"

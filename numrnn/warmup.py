@@ -137,7 +137,7 @@ def _exercise(cell, dtype):
     and backward with lengths for one layer and for two bidirectional layers (the
     reverse direction and a second layer reuse the same kernels), the full-path step
     and the fast-path step for one layer and for a stack of two."""
-    from numrnn.layers import GRU, LSTM, RNN
+    from numrnn.nn.recurrent import GRU, LSTM, RNN
 
     cls = {"lstm": LSTM, "gru": GRU, "rnn": RNN}[cell]
     dtype = np.dtype(dtype)

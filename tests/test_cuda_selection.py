@@ -99,3 +99,28 @@ def test_auto_picks_cuda_only_for_a_real_device(fresh_backends, monkeypatch):
     monkeypatch.setattr(fresh_backends, "cuda_simulator_enabled", lambda: False)
     monkeypatch.setattr(fresh_backends, "_cuda_backend_importable", lambda: True)
     assert fresh_backends.resolve_backend_name("auto") == "cuda"
+
+
+def _protocol_members():
+    from numrnn.backends.protocol import Backend
+
+    methods = [name for name, value in vars(Backend).items() if callable(value) and not name.startswith("_")]
+    return methods + list(Backend.__annotations__)
+
+
+def test_every_backend_implements_the_backend_protocol():
+    """The stack driver talks to a backend through ``numrnn.backends.Backend`` only: the CPU
+    and CUDA backend classes provide every method and attribute it declares."""
+    from numrnn.backends.cpu import CPUBackend
+
+    members = _protocol_members()
+    assert {"layer_forward", "layer_backward", "layer_step", "step_kernel", "compute_context",
+            "uses_workspace", "device", "concat_features", "multiply", "nonfinite_count"} <= set(members)
+    assert isinstance(backends.get_backend("cpu"), backends.Backend)
+    assert [name for name in members if not hasattr(CPUBackend, name)] == []
+    pytest.importorskip("numba_cuda")
+    from numrnn.backends.cuda import CUDABackend
+
+    assert [name for name in members if not hasattr(CUDABackend, name)] == []
+    assert CUDABackend.device and not CPUBackend.device
+    assert CPUBackend.uses_workspace and not CUDABackend.uses_workspace

@@ -9,6 +9,10 @@ is a pure-Python test harness, thousands of times slower than the CPU backend.
 
 Importing numrnn never needs a GPU or numba-cuda; numba-cuda is imported the
 first time ``"auto"`` or ``"cuda"`` is resolved.
+
+Every backend object implements :class:`Backend` (:mod:`numrnn.backends.protocol`):
+the per-layer kernels and the array operations that the one stack driver,
+:mod:`numrnn.nn.stack`, runs every layer on.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import os
 import sys
 
 import numpy as np
+
+from numrnn.backends.protocol import Backend
 
 BACKENDS = ("auto", "cpu", "cuda")
 
@@ -124,7 +130,7 @@ def _cuda_backend_importable() -> bool:
     return True
 
 
-def get_backend(name: str = "auto"):
+def get_backend(name: str = "auto") -> Backend:
     """Return the backend object for ``name`` (``"auto"``, ``"cpu"`` or ``"cuda"``).
 
     Raises

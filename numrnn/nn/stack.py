@@ -111,11 +111,12 @@ def _input(layer, backend, x):
         return backend.to_backend(host), batched
     array = backend.native_input(x, "x", (2, 3))
     batched = array.ndim == 3
+    shape = tuple(array.shape)  # a plain tuple (the CUDA simulator's shape has no negative indices)
     if batched:
-        steps, batch = (array.shape[1], array.shape[0]) if layer.batch_first else array.shape[:2]
+        steps, batch = (shape[1], shape[0]) if layer.batch_first else shape[:2]
     else:
-        steps, batch = array.shape[0], 1
-    features = array.shape[-1]
+        steps, batch = shape[0], 1
+    features = shape[-1]
     _check_sizes(layer, features, steps, batch)
     owned = backend.owned_copy(array, layer.dtype, swap01=batched and layer.batch_first)
     if not batched:
@@ -212,7 +213,7 @@ def _weights(layer, backend, index_layer, direction):
 
 def forward(layer, x, state=None, lengths=None):
     """Validate, run every layer and direction, save what :func:`backward` needs in
-    ``layer._saved``; returns ``(y, state_n)`` as ``layer.forward`` documents."""
+    ``layer._saved`` (outside :class:`numrnn.nn.no_grad`); returns ``(y, state_n)`` as ``layer.forward`` documents."""
     backend = layer._backend
     if backend.device:
         check.check_bool(layer.device_output, "device_output")
@@ -224,7 +225,7 @@ def forward(layer, x, state=None, lengths=None):
     with backend.compute_context():
         y, state_n, saved = _run(layer, backend, x, lengths, state0, dropout=layer.training)
     saved["batched"] = batched
-    layer._saved = saved
+    layer._save_for_backward(saved)  # nothing under numrnn.nn.no_grad()
     return present(layer, backend, y, state_n, batched)
 
 
@@ -325,12 +326,12 @@ def step(layer, x_t, state=None):
     if backend.is_native(x_t):
         array = backend.native_input(x_t, "x_t", (1, 2))
         batched = array.ndim == 2
-        if tuple(array.shape)[-1] != layer.input_size:
-            raise ValueError(
-                f"x_t must have {layer.input_size} features (input_size) in its last axis, got {tuple(array.shape)[-1]}")
-        if batched and array.shape[0] == 0:
+        shape = tuple(array.shape)
+        if shape[-1] != layer.input_size:
+            raise ValueError(f"x_t must have {layer.input_size} features (input_size) in its last axis, got {shape[-1]}")
+        if batched and shape[0] == 0:
             raise ValueError("x_t must hold at least one sequence, got a batch of size 0")
-        x = backend.owned_copy(array, layer.dtype).reshape(array.shape[0] if batched else 1, layer.input_size)
+        x = backend.owned_copy(array, layer.dtype).reshape(shape[0] if batched else 1, layer.input_size)
         _check_finite(backend, x, "x_t")
     else:
         host, batched = layer._check_step_input(x_t)
