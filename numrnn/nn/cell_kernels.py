@@ -8,6 +8,7 @@ from numrnn._jit import cpu_function, cpu_kernel
 from numrnn.backends.cpu import (
     column_sums,
     gru_backward_rows,
+    gru_fold_biases,
     gru_gates_rows,
     gru_update_rows,
     lstm_backward_rows,
@@ -171,8 +172,7 @@ def gru_cell_forward(x, reset_after, w_ih, w_hh, b_ih, b_hh, h0):
     state and, for :func:`gru_cell_backward`, what :func:`numrnn.backends.cpu.gru_forward`
     saves (r, z, n (1, B, 3H); ``h_{t-1}`` and ``W_hn h + b_hn`` or ``r * h_{t-1}``)."""
     hidden = h0.shape[1]
-    bias = b_ih.copy()
-    bias[: 2 * hidden] += b_hh[: 2 * hidden]
+    bias, b_hn = gru_fold_biases(b_ih, b_hh)
     w_rec = w_hh if reset_after else w_hh[: 2 * hidden]
     gates, pre_h, lengths = _projections(x, w_ih, w_rec, bias, h0)
     h = h0.copy()
@@ -185,8 +185,7 @@ def gru_cell_forward(x, reset_after, w_ih, w_hh, b_ih, b_hh, h0):
     gru_gates_rows(0, 0, gates, pre_h, lengths, False, h, reset_h)
     if not reset_after:
         _product_nt(reset_h, w_hh[2 * hidden :], pre_hn)
-    gru_update_rows(0, 0, gates, pre_h, pre_hn, b_hh[2 * hidden :], lengths, False, reset_after, h, reset_h, y,
-                    h_prev_seq, aux_seq)
+    gru_update_rows(0, 0, gates, pre_h, pre_hn, b_hn, lengths, False, reset_after, h, reset_h, y, h_prev_seq, aux_seq)
     return h, gates, h_prev_seq, aux_seq
 
 
@@ -209,6 +208,7 @@ def gru_cell_backward(x, reset_after, w_ih, w_hh, dh, gates, h_prev_seq, aux_seq
     d_w_ih, d_w_hh, d_b_ih = _weight_gradients(d_pre, x, h_prev)
     d_b_hh = d_b_ih.copy()
     d_w_hn = np.empty((hidden, hidden), dtype=dh.dtype)
+    # the n rows of weight_hh: the W_hn gradient of numrnn.cells.gru's docstring, in either form
     if reset_after:
         # the n rows of the h side: gradient dA_n * r (now in aux_seq) against h_prev
         product_into(aux.T, h_prev, d_w_hn)
