@@ -79,19 +79,17 @@ pandas is imported only when a DataFrame is passed or returned.
 from __future__ import annotations
 
 import inspect
-import math
 
 import numpy as np
 
 from numrnn import _validation as check
 from numrnn.forecast import persistence
 from numrnn.forecast.backtest import cross_validation as _cross_validation
-from numrnn.forecast.network import CELLS, PaddedNet, encoder_head_specs
+from numrnn.forecast.network import CELLS, encoder_head_specs
 from numrnn.forecast.panel import as_panel, future_dates, level_name, pandas, season_from_offset
 from numrnn.forecast.preprocessing import SERIES_TRANSFORMS, SeriesScaler
+from numrnn.forecast.global_training import train_members
 from numrnn.forecast.windows import Packed, batch
-from numrnn.losses import GaussianNLLLoss
-from numrnn.optim import Adam, clip_grad_norm
 from numrnn.train import limit_threads
 
 __all__ = ["GlobalForecaster"]
@@ -333,8 +331,8 @@ class GlobalForecaster:
             validation = batch(packed, val_idx, packed.n[val_idx] - h, lookback, h, season, calendar, self.dtype)
         specs = encoder_head_specs(self.cell, 1 + 2 * calendar, self.hidden_size, self.num_layers, 2 * calendar * h,
                                    2 * h, self.dtype)
-        members, history = self._train(packed, trainable, train_n, validation, specs, lookback, season, calendar,
-                                       seed, progress)
+        members, history = train_members(self, packed, trainable, train_n, validation, specs, lookback, season,
+                                          calendar, seed, progress)
         self._fitted = {
             "members": members, "specs": specs, "panel": panel, "season_length": season, "lookback": lookback,
             "calendar": calendar, "seed": seed, "history": history,
@@ -342,97 +340,6 @@ class GlobalForecaster:
             "untrained_ids": [panel.keys[i] for i in range(len(panel.keys)) if train_n[i] < h + 1],
         }
         return self
-
-    def _train(self, packed, trainable, train_n, validation, specs, lookback, season, calendar, seed, progress):
-        h = self.horizon
-        loss = GaussianNLLLoss()
-        children = np.random.SeedSequence(seed).spawn(self.ensemble)
-        members, history = [], []
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=self.ensemble * self.epochs, desc="GlobalForecaster", leave=False)
-        # origins t in [1, train_n - h] for each trainable series
-        n_origins = train_n[trainable] - h
-        try:
-            with limit_threads(1), np.errstate(**_QUIET):
-                for j, child in enumerate(children):
-                    init_rnn, init_head, draw = (int(s) for s in child.generate_state(3))
-                    net = PaddedNet(specs, (init_rnn, init_head))
-                    opt = Adam(lr=self.lr)
-                    rng = np.random.default_rng(draw)
-                    hist = {"train_loss": [], "val_loss": [], "best_epoch": -1, "best_val_loss": math.inf,
-                            "epochs_run": 0}
-                    best, waited = None, 0
-                    for epoch in range(self.epochs):
-                        net.train()
-                        total = 0.0
-                        for _ in range(self.steps_per_epoch):
-                            pick = rng.integers(0, trainable.size, self.batch_size)
-                            series = trainable[pick]
-                            origin = 1 + np.floor(rng.random(self.batch_size) * n_origins[pick]).astype(np.int64)
-                            x, lengths, future, target, _ = batch(packed, series, origin, lookback, h, season,
-                                                                   calendar, self.dtype)
-                            net.zero_grad()
-                            value, grad = loss(net(x, lengths, future), target)
-                            if not math.isfinite(value):
-                                raise FloatingPointError(
-                                    f"training diverged: the loss of member {j + 1}/{self.ensemble} became {value} at "
-                                    f"epoch {epoch}; lower lr (got {self.lr:g})"
-                                )
-                            net.backward(grad)
-                            if self.clip_norm is not None:
-                                clip_grad_norm(net.grads, self.clip_norm)
-                            opt.step(net.params, net.grads)
-                            total += value
-                        hist["train_loss"].append(total / self.steps_per_epoch)
-                        hist["epochs_run"] = epoch + 1
-                        postfix = {"member": f"{j + 1}/{self.ensemble}", "epoch": epoch + 1}
-                        if validation is not None:
-                            net.eval()
-                            val_loss = self._val_loss(net, loss, validation)
-                            hist["val_loss"].append(val_loss)
-                            postfix["val"] = f"{val_loss:.4g}"
-                            if val_loss < hist["best_val_loss"]:
-                                hist["best_val_loss"], hist["best_epoch"] = val_loss, epoch
-                                best, waited = net.state_dict(), 0
-                            else:
-                                waited += 1
-                        if bar is not None:
-                            bar.set_postfix(postfix, refresh=False)
-                            bar.update(1)
-                        if validation is not None and waited >= self.patience:
-                            break
-                    if bar is not None:
-                        bar.update(self.epochs - hist["epochs_run"])
-                    if best is not None:
-                        net.load_state_dict(best)
-                    else:
-                        hist["best_epoch"] = hist["epochs_run"] - 1
-                    net.eval()
-                    if not all(np.isfinite(p).all() for p in net.params.values()):
-                        raise FloatingPointError(
-                            f"training diverged: the weights of member {j + 1}/{self.ensemble} are not finite; "
-                            f"lower lr (got {self.lr:g})"
-                        )
-                    members.append(net)
-                    history.append(hist)
-        finally:
-            if bar is not None:
-                bar.close()
-        return members, history
-
-    @staticmethod
-    def _val_loss(net, loss, validation, chunk=1024):
-        x, lengths, future, target, _ = validation
-        total, count = 0.0, 0
-        for a in range(0, len(lengths), chunk):
-            sl = slice(a, a + chunk)
-            value, _ = loss(net(x[:, sl], lengths[sl], future[sl]), target[sl])
-            total += value * (min(a + chunk, len(lengths)) - a)
-            count += min(a + chunk, len(lengths)) - a
-        return total / count
 
     # ------------------------------------------------------------------ predict
 
