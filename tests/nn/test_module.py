@@ -294,3 +294,10 @@ def test_named_sequential_converts_with_its_names(rng):
     assert [n for n, _ in back.named_children()] == ["fc", "act", "out"]
     x = rng.normal(size=(2, 3))
     np.testing.assert_allclose(ours(x), back(torch.tensor(x)).detach().numpy(), rtol=1e-12)
+
+
+def test_io_refuses_a_user_module_naming_its_class(tmp_path):
+    path = tmp_path / "user.npz"
+    with pytest.raises(TypeError, match="cannot describe a Model: only .* can be saved and rebuilt"):
+        io.save(path, Model())
+    assert not path.exists()
