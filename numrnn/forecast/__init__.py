@@ -12,8 +12,8 @@ The package's modules: :mod:`~numrnn.forecast.forecaster` (:class:`Forecaster`),
 :mod:`~numrnn.forecast.global_model` (:class:`GlobalForecaster`),
 :mod:`~numrnn.forecast.preprocessing` (the scalers), :mod:`~numrnn.forecast.network` (the
 encoder + head network both use), :mod:`~numrnn.forecast.training` (the Forecaster's
-ensemble training and divergence checks), :mod:`~numrnn.forecast.windows` and
-:mod:`~numrnn.forecast.panel` (the GlobalForecaster's data), :mod:`~numrnn.forecast.persistence`
+ensemble training and divergence checks), :mod:`~numrnn.forecast.global_training`,
+:mod:`~numrnn.forecast.windows` and :mod:`~numrnn.forecast.panel` (the GlobalForecaster's training and data), :mod:`~numrnn.forecast.persistence`
 (save and load through :mod:`numrnn.io`, no pickle), :mod:`~numrnn.forecast.backtest`
 (rolling-origin evaluation) and :mod:`~numrnn.forecast.pandas_io` (pandas in and out).
 pandas is imported only when pandas data is passed or returned.
