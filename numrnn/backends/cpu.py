@@ -67,6 +67,7 @@ weight gradients are plain matrix products over ``T*B`` rows.
 from __future__ import annotations
 
 import sys
+from typing import Callable, NamedTuple
 
 import numba
 import numpy as np
@@ -81,7 +82,7 @@ from numrnn.backends.cpu_simd import matmul_into as simd_matmul_into
 from numrnn.cells import gru as gru_cell
 from numrnn.cells import lstm as lstm_cell
 from numrnn.cells import rnn as rnn_cell
-from numrnn.cells import sequence
+from numrnn.cells import FAMILIES, cell_family, sequence
 
 name = "cpu"
 
@@ -1025,9 +1026,20 @@ def gru_step(x, reset_after, w_ih, w_hh, b_ih, b_hh, h0):
     return h
 
 
-#: Cell codes of :func:`checked_step`, and the number of gates of each.
-STEP_CELLS = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3, "gru_reset_before": 4}
-_STEP_GATES = (1, 1, 4, 3, 3)
+#: Kernel families of the step fast path, in the order :func:`_step_layer` tests them.
+STEP_KERNELS = ("rnn", "lstm", "gru")
+_STEP_LSTM, _STEP_GRU = STEP_KERNELS.index("lstm"), STEP_KERNELS.index("gru")
+
+#: Cell codes of :func:`checked_step`: ``2 * STEP_KERNELS.index(family.kernel) + family.variant``.
+STEP_CELLS = {
+    name: 2 * STEP_KERNELS.index(family.kernel) + int(family.variant)
+    for name, family in FAMILIES.items()
+    if family.kernel in STEP_KERNELS
+}
+_kernel_families = {family.kernel: family for family in FAMILIES.values()}
+#: Gates and state arrays per step kernel family (index ``code // 2``), from the registry.
+_STEP_GATES = tuple(_kernel_families[kernel].gates for kernel in STEP_KERNELS)
+_STEP_STATE_SIZES = tuple(_kernel_families[kernel].state_size for kernel in STEP_KERNELS)
 
 
 @cpu_function(inline=True)
@@ -1037,7 +1049,8 @@ def _step_layer(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, h, c):
     when a weight's shape does not fit ``x`` and the state."""
     batch, inputs = x.shape
     hidden = h0.shape[1]
-    gates = _STEP_GATES[cell] * hidden
+    kernel, variant = cell // 2, cell % 2 == 1
+    gates = _STEP_GATES[kernel] * hidden
     if not (
         w_ih.shape[0] == gates
         and w_ih.shape[1] == inputs
@@ -1047,12 +1060,12 @@ def _step_layer(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, h, c):
         and b_hh.shape[0] == gates
     ):
         return False
-    if cell == 2:
+    if kernel == _STEP_LSTM:
         lstm_step_into(x, w_ih, w_hh, b_ih, b_hh, h0, c0, h, c)
-    elif cell >= 3:
-        h[:] = gru_step(x, cell == 3, w_ih, w_hh, b_ih, b_hh, h0)
+    elif kernel == _STEP_GRU:
+        h[:] = gru_step(x, variant, w_ih, w_hh, b_ih, b_hh, h0)
     else:
-        h[:] = rnn_step(x, cell == 1, w_ih, w_hh, b_ih, b_hh, h0)
+        h[:] = rnn_step(x, variant, w_ih, w_hh, b_ih, b_hh, h0)
     return True
 
 
@@ -1067,7 +1080,7 @@ def _check_step_border(cell, x, hidden, layers, h0, c0, state):
         and h0.shape[1] == batch
         and h0.shape[2] == hidden
         and c0.shape == h0.shape
-        and state.shape[0] == (2 if cell == 2 else 1)
+        and state.shape[0] == _STEP_STATE_SIZES[cell // 2]
         and state.shape[1:] == h0.shape
     ):
         raise ValueError("step(): shapes do not match the layer")
@@ -1085,7 +1098,7 @@ def checked_step(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, state):
     Parameters
     ----------
     cell : int
-        Code from :data:`STEP_CELLS`.
+        Code from :data:`STEP_CELLS` (kernel family index and variant flag).
     x : ndarray, shape (B, I)
         Any strides (then copied to a contiguous scratch).
     w_ih, w_hh, b_ih, b_hh : ndarray
@@ -1255,6 +1268,77 @@ class _SingleThreadedBlas:
         return False
 
 
+def _lstm_layer_forward(variant, x, lengths, reverse, weights, state0, y, buffer, blocks):
+    w_ih, w_hh, b_ih, b_hh = weights
+    hidden = w_hh.shape[1]
+    buffers = (buffer("gates", 4 * hidden), buffer("c_seq", hidden), buffer("h_prev", hidden))
+    state_n = lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, state0[0], state0[1], y, blocks, *buffers)
+    return state_n, buffers + (state0[1].copy(),)  # c0, from which backward starts (the caller may change its own)
+
+
+def _lstm_layer_backward(variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate_n, blocks):
+    dx, dh0, dc0, *grads = lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dstate_n[0], dstate_n[1], *buffers, blocks)
+    return dx, (dh0, dc0), tuple(grads)
+
+
+def _lstm_layer_step(variant, x, weights, state0):
+    return lstm_step(x, *weights, state0[0], state0[1])
+
+
+def _gru_layer_forward(variant, x, lengths, reverse, weights, state0, y, buffer, blocks):
+    hidden = weights[1].shape[1]
+    buffers = (buffer("gates", 3 * hidden), buffer("h_prev", hidden), buffer("aux", hidden))
+    return (gru_forward(x, lengths, reverse, variant, *weights, state0[0], y, blocks, *buffers),), buffers
+
+
+def _gru_layer_backward(variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate_n, blocks):
+    dx, dh0, *grads = gru_backward(x, lengths, reverse, variant, w_ih, w_hh, dy, dstate_n[0], *buffers, blocks)
+    return dx, (dh0,), tuple(grads)
+
+
+def _gru_layer_step(variant, x, weights, state0):
+    return (gru_step(x, variant, *weights, state0[0]),)
+
+
+def _rnn_layer_forward(variant, x, lengths, reverse, weights, state0, y, buffer, blocks):
+    hidden = weights[1].shape[1]
+    h_prev_seq = buffer("h_prev", hidden)
+    h_n = rnn_forward(x, lengths, reverse, variant, *weights, state0[0], y, blocks, h_prev_seq)
+    # h_n is returned: the caller may change it; backward's scratch for dA
+    return (h_n,), (h_prev_seq, h_n.copy(), buffer("d_pre", hidden))
+
+
+def _rnn_layer_backward(variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate_n, blocks):
+    dx, dh0, *grads = rnn_backward(x, lengths, reverse, variant, w_ih, w_hh, dy, dstate_n[0], *buffers, blocks)
+    return dx, (dh0,), tuple(grads)
+
+
+def _rnn_layer_step(variant, x, weights, state0):
+    return (rnn_step(x, variant, *weights, state0[0]),)
+
+
+class FamilyKernels(NamedTuple):
+    """The CPU calls of one kernel family, each taking the family's ``variant`` first.
+
+    ``forward(variant, x, lengths, reverse, weights, state0, y, buffer, blocks)`` ->
+    ``(state_n, buffers)``; ``backward(variant, x, lengths, reverse, w_ih, w_hh, buffers,
+    dy, dstate_n, blocks)`` -> ``(dx, dstate0, grads)``; ``step(variant, x, weights,
+    state0)`` -> new state.
+    """
+
+    forward: Callable
+    backward: Callable
+    step: Callable
+
+
+#: ``CellFamily.kernel`` -> that kernel family's CPU calls.
+KERNELS = {
+    "rnn": FamilyKernels(_rnn_layer_forward, _rnn_layer_backward, _rnn_layer_step),
+    "lstm": FamilyKernels(_lstm_layer_forward, _lstm_layer_backward, _lstm_layer_step),
+    "gru": FamilyKernels(_gru_layer_forward, _gru_layer_backward, _gru_layer_step),
+}
+
+
 class CPUBackend(HostArrays):
     """Runs one layer-direction at a time with the ``@njit`` drivers above.
 
@@ -1298,26 +1382,12 @@ class CPUBackend(HostArrays):
         saved : tuple
             Whatever :meth:`layer_backward` needs.
         """
-        w_ih, w_hh, b_ih, b_hh = weights
+        family = cell_family(cell)
         steps, batch = x.shape[:2]
-        hidden, dtype = w_hh.shape[1], x.dtype
-        blocks = batch_blocks(batch)
-        buffer = _Workspace(workspace, (steps, batch), dtype)
-        h0 = state0[0]
-        if cell == "lstm":
-            buffers = (buffer("gates", 4 * hidden), buffer("c_seq", hidden), buffer("h_prev", hidden))
-            state_n = lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, state0[1], y, blocks, *buffers)
-            buffers += (state0[1].copy(),)  # c0, from which backward starts (the caller may change its own)
-        elif cell in ("gru", "gru_reset_before"):
-            buffers = (buffer("gates", 3 * hidden), buffer("h_prev", hidden), buffer("aux", hidden))
-            state_n = (gru_forward(x, lengths, reverse, cell == "gru", w_ih, w_hh, b_ih, b_hh, h0, y, blocks, *buffers),)
-        else:
-            h_prev_seq = buffer("h_prev", hidden)
-            h_n = rnn_forward(x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, h0, y, blocks, h_prev_seq)
-            state_n = (h_n,)
-            # h_n is returned: the caller may change it; backward's scratch for dA
-            buffers = (h_prev_seq, h_n.copy(), buffer("d_pre", hidden))
-        return state_n, (cell, x, lengths, reverse, w_ih, w_hh, buffers)
+        buffer = _Workspace(workspace, (steps, batch), x.dtype)
+        forward = KERNELS[family.kernel].forward
+        state_n, buffers = forward(family.variant, x, lengths, reverse, weights, state0, y, buffer, batch_blocks(batch))
+        return state_n, (family, x, lengths, reverse, weights[0], weights[1], buffers)
 
     def layer_step(self, cell, x, weights, state0):
         """One timestep for every row, saving nothing.
@@ -1336,12 +1406,8 @@ class CPUBackend(HostArrays):
         state : tuple of ndarray, each (B, H)
             The new state; ``state[0]`` is also the layer's output.
         """
-        w_ih, w_hh, b_ih, b_hh = weights
-        if cell == "lstm":
-            return lstm_step(x, w_ih, w_hh, b_ih, b_hh, state0[0], state0[1])
-        if cell in ("gru", "gru_reset_before"):
-            return (gru_step(x, cell == "gru", w_ih, w_hh, b_ih, b_hh, state0[0]),)
-        return (rnn_step(x, cell == "rnn_relu", w_ih, w_hh, b_ih, b_hh, state0[0]),)
+        family = cell_family(cell)
+        return KERNELS[family.kernel].step(family.variant, x, weights, state0)
 
     def step_kernel(self, dtype, layers=None):
         """The streaming fast path: :func:`step_kernel` (``layers`` None, a
@@ -1355,16 +1421,9 @@ class CPUBackend(HostArrays):
         Returns ``(dx (T, B, I), dstate0 (tuple of (B, H)), (d_weight_ih, d_weight_hh,
         d_bias_ih, d_bias_hh))``.
         """
-        cell, x, lengths, reverse, w_ih, w_hh, buffers = saved
-        blocks = batch_blocks(x.shape[1])
-        if cell == "lstm":
-            dx, dh0, dc0, *grads = lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dstate_n[0], dstate_n[1], *buffers, blocks)
-            return dx, (dh0, dc0), tuple(grads)
-        if cell in ("gru", "gru_reset_before"):
-            dx, dh0, *grads = gru_backward(x, lengths, reverse, cell == "gru", w_ih, w_hh, dy, dstate_n[0], *buffers, blocks)
-        else:
-            dx, dh0, *grads = rnn_backward(x, lengths, reverse, cell == "rnn_relu", w_ih, w_hh, dy, dstate_n[0], *buffers, blocks)
-        return dx, (dh0,), tuple(grads)
+        family, x, lengths, reverse, w_ih, w_hh, buffers = saved
+        backward = KERNELS[family.kernel].backward
+        return backward(family.variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate_n, batch_blocks(x.shape[1]))
 
 
 class _Workspace:
