@@ -74,6 +74,16 @@ class CellFamily:
         """Number of state arrays: 2 for the LSTM's ``(h, c)``, 1 otherwise."""
         return len(self.state_names)
 
+    def __copy__(self):
+        return self  # frozen, and one object per name: copies of a layer share it
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        # pickled (e.g. sent to a Dask worker) by name: the math module itself can't be
+        return cell_family, (self.name,)
+
     def gate_rows(self, hidden_size: int) -> int:
         """Rows of ``weight_ih`` / ``weight_hh``: ``gates * hidden_size``."""
         return self.gates * hidden_size
