@@ -3,14 +3,14 @@
 Layers (:class:`RNN`, :class:`LSTM`, :class:`GRU`) follow PyTorch's semantics and
 parameter layout; arrays in and out are NumPy.  Building blocks for training
 live in :mod:`numrnn.nn`, :mod:`numrnn.losses`, :mod:`numrnn.optim` and
-:mod:`numrnn.train`; forecasting in :mod:`numrnn.forecast` (:class:`Forecaster`),
+:mod:`numrnn.train`; forecasting in :mod:`numrnn.forecast` (:class:`Forecaster`, :class:`GlobalForecaster`),
 :mod:`numrnn.metrics` and :mod:`numrnn.datasets`; conversion to and from PyTorch
 modules and Keras weights in :mod:`numrnn.convert`.
 """
 
 from numrnn import convert, datasets, forecast, io, losses, metrics, nn, optim, train
 from numrnn.backends import get_backend
-from numrnn.forecast import Forecaster
+from numrnn.forecast import Forecaster, GlobalForecaster
 from numrnn.nn.recurrent import GRU, LSTM, RNN
 from numrnn.warmup import warmup
 
@@ -21,6 +21,7 @@ __all__ = [
     "LSTM",
     "RNN",
     "Forecaster",
+    "GlobalForecaster",
     "convert",
     "datasets",
     "forecast",

@@ -16,6 +16,8 @@ ensemble training and divergence checks), :mod:`~numrnn.forecast.global_training
 :mod:`~numrnn.forecast.windows` and :mod:`~numrnn.forecast.panel` (the GlobalForecaster's training and data), :mod:`~numrnn.forecast.persistence`
 (save and load through :mod:`numrnn.io`, no pickle), :mod:`~numrnn.forecast.backtest`
 (rolling-origin evaluation) and :mod:`~numrnn.forecast.pandas_io` (pandas in and out).
+:func:`forecast_many` (one Forecaster per series, in parallel on Dask) is
+:func:`numrnn.integrations.dask.forecast_many`.
 pandas is imported only when pandas data is passed or returned.
 """
 
@@ -24,4 +26,15 @@ from numrnn.forecast.forecaster import Forecaster
 from numrnn.forecast.global_model import GlobalForecaster
 from numrnn.forecast.training import NonFiniteForecastError
 
-__all__ = ["Forecaster", "GlobalForecaster", "NonFiniteForecastError", "backtest"]
+__all__ = ["Forecaster", "GlobalForecaster", "NonFiniteForecastError", "backtest", "forecast_many"]
+
+
+def __getattr__(name):
+    # forecast_many (one Forecaster per series, on Dask or in this process) lives with the other
+    # Dask code in numrnn.integrations.dask; loaded on first use, so importing numrnn.forecast
+    # never imports that module (which itself imports dask only when called)
+    if name == "forecast_many":
+        from numrnn.integrations.dask import forecast_many
+
+        return forecast_many
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
