@@ -2,7 +2,7 @@
 
 Everything here runs in float64 with random, non-zero, unequal biases and odd sizes
 (1, 3, 7) over the option grid of :func:`helpers.option_grid`.  PyTorch parity lives
-in ``test_layers_torch.py``; bad input in ``test_validation.py``.
+in ``test_recurrent_torch.py``; bad input in ``test_recurrent_validation.py``.
 """
 
 from __future__ import annotations
