@@ -10,7 +10,7 @@ Constants are float32 scalars (``ONE``, ``ZERO``): Numba types a bare ``1.0`` as
 float64 and would silently promote float32 kernels to float64, while a float32
 constant combined with float64 data promotes exactly (0 and 1 are exact in both).
 Call these functions with NumPy scalars or compiled; the CPU backend substitutes
-a vectorisable float32 ``sigmoid``/``tanh`` (:mod:`numrnn.backends.cpu_activations`).
+a vectorisable float32 ``sigmoid``/``tanh`` (:mod:`numrnn.backends.cpu.activations`).
 """
 
 import math

@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from numrnn import _validation as check
-from numrnn.backends.cpu_nn import embedding_scatter_add
+from numrnn.backends.cpu.nn import embedding_scatter_add
 from numrnn.nn.module import USED, Module
 
 __all__ = ["Embedding"]

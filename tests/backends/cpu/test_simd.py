@@ -1,11 +1,12 @@
-"""Register-tile products (numrnn/backends/cpu_simd.py) against float64 NumPy."""
+"""Register-tile products (numrnn/backends/cpu/simd.py) against float64 NumPy."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-from numrnn.backends import cpu, cpu_simd
+from numrnn.backends import cpu
+from numrnn.backends.cpu import simd as cpu_simd
 
 ROWS = (1, 3, 4, 5, 8, 9)
 INNER = (0, 1, 7, 33)
@@ -137,7 +138,7 @@ def test_lanes_arithmetic_matches_numpy():
     """The operators that let the scalar cell functions compile for lanes."""
     import numba
 
-    from numrnn.backends.cpu_activations import tanh
+    from numrnn.backends.cpu.activations import tanh
 
     @numba.njit
     def apply(a, b, out):

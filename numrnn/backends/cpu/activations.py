@@ -6,7 +6,7 @@ a rational minimax approximation of ``tanh`` (odd polynomial of degree 13 over
 an even one of degree 6, on ``[-7.9053, 7.9053]`` where float32 ``tanh`` is
 already +-1), which LLVM vectorises (about 0.1 ns per value with AVX-512) and
 which is within 3e-7 of the exact value; ``sigmoid(x) = (1 + tanh(x / 2)) / 2``.
-The same functions take float32 :class:`~numrnn.backends.cpu_simd.Lanes` (they
+The same functions take float32 :class:`~numrnn.backends.cpu.simd.Lanes` (they
 have no branches).  float64 keeps the exact functions of :mod:`numrnn.cells.activations`.
 
 The substitution happens through :func:`numrnn._jit.override_scalar`, so the cell
@@ -18,7 +18,7 @@ from numba import types
 from numba.extending import overload
 
 from numrnn._jit import OVERLOAD_OPTIONS, override_scalar
-from numrnn.backends.cpu_simd import Lanes
+from numrnn.backends.cpu.simd import Lanes
 from numrnn.cells import activations
 
 _CLAMP = np.float32(7.90531110763549805)

@@ -20,7 +20,7 @@ Arithmetic on lanes
     scalar (broadcast), lane by lane in IEEE arithmetic.  The scalar cell
     functions of :mod:`numrnn.cells` then compile for lanes unchanged, where they
     have no branches (the float32 activations of
-    :mod:`numrnn.backends.cpu_activations`): the LSTM's backward pointwise pass,
+    :mod:`numrnn.backends.cpu.activations`): the LSTM's backward pointwise pass,
     which LLVM will not vectorise by itself, runs on them.
 
 :func:`matmul_into` builds ``out = a @ b (+ bias)`` from micro-tiles of 4 rows by 2
