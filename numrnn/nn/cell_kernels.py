@@ -18,7 +18,7 @@ from numrnn.backends.cpu import (
     rnn_backward_rows,
     rnn_cell_rows,
 )
-from numrnn.backends.cpu_simd import lane_count
+from numrnn.backends.cpu.simd import lane_count
 
 __all__ = [
     "BLAS_MIN_ROWS",
