@@ -4,8 +4,8 @@ Every driver runs a whole sequence in one call, so no Python runs per timestep:
 
 * the matrix products are built from register tiles written with explicit SIMD
   lanes (:mod:`numrnn.backends.cpu.simd`), on weights packed once per call into
-  contiguous panels (:func:`step_weights`, :func:`matmul_rows`): about 220 GFLOP/s a
-  core here, above this machine's BLAS, whose dispatch and packing dominate the
+  contiguous panels (:func:`step_weights`, :func:`matmul_rows`): faster here than
+  this machine's BLAS (README, Performance), whose dispatch and packing dominate the
   small per-step products.  BLAS remains for what does not fit the tiles (fewer
   columns than one vector, many rows on unpacked weights) and for the weight
   gradients over all timesteps;

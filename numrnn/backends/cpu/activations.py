@@ -1,10 +1,10 @@
 r"""Vectorisable float32 ``sigmoid`` and ``tanh`` for the CPU backend.
 
 pip's llvmlite ships no SVML, so ``math.tanh``/``math.exp`` inside a loop stay
-scalar libm calls (about 12 ns each here).  For float32 the CPU backend swaps in
+scalar libm calls.  For float32 the CPU backend swaps in
 a rational minimax approximation of ``tanh`` (odd polynomial of degree 13 over
 an even one of degree 6, on ``[-7.9053, 7.9053]`` where float32 ``tanh`` is
-already +-1), which LLVM vectorises (about 0.1 ns per value with AVX-512) and
+already +-1), which LLVM vectorises (AVX-512 lanes) and
 which is within 3e-7 of the exact value; ``sigmoid(x) = (1 + tanh(x / 2)) / 2``.
 The same functions take float32 :class:`~numrnn.backends.cpu.simd.Lanes` (they
 have no branches).  float64 keeps the exact functions of :mod:`numrnn.cells.activations`.

@@ -62,9 +62,8 @@ def step_product(a, weights, out):
     """``out[...] = a @ b`` for the time loops, ``weights`` from :func:`step_weights`.
 
     Always register tiles, never BLAS: packed panels
-    (:func:`~numrnn.backends.cpu.simd.matmul_packed_into`: about 220 GFLOP/s a core
-    here from (8, 256) @ (256, 1024) to (64, 512) @ (512, 2048), against 100-185 for
-    BLAS) where the weights were packed, else
+    (:func:`~numrnn.backends.cpu.simd.matmul_packed_into`, faster than BLAS on these
+    shapes: README, Performance) where the weights were packed, else
     :func:`~numrnn.backends.cpu.simd.matmul_into` on ``b`` as it is.  Both compute
     each output as the same fused multiply-adds in the same order, whichever tile
     a row falls in, so a row's result does not depend on how the batch was split

@@ -27,8 +27,7 @@ Arithmetic on lanes
 vectors (8 accumulators), with vector then scalar tails.  For weights reused across
 many products (every timestep), :func:`pack_panels` lays ``b`` out once as
 contiguous panels of two vectors' worth of columns and :func:`matmul_packed_into`
-runs the same tiles on them: measured here at about 220 GFLOP/s a core from
-(8, 256) @ (256, 1024) to (64, 512) @ (512, 2048).  Summation runs over ``k`` in
+runs the same tiles on them (measured in the README's Performance section).  Summation runs over ``k`` in
 order, so results do not depend on the tile a row falls in.
 
 The streaming step multiplies one state row by the weights as stored, ``(G*H, H)``

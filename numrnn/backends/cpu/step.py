@@ -129,8 +129,8 @@ def checked_step(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, state):
         The state; ``c0`` is ignored (pass ``h0``) but for the LSTM.
     state : ndarray, shape (S, 1, B, H)
         Output: the new state, ``S`` = 2 (h, c) for the LSTM, else 1 (h).  Given by
-        the caller because an array made here would cost about 0.4 µs to hand back
-        to Python, twice what NumPy takes to make it.
+        the caller because an array made here costs more to hand back to Python than
+        NumPy takes to make it.
 
     Raises
     ------
@@ -178,7 +178,7 @@ def _step_signatures(dtype, weights):
 
     Two signatures: ``x`` C-contiguous, or of any layout (a column of a
     batch-first array).  Both are needed: a C-contiguous ``x`` would match the
-    second only by Numba's conversion search, which costs 0.3 µs a call.
+    second only by Numba's conversion search, which is slow on every call.
     """
     element = numba.from_dtype(np.dtype(dtype))
     row, matrix, state, output = (types.Array(element, ndim, "C") for ndim in (1, 2, 3, 4))
@@ -194,7 +194,7 @@ def step_kernel(dtype):
     Compiled (or loaded from the cache) on first use.  Compilation is then closed,
     so a call with arguments of any other type or layout raises ``TypeError``
     rather than compiling a new specialisation in the middle of a stream.  That
-    refusal costs Numba about 100 µs, so the caller checks ``x``'s dtype first, and
+    refusal is slow in Numba, so the caller checks ``x``'s dtype first, and
     ``x`` may have any layout.
     """
     key = ("single", np.dtype(dtype))
