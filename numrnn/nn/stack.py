@@ -18,6 +18,8 @@ same masks on every backend.  Every check runs before anything is computed or st
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from numrnn import _validation as check
@@ -373,8 +375,6 @@ def _tuple_getter(keys):
     if len(keys) == 1:
         key = keys[0]
         return lambda mapping: (mapping[key],)
-    import operator
-
     return operator.itemgetter(*keys)
 
 

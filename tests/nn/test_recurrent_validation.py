@@ -624,3 +624,20 @@ def test_a_layer_in_use_by_another_thread_refuses(mode, rng):
     twin = copy.deepcopy(layer)  # a copy gets its own lock
     assert twin._in_use is not layer._in_use
     np.testing.assert_array_equal(twin(x)[0], expected)
+
+
+def test_a_forward_under_no_grad_saves_nothing_for_backward(rng):
+    """As every Module: the same outputs inside ``nn.no_grad()``, and a backward after such a
+    forward raises (nothing was saved) instead of reusing an older forward."""
+    layer = numrnn.LSTM(3, 4, seed=0, dtype=np.float64, backend="cpu")
+    x = rng.normal(size=(5, 2, 3))
+    y, (h_n, c_n) = layer(x)
+    with numrnn.nn.no_grad():
+        y_no_grad, (h_no_grad, c_no_grad) = layer(x)
+    np.testing.assert_array_equal(y_no_grad, y)
+    np.testing.assert_array_equal(c_no_grad, c_n)
+    with pytest.raises(RuntimeError, match="no_grad"):
+        layer.backward(np.ones_like(y))
+    layer(x)
+    dx, _ = layer.backward(np.ones_like(y))
+    assert dx.shape == x.shape
