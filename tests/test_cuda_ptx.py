@@ -76,3 +76,25 @@ def test_every_kernel_compiles_to_ptx(target_capability, dtype):
         # the GPU must equal the CPU to 1e-4 in float32
         for instruction in ("tanh.approx", "div.approx", "div.full"):
             assert instruction not in ptx, f"{name} uses {instruction}"
+
+
+def test_declared_parameters_name_every_kernel_argument():
+    """Each kernel's one declaration (numrnn.backends.cuda.common.params) lists its arguments
+    in order, so the named launches and the PTX types above cannot drift from the kernel."""
+    import inspect
+
+    from numrnn.backends.cuda import common, elementwise, gru, linalg, lstm, rnn
+
+    declared = elementwise.signatures() + linalg.signatures(np.float32)
+    for family in (rnn, lstm, gru):
+        declared += family.signatures(np.float32, 2)
+    assert len(declared) == 19
+    for label, kernel, params in declared:
+        assert tuple(inspect.signature(kernel.py_func).parameters) == tuple(p.name for p in params), label
+    launch = lstm.BACKWARD_PARAMS
+    values = {p.name: index for index, p in enumerate(launch)}
+    assert common.arguments(launch, **values) == tuple(range(len(launch)))
+    with pytest.raises(TypeError, match="missing \\['dc0'\\]"):
+        common.arguments(launch, **{name: 0 for name in values if name != "dc0"})
+    with pytest.raises(ValueError, match="unknown parameter kind"):
+        common.params("x:Q3")
