@@ -88,7 +88,7 @@ from numrnn.forecast.backtest import cross_validation as _cross_validation
 from numrnn.forecast.network import CELLS, encoder_head_specs
 from numrnn.forecast.panel import as_panel, future_dates, level_name, pandas, season_from_offset
 from numrnn.forecast.preprocessing import SERIES_TRANSFORMS, SeriesScaler
-from numrnn.forecast.global_training import train_members
+from numrnn.forecast.global_training import LocalTrainer, train_members
 from numrnn.forecast.windows import Packed, batch
 from numrnn.train import limit_threads
 
@@ -270,26 +270,81 @@ class GlobalForecaster:
 
     # ------------------------------------------------------------------ fit
 
-    def _settings(self, panel):
+    def _settings(self, dates):
+        """(season, lookback, calendar) for a panel with these ``dates`` (None for arrays)."""
         season = self.season_length
         if season is None:
-            season = season_from_offset(panel.dates["freq"]) if panel.dates and panel.dates["kind"] == "datetime" else 1
+            season = season_from_offset(dates["freq"]) if dates and dates["kind"] == "datetime" else 1
         lookback = self.lookback or max(2 * self.horizon, 4 * season, 8)
-        calendar = bool(self.calendar and season > 1 and panel.dates is not None and panel.dates["ordinal0"] is not None)
+        calendar = bool(self.calendar and season > 1 and dates is not None and dates["ordinal0"] is not None)
         return season, lookback, calendar
 
-    def fit(self, data, progress=True):
+    def _plan(self, n, seed):
+        """Which series train and validate, from their lengths ``n`` (S,).
+
+        Returns ``(train_n, validated, trainable, val_idx)``: training values per series (the
+        last ``horizon`` of a validated series are held out), whether each has a validation
+        window, the trainable series and the (subsampled) validation series.
+        """
+        h = self.horizon
+        validated = n >= 2 * h + 1
+        train_n = np.where(validated, n - h, n)  # the validation window is not scaled on
+        trainable = np.flatnonzero(train_n >= h + 1)
+        if trainable.size == 0:
+            raise ValueError(
+                f"no series can serve horizon={h}: training needs a series with at least horizon + 1 = {h + 1} "
+                f"values, the longest has {int(n.max())}"
+            )
+        val_idx = np.flatnonzero(validated)
+        if val_idx.size > _MAX_VALIDATION:  # a fixed, seeded subsample: validation cost stays bounded
+            pick = np.random.default_rng(seed).choice(val_idx.size, _MAX_VALIDATION, replace=False)
+            val_idx = val_idx[np.sort(pick)]
+        return train_n, validated, trainable, val_idx
+
+    def _specs(self, calendar):
+        h = self.horizon
+        return encoder_head_specs(self.cell, 1 + 2 * calendar, self.hidden_size, self.num_layers, 2 * calendar * h,
+                                  2 * h, self.dtype)
+
+    def _record(self, members, history, specs, panel, keys, train_n, validated, settings, seed):
+        """The fitted state: members, settings and which series were left out of what."""
+        season, lookback, calendar = settings
+        h = self.horizon
+        return {
+            "members": members, "specs": specs, "panel": panel, "season_length": season, "lookback": lookback,
+            "calendar": calendar, "seed": seed, "history": history,
+            "unvalidated_ids": [keys[i] for i in range(len(keys)) if not validated[i] and train_n[i] >= h + 1],
+            "untrained_ids": [keys[i] for i in range(len(keys)) if train_n[i] < h + 1],
+        }
+
+    def fit(self, data, progress=True, *, client=None, shards=None, local_steps=1, timeout=300.0):
         """Fit one model on every series of ``data``.
 
         Parameters
         ----------
-        data : pandas.DataFrame, dict of array_like or list of array_like
+        data : pandas.DataFrame, dict of array_like, list of array_like or dask DataFrame
             A long DataFrame with columns ``unique_id``, ``ds`` (datetimes or integers, evenly
             spaced per series; rows in any order) and ``y``; or 1-D arrays of any lengths.  Every
             value finite; every series at least one value; at least one series with more than
-            ``horizon`` values.
+            ``horizon`` values.  With ``client``: a pandas DataFrame, or a dask DataFrame whose
+            partitions each hold whole series (``unique_id`` a column or the index).
         progress : bool, default True
             One tqdm bar for the whole fit (member, epoch, validation loss).
+        client : distributed.Client, optional
+            Train data-parallel on its workers
+            (:func:`numrnn.integrations.dask_training.fit_on_dask`): the series stay on the
+            workers, each computes the gradient of its shards' part of every mini-batch, and the
+            driver sums them in shard order and takes the step.  The result does not depend on
+            the number of workers; it equals this process's fit to rounding (see that function).
+        shards : int, optional
+            With ``client`` and a pandas DataFrame: the number of shards the series are split
+            into (default 8); a dask DataFrame's partitions are its shards.
+        local_steps : int, default 1
+            With ``client``: optimiser steps each shard takes on its own windows between
+            parameter averages (1: the synchronous, exact data-parallel step).
+        timeout : float, default 300
+            With ``client``: seconds to wait for one round of the workers' results before the
+            fit fails with a ``RuntimeError`` naming any lost worker.
 
         Returns
         -------
@@ -303,42 +358,39 @@ class GlobalForecaster:
             ``horizon``).  A fit that raises leaves the forecaster as it was.
         FloatingPointError
             If the training loss or the weights become non-finite (lower ``lr``).
+        RuntimeError
+            With ``client``: when the workers do not answer within ``timeout``.
         """
         progress = check.check_bool(progress, "progress")
+        if client is not None:
+            from numrnn.integrations.dask_training import fit_on_dask
+
+            self._fitted = fit_on_dask(self, data, client, shards=shards, local_steps=local_steps, timeout=timeout,
+                                       progress=progress)
+            return self
+        if shards is not None or local_steps != 1:
+            raise ValueError(
+                f"shards and local_steps apply to a fit on Dask workers: pass client (got shards={shards!r}, "
+                f"local_steps={local_steps!r})"
+            )
         panel = as_panel(data)
-        season, lookback, calendar = self._settings(panel)
+        settings = season, lookback, calendar = self._settings(panel.dates)
         h = self.horizon
         n = np.array([len(y) for y in panel.values], dtype=np.int64)
-        validated = n >= 2 * h + 1
-        train_n = np.where(validated, n - h, n)  # the validation window is not scaled on
+        seed = check.check_seed(self.seed, "seed")
+        train_n, validated, trainable, val_idx = self._plan(n, seed)
         packs = SeriesScaler(self.transform).fit(panel.values, train_n).transform_values(panel.values)
-        trainable = np.flatnonzero(train_n >= h + 1)
-        if trainable.size == 0:
-            raise ValueError(
-                f"no series can serve horizon={h}: training needs a series with at least horizon + 1 = {h + 1} "
-                f"values, the longest has {max(len(v) for v in panel.values)}"
-            )
         packed = Packed(packs, panel.dates["ordinal0"] if calendar else None)
         if not np.isfinite(packed.zn).all():
             raise ValueError("the series' values are too large to normalise (near the float64 limit?)")
-        seed = check.check_seed(self.seed, "seed")
-        val_idx = np.flatnonzero(validated)
-        if val_idx.size > _MAX_VALIDATION:  # a fixed, seeded subsample: validation cost stays bounded
-            pick = np.random.default_rng(seed).choice(val_idx.size, _MAX_VALIDATION, replace=False)
-            val_idx = val_idx[np.sort(pick)]
         validation = None
         if val_idx.size:
             validation = batch(packed, val_idx, packed.n[val_idx] - h, lookback, h, season, calendar, self.dtype)
-        specs = encoder_head_specs(self.cell, 1 + 2 * calendar, self.hidden_size, self.num_layers, 2 * calendar * h,
-                                   2 * h, self.dtype)
-        members, history = train_members(self, packed, trainable, train_n, validation, specs, lookback, season,
-                                          calendar, seed, progress)
-        self._fitted = {
-            "members": members, "specs": specs, "panel": panel, "season_length": season, "lookback": lookback,
-            "calendar": calendar, "seed": seed, "history": history,
-            "unvalidated_ids": [panel.keys[i] for i in range(len(panel.keys)) if not validated[i] and train_n[i] >= h + 1],
-            "untrained_ids": [panel.keys[i] for i in range(len(panel.keys)) if train_n[i] < h + 1],
-        }
+        specs = self._specs(calendar)
+        trainer = LocalTrainer(packed, trainable, train_n, validation, lookback, h, season, calendar, self.dtype,
+                               self.clip_norm)
+        members, history = train_members(self, trainer, specs, seed, progress)
+        self._fitted = self._record(members, history, specs, panel, panel.keys, train_n, validated, settings, seed)
         return self
 
     # ------------------------------------------------------------------ predict
@@ -376,7 +428,7 @@ class GlobalForecaster:
             raise FloatingPointError(f"the forecasts of series {bad} are not finite (the series' range is too wide)")
         return out
 
-    def predict(self, data=None, level=None):
+    def predict(self, data=None, level=None, *, client=None):
         """Forecast the ``horizon`` values after the end of every series.
 
         Parameters
@@ -386,10 +438,14 @@ class GlobalForecaster:
             from their own history, with no refit); None forecasts the series of the fit.
         level : number or list of numbers in (0, 100), optional
             Central prediction-interval levels in percent.
+        client : distributed.Client, optional
+            Forecast on its workers (:func:`numrnn.integrations.dask_training.predict_on_dask`):
+            ``data`` a pandas DataFrame (a pandas DataFrame back) or a dask DataFrame whose
+            partitions hold whole series (a dask DataFrame back, computing on the workers).
 
         Returns
         -------
-        pandas.DataFrame or dict or list
+        pandas.DataFrame or dict or list or dask.dataframe.DataFrame
             For a DataFrame: columns ``unique_id``, ``ds`` (the future dates), ``yhat`` and, per
             level L, ``yhat-lo-L``, ``yhat-hi-L`` (``horizon`` rows per series).  For a dict: ``{key:
             {"yhat": (h,), "lo-L": (h,), "hi-L": (h,)}}``; for a list, a list of such dicts.
@@ -403,7 +459,18 @@ class GlobalForecaster:
         """
         fitted = self._require_fitted("predict()")
         levels = check.check_levels(level)
+        if client is not None:
+            from numrnn.integrations.dask_training import predict_on_dask
+
+            return predict_on_dask(self, fitted, data, levels, client)
+        if data is None and fitted["panel"] is None:
+            raise ValueError("this forecaster was fitted on a dask DataFrame and keeps no training series: "
+                             "pass data (and client) to predict()")
         panel = fitted["panel"] if data is None else as_panel(data)
+        return self._forecast(fitted, panel, levels)
+
+    def _forecast(self, fitted, panel, levels):
+        """Forecasts of every series of ``panel`` in :meth:`predict`'s output format."""
         probs = [0.5]
         for lv in levels:
             probs += [0.5 - lv / 200.0, 0.5 + lv / 200.0]
@@ -466,7 +533,11 @@ class GlobalForecaster:
 
         Atomic and pickle-free (:func:`numrnn.io.save_npz`).  Series keys must be str or int.
         """
-        persistence.save_global_forecaster(self, self._require_fitted("save()"), path)
+        fitted = self._require_fitted("save()")
+        if fitted["panel"] is None:
+            raise ValueError("save() writes the training series, and a forecaster fitted on a dask DataFrame "
+                             "keeps none on the driver: fit on a pandas DataFrame to save")
+        persistence.save_global_forecaster(self, fitted, path)
 
     @classmethod
     def load(cls, path):

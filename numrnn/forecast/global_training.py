@@ -2,6 +2,19 @@
 
 Each member draws its windows from its own NumPy generator (seeds spawned from the forecaster's
 seed), so the same seed and data give the same weights bit for bit.
+
+:func:`train_members` owns the draws, the epochs, early stopping and the progress bar; what
+turns a mini-batch of (series, origin) pairs into one optimiser step is a *trainer*:
+:class:`LocalTrainer` here (the windows built and differentiated in this process), or
+``numrnn.integrations.dask_training.DaskTrainer`` (the windows held by Dask workers, their
+gradients summed in a fixed order).  A trainer has
+
+* ``trainable`` (ndarray of int): the series with at least one training origin, and
+  ``n_origins`` (ndarray of int, one per trainable series): their training origins;
+* ``has_validation`` (bool) and ``validation_loss(net)`` (float);
+* ``run_steps(net, opt, draws, check_loss)``: one optimiser step per ``(series, origin)`` pair of
+  ``draws`` (in order), calling ``check_loss(value)`` before each step is applied; returns the
+  steps' training losses.
 """
 
 from __future__ import annotations
@@ -16,19 +29,16 @@ from numrnn.losses import GaussianNLLLoss
 from numrnn.optim import Adam, clip_grad_norm
 from numrnn.train import limit_threads
 
-__all__ = ["train_members", "validation_loss"]
+__all__ = ["LocalTrainer", "train_members", "validation_loss"]
 
 _QUIET = dict(over="ignore", invalid="ignore", divide="ignore", under="ignore")
 
 
-def train_members(gf, packed, trainable, train_n, validation, specs, lookback, season, calendar, seed, progress):
-    """Train ``gf.ensemble`` members of ``gf``'s network on windows of the packed panel.
+class LocalTrainer:
+    """Mini-batches built from a packed panel in this process; one forward/backward per step.
 
     Parameters
     ----------
-    gf : GlobalForecaster
-        Its settings (horizon, ensemble, epochs, steps_per_epoch, batch_size, lr, clip_norm,
-        patience, dtype).
     packed : Packed
         The normalised series.
     trainable : ndarray of int
@@ -37,10 +47,64 @@ def train_members(gf, packed, trainable, train_n, validation, specs, lookback, s
         Training values per series.
     validation : tuple or None
         :func:`~numrnn.forecast.windows.batch`'s windows for early stopping.
+    lookback, horizon, season : int
+    calendar : bool
+    dtype : numpy dtype
+    clip_norm : float or None
+    """
+
+    def __init__(self, packed, trainable, train_n, validation, lookback, horizon, season, calendar, dtype,
+                 clip_norm):
+        self.packed, self.validation = packed, validation
+        self.trainable = trainable
+        self.n_origins = train_n[trainable] - horizon  # origins t in [1, train_n - h]
+        self.window = (lookback, horizon, season, calendar, dtype)
+        self.clip_norm = clip_norm
+        self.loss = GaussianNLLLoss()
+
+    @property
+    def has_validation(self):
+        return self.validation is not None
+
+    def validation_loss(self, net):
+        return validation_loss(net, self.loss, self.validation)
+
+    def run_steps(self, net, opt, draws, check_loss):
+        values = []
+        for series, origin in draws:
+            x, lengths, future, target, _ = batch(self.packed, series, origin, *self.window)
+            net.zero_grad()
+            value, grad = self.loss(net(x, lengths, future), target)
+            check_loss(value)
+            net.backward(grad)
+            if self.clip_norm is not None:
+                clip_grad_norm(net.grads, self.clip_norm)
+            opt.step(net.params, net.grads)
+            values.append(value)
+        return values
+
+
+def _draws(rng, trainer, steps, batch_size):
+    """``steps`` mini-batches of (series, origin): a series uniformly, then one of its origins."""
+    out = []
+    for _ in range(steps):
+        pick = rng.integers(0, trainer.trainable.size, batch_size)
+        origin = 1 + np.floor(rng.random(batch_size) * trainer.n_origins[pick]).astype(np.int64)
+        out.append((trainer.trainable[pick], origin))
+    return out
+
+
+def train_members(gf, trainer, specs, seed, progress):
+    """Train ``gf.ensemble`` members of ``gf``'s network with ``trainer``'s gradient steps.
+
+    Parameters
+    ----------
+    gf : GlobalForecaster
+        Its settings (ensemble, epochs, steps_per_epoch, batch_size, lr, patience).
+    trainer : LocalTrainer or DaskTrainer
+        What turns mini-batches into optimiser steps (see the module docstring).
     specs : dict
         The network's specs (:func:`~numrnn.forecast.network.encoder_head_specs`).
-    lookback, season : int
-    calendar : bool
     seed : int
     progress : bool
 
@@ -55,8 +119,6 @@ def train_members(gf, packed, trainable, train_n, validation, specs, lookback, s
     FloatingPointError
         If a loss or the weights become non-finite (lower ``lr``).
     """
-    h = gf.horizon
-    loss = GaussianNLLLoss()
     children = np.random.SeedSequence(seed).spawn(gf.ensemble)
     members, history = [], []
     bar = None
@@ -64,75 +126,72 @@ def train_members(gf, packed, trainable, train_n, validation, specs, lookback, s
         from tqdm.auto import tqdm
 
         bar = tqdm(total=gf.ensemble * gf.epochs, desc="GlobalForecaster", leave=False)
-    # origins t in [1, train_n - h] for each trainable series
-    n_origins = train_n[trainable] - h
     try:
         with limit_threads(1), np.errstate(**_QUIET):
             for j, child in enumerate(children):
-                init_rnn, init_head, draw = (int(s) for s in child.generate_state(3))
-                net = PaddedNet(specs, (init_rnn, init_head))
-                opt = Adam(lr=gf.lr)
-                rng = np.random.default_rng(draw)
-                hist = {"train_loss": [], "val_loss": [], "best_epoch": -1, "best_val_loss": math.inf,
-                        "epochs_run": 0}
-                best, waited = None, 0
-                for epoch in range(gf.epochs):
-                    net.train()
-                    total = 0.0
-                    for _ in range(gf.steps_per_epoch):
-                        pick = rng.integers(0, trainable.size, gf.batch_size)
-                        series = trainable[pick]
-                        origin = 1 + np.floor(rng.random(gf.batch_size) * n_origins[pick]).astype(np.int64)
-                        x, lengths, future, target, _ = batch(packed, series, origin, lookback, h, season,
-                                                               calendar, gf.dtype)
-                        net.zero_grad()
-                        value, grad = loss(net(x, lengths, future), target)
-                        if not math.isfinite(value):
-                            raise FloatingPointError(
-                                f"training diverged: the loss of member {j + 1}/{gf.ensemble} became {value} at "
-                                f"epoch {epoch}; lower lr (got {gf.lr:g})"
-                            )
-                        net.backward(grad)
-                        if gf.clip_norm is not None:
-                            clip_grad_norm(net.grads, gf.clip_norm)
-                        opt.step(net.params, net.grads)
-                        total += value
-                    hist["train_loss"].append(total / gf.steps_per_epoch)
-                    hist["epochs_run"] = epoch + 1
-                    postfix = {"member": f"{j + 1}/{gf.ensemble}", "epoch": epoch + 1}
-                    if validation is not None:
-                        net.eval()
-                        val_loss = validation_loss(net, loss, validation)
-                        hist["val_loss"].append(val_loss)
-                        postfix["val"] = f"{val_loss:.4g}"
-                        if val_loss < hist["best_val_loss"]:
-                            hist["best_val_loss"], hist["best_epoch"] = val_loss, epoch
-                            best, waited = net.state_dict(), 0
-                        else:
-                            waited += 1
-                    if bar is not None:
-                        bar.set_postfix(postfix, refresh=False)
-                        bar.update(1)
-                    if validation is not None and waited >= gf.patience:
-                        break
-                if bar is not None:
-                    bar.update(gf.epochs - hist["epochs_run"])
-                if best is not None:
-                    net.load_state_dict(best)
-                else:
-                    hist["best_epoch"] = hist["epochs_run"] - 1
-                net.eval()
-                if not all(np.isfinite(p).all() for p in net.params.values()):
-                    raise FloatingPointError(
-                        f"training diverged: the weights of member {j + 1}/{gf.ensemble} are not finite; "
-                        f"lower lr (got {gf.lr:g})"
-                    )
+                net, hist = _train_one(gf, trainer, specs, child, j, bar)
                 members.append(net)
                 history.append(hist)
     finally:
         if bar is not None:
             bar.close()
     return members, history
+
+
+def _train_one(gf, trainer, specs, child, j, bar):
+    """Member ``j``: its epochs, early stopping on the validation loss, the best weights back."""
+    init_rnn, init_head, draw = (int(s) for s in child.generate_state(3))
+    net = PaddedNet(specs, (init_rnn, init_head))
+    opt = Adam(lr=gf.lr)
+    rng = np.random.default_rng(draw)
+    hist = {"train_loss": [], "val_loss": [], "best_epoch": -1, "best_val_loss": math.inf, "epochs_run": 0}
+    best, waited = None, 0
+    for epoch in range(gf.epochs):
+
+        def check_loss(value, epoch=epoch):
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"training diverged: the loss of member {j + 1}/{gf.ensemble} became {value} at "
+                    f"epoch {epoch}; lower lr (got {gf.lr:g})"
+                )
+
+        net.train()
+        total = 0.0
+        for value in trainer.run_steps(net, opt, _draws(rng, trainer, gf.steps_per_epoch, gf.batch_size),
+                                       check_loss):
+            total += value
+        hist["train_loss"].append(total / gf.steps_per_epoch)
+        hist["epochs_run"] = epoch + 1
+        postfix = {"member": f"{j + 1}/{gf.ensemble}", "epoch": epoch + 1}
+        if trainer.has_validation:
+            net.eval()
+            val_loss = trainer.validation_loss(net)
+            hist["val_loss"].append(val_loss)
+            postfix["val"] = f"{val_loss:.4g}"
+            if val_loss < hist["best_val_loss"]:
+                hist["best_val_loss"], hist["best_epoch"] = val_loss, epoch
+                best, waited = net.state_dict(), 0
+            else:
+                waited += 1
+        if bar is not None:
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
+        if trainer.has_validation and waited >= gf.patience:
+            break
+    if bar is not None:
+        bar.update(gf.epochs - hist["epochs_run"])
+    if best is not None:
+        net.load_state_dict(best)
+    else:
+        hist["best_epoch"] = hist["epochs_run"] - 1
+    net.eval()
+    if not all(np.isfinite(p).all() for p in net.params.values()):
+        raise FloatingPointError(
+            f"training diverged: the weights of member {j + 1}/{gf.ensemble} are not finite; "
+            f"lower lr (got {gf.lr:g})"
+        )
+    return net, hist
+
 
 def validation_loss(net, loss, validation, chunk=1024):
     """The mean loss of ``net`` over the validation windows, in chunks of ``chunk`` windows."""
