@@ -181,4 +181,4 @@ class NumrnnForecaster(BaseForecaster):
         list of dict
         """
         tiny = dict(lookback=3, hidden_size=4, epochs=3, batch_size=8, validation=0, ensemble=1)
-        return [dict(tiny), dict(tiny, loss="mse", num_layers=2, seed=1)]
+        return [dict(tiny), dict(tiny, cell="gru", loss="mse", num_layers=2, seed=1)]
