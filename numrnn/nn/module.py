@@ -34,6 +34,7 @@ Contract for subclasses
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 
@@ -42,7 +43,7 @@ import numpy as np
 from numrnn import _validation as check
 from numrnn.backends import host_copy
 
-__all__ = ["Module", "no_grad", "is_grad_enabled", "USED", "NO_GRAD"]
+__all__ = ["Module", "no_grad", "is_grad_enabled", "is_module", "snapshot", "default_snapshot", "USED", "NO_GRAD"]
 
 #: ``_saved`` after a backward: the forward's one backward has run.
 USED = object()
@@ -85,12 +86,11 @@ class no_grad:
         return False
 
     def __call__(self, func):
+        @functools.wraps(func)
         def wrapper(*args, **kwargs):
             with no_grad():
                 return func(*args, **kwargs)
 
-        wrapper.__name__ = getattr(func, "__name__", "wrapper")
-        wrapper.__doc__ = getattr(func, "__doc__", None)
         return wrapper
 
 
