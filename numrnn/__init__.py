@@ -11,6 +11,7 @@ modules and Keras weights in :mod:`numrnn.convert`.
 from numrnn import convert, datasets, forecast, io, losses, metrics, nn, optim, train
 from numrnn.backends import get_backend
 from numrnn.forecast import Forecaster, GlobalForecaster
+from numrnn.nn.module import no_grad
 from numrnn.nn.recurrent import GRU, LSTM, RNN
 from numrnn.warmup import warmup
 
@@ -30,6 +31,7 @@ __all__ = [
     "losses",
     "metrics",
     "nn",
+    "no_grad",
     "optim",
     "train",
     "warmup",
