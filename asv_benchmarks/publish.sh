@@ -16,8 +16,11 @@
 # 3. with --commits RANGE: `asv run RANGE` builds each commit of RANGE (git rev-list syntax) as
 #    a wheel in its own virtualenv under asv_benchmarks/env/ and benchmarks it; slow (a build,
 #    an install and a cold Numba cache per commit: many minutes each on two cores);
-# 4. `asv publish`: writes the static site to asv_benchmarks/html/ (git-ignored).  Open
-#    asv_benchmarks/html/index.html in a browser, or run `asv preview` in asv_benchmarks/.
+# 4. `asv publish`: writes the static site to asv_benchmarks/html/ (git-ignored), then
+#    vendor/localize.py points its pages at the copies of jQuery, flot and bootstrap in vendor/
+#    instead of CDNs, so it works offline.  Serve it with `asv preview` in asv_benchmarks/ (or
+#    `python -m http.server -d asv_benchmarks/html`) and open the address it prints: the pages
+#    read their data with XHR, which browsers refuse for file:// addresses.
 #
 # Results accumulate: each run adds HEAD's points to the graphs, so the dashboard's history
 # grows with every commit it is run on.  Extra arguments after `--` go to every `asv run`.
@@ -62,5 +65,7 @@ if [ "$run" = 1 ]; then
     fi
 fi
 "$PYTHON" -m asv publish
+# asv's pages load jQuery, flot and bootstrap from CDNs: serve the copies in vendor/ instead.
+"$PYTHON" vendor/localize.py html
 echo "publish.sh: dashboard written to $(pwd)/html/index.html in $(( $(date +%s) - start )) s"
 exit "${status:-0}"
