@@ -75,7 +75,8 @@ suppress_warnings = ["myst.header"]
 # -- HTML ------------------------------------------------------------------------------------
 html_theme = "alabaster"
 html_title = f"numrnn {release}"
-html_static_path = []
+html_static_path = ["_static"]
+html_favicon = "_static/favicon.svg"
 html_theme_options = {
     "description": "Numba-accelerated RNN, LSTM and GRU with exact BPTT",
     "fixed_sidebar": True,
