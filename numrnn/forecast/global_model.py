@@ -57,7 +57,11 @@ For series :math:`i` with values :math:`y_{i,1..n_i}`:
    long enough (at least ``2 * horizon + 1`` values) form one validation window (of at most 1,024
    series, a subsample drawn once from ``seed`` when there are more); training stops
    when their mean NLL has not improved for ``patience`` epochs and the best weights are restored.
-   ``ensemble`` members with seeds spawned from ``seed`` are trained.
+   ``ensemble`` members with seeds spawned from ``seed`` are trained.  With ``fit(data,
+   client=...)`` the same steps run data-parallel on Dask workers: each worker holds shards of
+   whole series and returns the gradient of its part of every mini-batch, summed on the driver
+   in shard order (:mod:`numrnn.integrations.dask_training`; the same parameters on any number
+   of workers, those of this process's fit to rounding).
 
 The point forecast ``yhat`` is the mixture's median, in the original units
 :math:`\exp(\ell + s\,q_{0.5})` for a log series (the median, not the mean, of a log-normal).
