@@ -1,0 +1,75 @@
+"""numrnn._jit: compile_scalar compiles one plain-Python formula per target, replacing the
+cell functions it calls by their compiled forms; the compile options live in one place."""
+
+from __future__ import annotations
+
+import types
+
+import numba
+import pytest
+
+from numrnn import _jit
+
+
+@pytest.fixture(autouse=True)
+def _no_disk_cache(monkeypatch):
+    # functions defined by exec have no source file for Numba's on-disk cache to key on
+    monkeypatch.setitem(_jit.CPU_OPTIONS, "cache", False)
+
+
+def _cell_function(source, name, namespace):
+    """A plain function defined as if in a module of numrnn.cells (what compile_scalar treats
+    as cell code), with its globals in ``namespace``."""
+    exec(compile(source, f"<numrnn.cells.{name}>", "exec"), namespace)
+    fn = namespace[name]
+    fn.__module__ = "numrnn.cells._jit_test"
+    return fn
+
+
+def test_callees_are_compiled_recursively_and_the_original_stays_python():
+    namespace = {}
+    double = _cell_function("def double(x):\n    return 2.0 * x\n", "double", namespace)
+    outer = _cell_function("def outer(x):\n    return double(x) + 1.0\n", "outer", namespace)
+    compiled = _jit.compile_scalar(outer, "cpu")
+    assert isinstance(compiled, numba.core.registry.CPUDispatcher)
+    assert compiled(3.0) == outer(3.0) == 7.0
+    assert namespace["double"] is double  # the Python original is untouched
+    assert isinstance(outer, types.FunctionType)
+
+
+def test_compiled_forms_are_cached_per_target():
+    namespace = {}
+    fn = _cell_function("def halve(x):\n    return 0.5 * x\n", "halve", namespace)
+    assert _jit.compile_scalar(fn, "cpu") is _jit.compile_scalar(fn, "cpu")
+
+
+def test_override_replaces_a_callee_on_one_target_only():
+    namespace = {}
+    inner = _cell_function("def inner(x):\n    return x + 1.0\n", "inner", namespace)
+    outer = _cell_function("def outer2(x):\n    return inner(x) * 10.0\n", "outer2", namespace)
+    _jit.override_scalar("cpu", inner, numba.njit(lambda x: x + 2.0))
+    assert _jit.compile_scalar(outer, "cpu")(1.0) == 30.0
+    assert outer(1.0) == 20.0  # Python keeps the original formula
+
+
+def test_with_globals_rebinds_names_only_in_the_copy():
+    namespace = {"k": 2.0}
+    fn = _cell_function("def scale(x):\n    return k * x\n", "scale", namespace)
+    clone = _jit.with_globals(fn, {"k": 5.0})
+    assert (fn(1.0), clone(1.0)) == (2.0, 5.0)
+    assert (clone.__name__, clone.__module__, clone.__doc__) == (fn.__name__, fn.__module__, fn.__doc__)
+
+
+def test_unknown_target_is_a_value_error():
+    namespace = {}
+    fn = _cell_function("def ident(x):\n    return x\n", "ident", namespace)
+    with pytest.raises(ValueError, match="target must be 'cpu' or 'cuda', got 'tpu'"):
+        _jit.compile_scalar(fn, "tpu")
+
+
+def test_one_set_of_cpu_options():
+    assert _jit.CACHE in (True, False)
+    assert _jit.CPU_OPTIONS["fastmath"] == set(_jit.FASTMATH)
+    assert "nsz" not in _jit.FASTMATH  # see the thread-count/cache bit-identity tests
+    assert _jit.CPU_OPTIONS["error_model"] == "numpy" and _jit.CPU_OPTIONS["nogil"]
+    assert "cache" not in _jit.OVERLOAD_OPTIONS
