@@ -36,7 +36,7 @@ import numpy as np
 from numrnn import _validation as check
 from numrnn._exclusive import ExclusiveUse
 from numrnn.backends import get_backend, host_copy
-from numrnn.cells import cell_family, gru_family, rnn_family
+from numrnn.cells import STATE_SIZES, cell_family, gru_family, rnn_family
 from numrnn.nn import stack
 from numrnn.nn.module import NO_GRAD, Module
 
@@ -97,6 +97,10 @@ class RNNBase(ExclusiveUse, Module):
     _device_params = False
 
     _step_plan = None  # set by the first validated step() for models that can take the fast path
+
+    #: A layer has no child modules, so attributes are set without Module's child bookkeeping
+    #: (forward and backward set a few per call; the params/grads setters still run).
+    __setattr__ = object.__setattr__
 
     @property
     def device_params(self) -> bool:
@@ -180,7 +184,7 @@ class RNNBase(ExclusiveUse, Module):
     @property
     def state_size(self) -> int:
         """Number of state arrays: 2 for the LSTM (h, c), else 1."""
-        return self.family.state_size
+        return STATE_SIZES[self._cell]
 
     def _param_names(self, layer, direction):
         cache = self.__dict__.setdefault("_param_name_cache", {})
@@ -241,9 +245,9 @@ class RNNBase(ExclusiveUse, Module):
     def _weights(self, layer, direction):
         """``(weight_ih, weight_hh, bias_ih, bias_hh)`` of one layer-direction (zero biases without ``bias``)."""
         names = self._param_names(layer, direction)
-        params = self.params
+        params = self._params  # Module's own-parameter dict (forward reads it per layer-direction)
         if self.bias:
-            return tuple(params[name] for name in names)
+            return params[names[0]], params[names[1]], params[names[2]], params[names[3]]
         zeros = np.zeros(params[names[0]].shape[0], dtype=self.dtype)
         return params[names[0]], params[names[1]], zeros, zeros
 

@@ -129,6 +129,8 @@ def _input(layer, backend, x):
 
 def _state(layer, backend, state, batch, batched, name, rows):
     """A tuple of ``state_size`` backend arrays (rows, B, H); zeros for None."""
+    if not backend.device:  # rows is L*D (step() refuses bidirectional layers): as check_state makes them
+        return check_state(layer, state, batch, batched, name)
     shape = (rows, batch, layer.hidden_size)
     parts = state if layer.state_size == 2 and isinstance(state, (tuple, list)) else (state,)
     if state is None or not any(backend.is_native(p) for p in parts):
@@ -201,13 +203,17 @@ def present(layer, backend, y, state, batched):
     if not batched:
         y = y.reshape(y.shape[0], y.shape[2])
         state = tuple(s.reshape(s.shape[0], s.shape[2]) for s in state)
-    y = backend.present(y, device_output)
-    return y, layer._pack_state(tuple(backend.present(s, device_output) for s in state))
+    if not backend.device:
+        return y, layer._pack_state(state)
+    return backend.present(y, device_output), layer._pack_state(tuple(backend.present(s, device_output) for s in state))
 
 
 def _weights(layer, backend, index_layer, direction):
     """The layer-direction's four weight arrays as backend arrays (copied there only if needed)."""
-    return tuple(backend.to_backend(w) for w in layer._weights(index_layer, direction))
+    weights = layer._weights(index_layer, direction)
+    if not backend.device:  # host arrays are the backend's already
+        return weights
+    return tuple(backend.to_backend(w) for w in weights)
 
 
 # ------------------------------------------------------------------ forward
