@@ -45,6 +45,7 @@ the shared cache, kernels warm).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -123,6 +124,22 @@ def _pack(panel, horizon, transform, settings, dtype, val_local):
     return Shard(packed, window, validation)
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """One Numba thread for this task (thread-local, restored after): a worker whose process
+    imported numba before ``NUMBA_NUM_THREADS=1`` reached it would otherwise run its kernels on
+    every core and oversubscribe the machine it shares with the other workers."""
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with np.errstate(**_QUIET):
+            yield
+    finally:
+        numba.set_num_threads(previous)
+
+
 def _network(specs, params):
     """This worker's network for ``specs``, holding ``params``."""
     from numrnn.forecast.network import PaddedNet
@@ -142,7 +159,7 @@ def _shard_gradient(shard, specs, params, series, origin, n_total):
     from numrnn.forecast.windows import batch
     from numrnn.losses import GaussianNLLLoss
 
-    with np.errstate(**_QUIET):
+    with _one_thread():
         net = _network(specs, params)
         net.train()
         net.zero_grad()
@@ -161,7 +178,7 @@ def _shard_local(shard, specs, params, opt_state, rows, clip_norm):
 
     loss = GaussianNLLLoss()
     sums, counts = [], []
-    with np.errstate(**_QUIET):
+    with _one_thread():
         net = _network(specs, params)
         net.train()
         opt = Adam(**opt_state["config"])
@@ -195,7 +212,7 @@ def _shard_validation(shard, specs, params, chunk=1024):
     x, lengths, future, target, _ = shard.validation
     loss = GaussianNLLLoss()
     total = 0.0
-    with np.errstate(**_QUIET):
+    with _one_thread():
         net = _network(specs, params)
         net.eval()
         for a in range(0, len(lengths), chunk):
