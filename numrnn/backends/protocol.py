@@ -15,7 +15,7 @@ Shapes: ``T`` time, ``B`` batch, ``I`` input features, ``H`` hidden units, ``G``
 
 from __future__ import annotations
 
-from typing import Any, ContextManager, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, ContextManager, NamedTuple, Optional, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -129,4 +129,29 @@ class Backend(Protocol):
         """``array[...] = 0`` in place."""
 
 
-__all__ = ["Backend"]
+class FamilyKernels(NamedTuple):
+    """The CPU calls of one kernel family, each taking the family's ``variant`` first.
+
+    A CPU kernel module (:mod:`numrnn.backends.cpu.lstm`, or a new family's) exposes one
+    as ``KERNELS``; :class:`~numrnn.backends.cpu.CPUBackend` finds it through the
+    family's ``backend_modules``.
+
+    ``forward(variant, x, lengths, reverse, weights, state0, y, buffer, blocks)`` ->
+    ``(state_n, buffers)``: ``x`` (T, B, I); ``weights`` ``(weight_ih (G*H, I), weight_hh
+    (G*H, H), bias_ih (G*H,), bias_hh (G*H,))``; ``state0`` a tuple of (B, H); ``y`` the
+    zero-filled (T, B, H) output; ``buffer(name, features)`` a reusable (T, B, features)
+    array; ``blocks`` the batch blocks to run in parallel.  Padded steps (``t >=
+    lengths[b]``) leave the state and the zeros of ``y`` alone.
+
+    ``backward(variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate_n, blocks)`` ->
+    ``(dx, dstate0, (d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh))``.
+
+    ``step(variant, x, weights, state0)`` -> the new state tuple (``x`` (B, I)).
+    """
+
+    forward: Callable
+    backward: Callable
+    step: Callable
+
+
+__all__ = ["Backend", "FamilyKernels"]

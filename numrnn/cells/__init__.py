@@ -21,13 +21,15 @@ Every other module asks the registry, never a string comparison, what a cell is:
 A :class:`CellFamily` names the backend kernel family that runs it (``kernel``:
 ``"rnn"``, ``"lstm"``, ``"gru"``) and the one boolean that selects a variant inside
 that kernel family (``variant``: ReLU for the vanilla RNN, reset-after for the GRU).
-Backends keep one table from ``kernel`` to their compiled kernels, so a new cell
-family is one module here, one entry in :data:`FAMILIES`, and one kernel module
-per backend.
+Each family names, per backend, the module holding its kernels
+(``backend_modules``), so a new cell family is one module of pointwise math, one kernel
+module per backend, and one :func:`register` call: no backend or layer code changes
+(``tests/nn/test_new_cell_family.py`` adds a minimal gated unit that way).
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -59,6 +61,12 @@ class CellFamily:
     layer : str
         The PyTorch layer class the weights are compatible with (``"RNN"``, ``"LSTM"``,
         ``"GRU"``); io and convert use it.
+    backend_modules : tuple of (str, str)
+        ``(backend name, module path)`` pairs: the module holding the kernel family's
+        kernels for that backend (``"cpu"``: a module with a ``KERNELS``
+        :class:`~numrnn.backends.protocol.FamilyKernels`; ``"cuda"``: a kernel module
+        like :mod:`numrnn.backends.cuda.lstm`).  A family without a pair for a backend
+        cannot run there, and says so.
     """
 
     name: str
@@ -68,6 +76,7 @@ class CellFamily:
     state_names: tuple
     math: ModuleType
     layer: str
+    backend_modules: tuple = ()
 
     @property
     def state_size(self) -> int:
@@ -84,22 +93,42 @@ class CellFamily:
         # pickled (e.g. sent to a Dask worker) by name: the math module itself can't be
         return cell_family, (self.name,)
 
+    def backend_module(self, backend: str) -> ModuleType:
+        """The (imported) module of this family's kernels for ``backend`` ("cpu", "cuda").
+
+        Raises
+        ------
+        ValueError
+            When the family names no module for ``backend``.
+        """
+        for name, path in self.backend_modules:
+            if name == backend:
+                return importlib.import_module(path)
+        offered = tuple(name for name, _ in self.backend_modules)
+        raise ValueError(f"cell {self.name!r} has no kernels for backend {backend!r} (it has them for {offered})")
+
     def gate_rows(self, hidden_size: int) -> int:
         """Rows of ``weight_ih`` / ``weight_hh``: ``gates * hidden_size``."""
         return self.gates * hidden_size
+
+
+def _builtin_kernels(kernel):
+    return (("cpu", f"numrnn.backends.cpu.{kernel}"), ("cuda", f"numrnn.backends.cuda.{kernel}"))
 
 
 #: Every cell family, by kernel name.
 FAMILIES = {
     family.name: family
     for family in (
-        CellFamily("rnn_tanh", "rnn", False, rnn.GATES, ("h",), rnn, "RNN"),
-        CellFamily("rnn_relu", "rnn", True, rnn.GATES, ("h",), rnn, "RNN"),
-        CellFamily("lstm", "lstm", False, lstm.GATES, ("h", "c"), lstm, "LSTM"),
-        CellFamily("gru", "gru", True, gru.GATES, ("h",), gru, "GRU"),
-        CellFamily("gru_reset_before", "gru", False, gru.GATES, ("h",), gru, "GRU"),
+        CellFamily("rnn_tanh", "rnn", False, rnn.GATES, ("h",), rnn, "RNN", _builtin_kernels("rnn")),
+        CellFamily("rnn_relu", "rnn", True, rnn.GATES, ("h",), rnn, "RNN", _builtin_kernels("rnn")),
+        CellFamily("lstm", "lstm", False, lstm.GATES, ("h", "c"), lstm, "LSTM", _builtin_kernels("lstm")),
+        CellFamily("gru", "gru", True, gru.GATES, ("h",), gru, "GRU", _builtin_kernels("gru")),
+        CellFamily("gru_reset_before", "gru", False, gru.GATES, ("h",), gru, "GRU", _builtin_kernels("gru")),
     )
 }
+
+_BUILTIN = tuple(FAMILIES.values())
 
 #: Number of stacked gate blocks in ``weight_ih`` / ``weight_hh`` per cell name.
 GATES = {name: family.gates for name, family in FAMILIES.items()}
@@ -143,6 +172,16 @@ def register(family: CellFamily) -> CellFamily:
     return family
 
 
+def unregister(name: str) -> CellFamily:
+    """Remove a family added by :func:`register` (the built-in ones stay); returns it."""
+    family = cell_family(name)
+    if family in _BUILTIN:
+        raise ValueError(f"the built-in cell family {name!r} cannot be removed")
+    for table in (FAMILIES, GATES, STATE_SIZES):
+        del table[name]
+    return family
+
+
 def rnn_family(nonlinearity: str) -> CellFamily:
     """The vanilla RNN family for ``nonlinearity`` (``"tanh"`` or ``"relu"``)."""
     return FAMILIES["rnn_relu" if nonlinearity == "relu" else "rnn_tanh"]
@@ -166,4 +205,5 @@ __all__ = [
     "register",
     "rnn",
     "rnn_family",
+    "unregister",
 ]

@@ -395,10 +395,13 @@ def plan_step(layer):
     backend = layer._backend
     layers = layer.num_layers
     single = layers == 1 and layer.bias
+    from numrnn.backends.cpu import STEP_CELLS
+
+    if layer.cell not in STEP_CELLS:  # a registered family the step kernels don't know
+        return None
     kernel = backend.step_kernel(layer.dtype) if single else backend.step_kernel(layer.dtype, layers)
     if kernel is None:
         return None
-    from numrnn.backends.cpu import STEP_CELLS
 
     names = [layer._param_names(index, 0) for index in range(layers)]
     if single:

@@ -66,8 +66,6 @@ weight gradients are plain matrix products over ``T*B`` rows.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
-
 import numpy as np
 
 from numrnn.backends.cpu import gru, lstm, rnn
@@ -162,26 +160,17 @@ from numrnn.backends.cpu.step import (  # noqa: F401  (the names importers use)
 name = "cpu"
 
 
-class FamilyKernels(NamedTuple):
-    """The CPU calls of one kernel family, each taking the family's ``variant`` first.
-
-    ``forward(variant, x, lengths, reverse, weights, state0, y, buffer, blocks)`` ->
-    ``(state_n, buffers)``; ``backward(variant, x, lengths, reverse, w_ih, w_hh, buffers,
-    dy, dstate_n, blocks)`` -> ``(dx, dstate0, grads)``; ``step(variant, x, weights,
-    state0)`` -> new state.
-    """
-
-    forward: Callable
-    backward: Callable
-    step: Callable
+#: ``CellFamily.kernel`` -> that kernel family's CPU calls, filled from the registry: each
+#: family names its CPU module (``CellFamily.backend_modules``), whose ``KERNELS`` they are.
+KERNELS = {}
 
 
-#: ``CellFamily.kernel`` -> that kernel family's CPU calls.
-KERNELS = {
-    "rnn": FamilyKernels(rnn.layer_forward, rnn.layer_backward, rnn.layer_step),
-    "lstm": FamilyKernels(lstm.layer_forward, lstm.layer_backward, lstm.layer_step),
-    "gru": FamilyKernels(gru.layer_forward, gru.layer_backward, gru.layer_step),
-}
+def family_kernels(family):
+    """The :class:`~numrnn.backends.protocol.FamilyKernels` of ``family`` on the CPU."""
+    kernels = KERNELS.get(family.kernel)
+    if kernels is None:
+        kernels = KERNELS[family.kernel] = family.backend_module("cpu").KERNELS
+    return kernels
 
 
 class CPUBackend(HostArrays):
@@ -230,7 +219,7 @@ class CPUBackend(HostArrays):
         family = cell_family(cell)
         steps, batch = x.shape[:2]
         buffer = _Workspace(workspace, (steps, batch), x.dtype)
-        forward = KERNELS[family.kernel].forward
+        forward = family_kernels(family).forward
         state_n, buffers = forward(family.variant, x, lengths, reverse, weights, state0, y, buffer, batch_blocks(batch))
         return state_n, (family, x, lengths, reverse, weights[0], weights[1], buffers)
 
@@ -252,7 +241,7 @@ class CPUBackend(HostArrays):
             The new state; ``state[0]`` is also the layer's output.
         """
         family = cell_family(cell)
-        return KERNELS[family.kernel].step(family.variant, x, weights, state0)
+        return family_kernels(family).step(family.variant, x, weights, state0)
 
     def step_kernel(self, dtype, layers=None):
         """The streaming fast path: :func:`step_kernel` (``layers`` None, a
@@ -267,7 +256,7 @@ class CPUBackend(HostArrays):
         d_bias_ih, d_bias_hh))``.
         """
         family, x, lengths, reverse, w_ih, w_hh, buffers = saved
-        backward = KERNELS[family.kernel].backward
+        backward = family_kernels(family).backward
         return backward(family.variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate_n, batch_blocks(x.shape[1]))
 
 

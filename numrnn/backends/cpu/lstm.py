@@ -8,6 +8,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
+from numrnn.backends.protocol import FamilyKernels
 from numrnn._jit import OVERLOAD_OPTIONS, cpu_function, cpu_kernel
 from numrnn.backends.cpu import activations  # noqa: F401  (registers the float32 activations)
 from numrnn.backends.cpu.simd import lane_count, load_lanes, store_lanes
@@ -303,3 +304,7 @@ def layer_backward(variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate
 
 def layer_step(variant, x, weights, state0):
     return lstm_step(x, *weights, state0[0], state0[1])
+
+
+#: This family's calls, found by :class:`~numrnn.backends.cpu.CPUBackend` through the registry.
+KERNELS = FamilyKernels(layer_forward, layer_backward, layer_step)

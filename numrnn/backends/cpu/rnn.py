@@ -6,6 +6,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from numrnn.backends.protocol import FamilyKernels
 from numrnn._jit import cpu_function, cpu_kernel
 from numrnn.backends.cpu import activations  # noqa: F401  (registers the float32 activations)
 from numrnn.backends.cpu.linalg import copy_into, input_gradient, project_inputs, step_product, step_projections, step_weights, weight_gradients, zero_padding
@@ -155,3 +156,7 @@ def layer_backward(variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate
 
 def layer_step(variant, x, weights, state0):
     return (rnn_step(x, variant, *weights, state0[0]),)
+
+
+#: This family's calls, found by :class:`~numrnn.backends.cpu.CPUBackend` through the registry.
+KERNELS = FamilyKernels(layer_forward, layer_backward, layer_step)

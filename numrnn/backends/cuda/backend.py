@@ -31,8 +31,13 @@ FAMILY_KERNELS = {"rnn": rnn, "lstm": lstm, "gru": gru}
 
 
 def _kernels_of(cell):
+    """``(family, kernel module)``: the built-in families' from :data:`FAMILY_KERNELS`, a
+    registered family's from its ``backend_modules`` (ValueError when it has no CUDA kernels)."""
     family = cell_family(cell)
-    return family, FAMILY_KERNELS[family.kernel]
+    kernels = FAMILY_KERNELS.get(family.kernel)
+    if kernels is None:
+        kernels = family.backend_module("cuda")
+    return family, kernels
 
 
 def _sm_count():
