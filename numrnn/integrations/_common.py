@@ -11,7 +11,7 @@ import numpy as np
 def check_forecaster_options(options, name="forecaster_options"):
     """``options`` must be a dict of :class:`~numrnn.forecast.Forecaster` keyword arguments
     other than ``horizon`` (which the caller sets); builds one Forecaster to validate them."""
-    from numrnn.forecast import Forecaster
+    from numrnn.forecast.forecaster import Forecaster
 
     if not isinstance(options, dict):
         raise TypeError(f"{name} must be a dict of Forecaster arguments, got {type(options).__name__}")

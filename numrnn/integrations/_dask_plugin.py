@@ -1,12 +1,41 @@
 """The worker plugin :func:`numrnn.integrations.dask.prepare_workers` registers.
 
 A module of its own because it subclasses ``distributed.WorkerPlugin`` and so imports
-distributed; only ``prepare_workers`` imports it.
+distributed; only ``prepare_workers`` imports it.  It also holds the warm-up that
+``prepare_workers`` runs on the workers, so it imports nothing of numrnn.integrations.dask.
 """
 
 from __future__ import annotations
 
+import os
+
 from distributed import WorkerPlugin
+
+#: What :func:`warm_up` found on this worker process, for ``prepare_workers``' report.
+WORKER_STATE = {}
+
+
+def warm_up(cells, dtypes):
+    """On a worker: run :func:`numrnn.warmup` and record what the worker looks like to Numba."""
+    import time
+
+    import numba
+
+    import numrnn
+
+    start = time.perf_counter()
+    report = numrnn.warmup(cells=cells, dtypes=dtypes, progress=False)
+    WORKER_STATE.update(
+        numba_num_threads=int(numba.config.NUMBA_NUM_THREADS),
+        cache_dir=report.cache_dir,
+        warmup_s=time.perf_counter() - start,
+        pid=os.getpid(),
+    )
+    return dict(WORKER_STATE)
+
+
+def worker_state():
+    return dict(WORKER_STATE)
 
 
 class NumrnnWorkerPlugin(WorkerPlugin):
@@ -27,6 +56,4 @@ class NumrnnWorkerPlugin(WorkerPlugin):
 
     def setup(self, worker):
         """Warm this worker up; what it did is kept for ``prepare_workers``' report."""
-        from numrnn.integrations.dask import _warm_up
-
-        _warm_up(self.cells, self.dtypes)
+        warm_up(self.cells, self.dtypes)

@@ -35,7 +35,6 @@ from numrnn.integrations._common import check_forecaster_options
 __all__ = ["forecast_many", "numba_environ", "prepare_workers"]
 
 _COLUMNS = ("unique_id", "ds", "y")
-_WORKER_STATE = {}
 
 
 def numba_environ(cache_dir=None):
@@ -59,29 +58,6 @@ def numba_environ(cache_dir=None):
             raise TypeError(f"cache_dir must be a str or os.PathLike, got {type(cache_dir).__name__}")
         env["NUMBA_CACHE_DIR"] = os.fspath(cache_dir)
     return env
-
-
-def _warm_up(cells, dtypes):
-    """On a worker: run :func:`numrnn.warmup` and record what the worker looks like to Numba."""
-    import time
-
-    import numba
-
-    import numrnn
-
-    start = time.perf_counter()
-    report = numrnn.warmup(cells=cells, dtypes=dtypes, progress=False)
-    _WORKER_STATE.update(
-        numba_num_threads=int(numba.config.NUMBA_NUM_THREADS),
-        cache_dir=report.cache_dir,
-        warmup_s=time.perf_counter() - start,
-        pid=os.getpid(),
-    )
-    return dict(_WORKER_STATE)
-
-
-def _worker_state():
-    return dict(_WORKER_STATE)
 
 
 def prepare_workers(client, cache_dir=None, cells=("lstm",), dtypes=("float32",)):
@@ -118,7 +94,7 @@ def prepare_workers(client, cache_dir=None, cells=("lstm",), dtypes=("float32",)
     from distributed import Client
     from distributed.diagnostics.plugin import Environ
 
-    from numrnn.integrations._dask_plugin import NumrnnWorkerPlugin
+    from numrnn.integrations._dask_plugin import NumrnnWorkerPlugin, warm_up, worker_state
 
     if not isinstance(client, Client):
         raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}")
@@ -129,9 +105,9 @@ def prepare_workers(client, cache_dir=None, cells=("lstm",), dtypes=("float32",)
     workers = sorted(client.scheduler_info()["workers"])
     if not workers:
         raise RuntimeError("prepare_workers() found no workers on the cluster")
-    client.run(_warm_up, cells, dtypes, workers=workers[:1])  # fill the cache once
+    client.run(warm_up, cells, dtypes, workers=workers[:1])  # fill the cache once
     client.register_plugin(NumrnnWorkerPlugin(cells, dtypes), name=NumrnnWorkerPlugin.name)
-    states = client.run(_worker_state)
+    states = client.run(worker_state)
     for address, state in states.items():
         if state.get("numba_num_threads") != 1:
             raise RuntimeError(
@@ -162,7 +138,7 @@ def _forecast_partition(part, horizon, options, freq):
     """Fit one Forecaster per series of ``part`` (indexed by unique_id) and return the forecasts."""
     import pandas as pd
 
-    from numrnn.forecast import Forecaster
+    from numrnn.forecast.forecaster import Forecaster
 
     index_dtype = part.index.dtype
     keys, dates, values = [], [], []

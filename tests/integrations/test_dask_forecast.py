@@ -102,15 +102,14 @@ def test_cluster_equals_one_process_and_workers_prepared(cluster):
 
 def test_worker_killed_mid_run(cluster):
     lc, client = cluster
-    df = _frame(12, seed=2)
-    options = dict(OPTIONS, epochs=40)  # long enough tasks that the kill lands mid-run
+    df = _frame(24, seed=2)
+    options = dict(OPTIONS, epochs=60)  # enough, long enough tasks that the kill lands mid-run
     expected = forecast_many(df, HORIZON, **options)
-    out = forecast_many(df, HORIZON, client=client, npartitions=12, compute=False, **options)
+    out = forecast_many(df, HORIZON, client=client, npartitions=24, compute=False, **options)
     future = client.compute(out)
     deadline = time.monotonic() + 120
     while not any(client.processing().values()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
+        time.sleep(0.01)
     victim = next(iter(lc.workers.values()))
     pid = victim.process.process.pid
     assert future.status == "pending"  # the kill lands mid-run

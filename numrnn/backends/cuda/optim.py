@@ -39,7 +39,7 @@ from numrnn._jit import cuda_device, with_globals
 from numrnn.backends import cuda as kernels
 from numrnn.backends.cuda import empty, fill_zero, zeros
 from numrnn.backends.cuda.config import MAX_THREADS
-from numrnn.optim import rules
+import numrnn.optim.rules as rules  # the leaf of numrnn.optim: no optim <-> cuda.optim cycle
 
 __all__ = [
     "adam_step",
