@@ -84,7 +84,7 @@ from numrnn import _validation as check
 from numrnn.backends.cpu import all_finite, single_threaded_blas
 from numrnn.cells import cell_family, gru_family, rnn_family
 from numrnn.nn.cell_kernels import (
-    BLAS_MIN_ROWS,  # noqa: F401 - re-exported: numrnn.recurrent_cells.BLAS_MIN_ROWS
+    BLAS_MIN_ROWS,  # noqa: F401 - re-exported: numrnn.nn.cells.BLAS_MIN_ROWS
     BLAS_THREADS_MIN_WORK,
     gru_cell_backward,
     gru_cell_forward,
@@ -202,7 +202,7 @@ class CellBase(ExclusiveUse):
         return shapes
 
     def _draw_parameters(self, seed):
-        # the same stream as numrnn.layers.RNNBase: the first spawned seed draws the weights
+        # the same stream as numrnn.nn.recurrent.RNNBase: the first spawned seed draws the weights
         init_seed, _ = np.random.SeedSequence(seed).spawn(2)
         rng = np.random.default_rng(init_seed)
         bound = 1.0 / math.sqrt(self.hidden_size)

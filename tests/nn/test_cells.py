@@ -16,7 +16,7 @@ import pytest
 import numrnn
 from helpers import assert_rel_close
 from numrnn import nn
-from numrnn.recurrent_cells import CellBase
+from numrnn.nn.cells import CellBase
 
 #: (name, class, keyword arguments); torch=False where PyTorch has no counterpart.
 FAMILIES = [
@@ -280,7 +280,7 @@ def loop_loss(cell, params, xs, state0, g_h, g_c):
 def test_finite_differences(family, batch, rng):
     """Every gradient (x of each call, h0, c0, every parameter entry) against central differences
     of the float64 loss, for odd sizes and non-zero, unequal biases; no torch.  B = 17 takes the
-    BLAS products (recurrent_cells.BLAS_MIN_ROWS)."""
+    BLAS products (numrnn.nn.cells.BLAS_MIN_ROWS)."""
     _, cls, kwargs, _ = family
     inputs, hidden, steps = 3, 5, 3
     cell = make_cell(cls, kwargs, inputs, hidden, rng)
@@ -582,7 +582,7 @@ def test_parameters_state_dict_and_config(family, rng):
 
 
 def test_reachable_from_nn():
-    assert nn.RNNCell is numrnn.recurrent_cells.RNNCell
+    assert nn.RNNCell is numrnn.nn.cells.RNNCell
     assert {"RNNCell", "LSTMCell", "GRUCell"} <= set(nn.__all__)
     assert issubclass(nn.LSTMCell, CellBase)
 

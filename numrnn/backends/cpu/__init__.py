@@ -176,7 +176,7 @@ def family_kernels(family):
 class CPUBackend(HostArrays):
     """Runs one layer-direction at a time with the ``@njit`` drivers above.
 
-    The layer classes (:mod:`numrnn.layers`) talk to a backend only through
+    The layer classes (:mod:`numrnn.nn.recurrent`, through :mod:`numrnn.nn.stack`) talk to a backend only through
     :meth:`layer_forward` and :meth:`layer_backward`; arrays are NumPy, C-contiguous
     and of the layer's dtype.
     """
