@@ -55,10 +55,12 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from numrnn import _validation as check
+from numrnn.cells import cell_family, gru_family, rnn_family
 
 __all__ = ["from_torch", "to_torch", "from_keras_weights", "KERAS_LAYERS"]
 
@@ -381,18 +383,110 @@ def _ends_recurrent_numrnn(nn, module):
 
 # ---------------------------------------------------------------------------------------- Keras
 
+
+class KerasLayer(NamedTuple):
+    """What :func:`from_keras_weights` knows of one Keras recurrent layer class.
+
+    Attributes
+    ----------
+    name : str
+        The Keras class name (``"LSTM"``, ``"GRU"``, ``"SimpleRNN"``).
+    noun : str
+        The name with its article, for messages (``"an LSTM"``).
+    gates : int
+        Gate blocks per unit, that of the numrnn cell family.
+    gate_order : str
+        Keras' gate order along the last axis of ``kernel``, ``recurrent_kernel`` and ``bias``.
+    gate_blocks : tuple of int
+        For each numrnn (PyTorch) gate block, in order, the Keras block it is.
+    family : callable
+        ``(activation, reset_after) -> CellFamily`` of the numrnn layer (its ``layer`` names
+        the class of :mod:`numrnn.nn.recurrent` to build).
+    options : callable
+        ``(activation, family) -> dict`` of the numrnn layer's own constructor options.
+    activations : tuple of str
+        The Keras ``activation`` values with a numrnn counterpart.
+    activation_rule : str
+        The message's rule when ``activation`` is not one of them.
+    recurrent_activations : tuple of str
+        The Keras ``recurrent_activation`` values with a numrnn counterpart besides None (Keras'
+        default, always taken).
+    recurrent_rule : str
+        The message's rule when ``recurrent_activation`` is not one of them.
+    takes_reset_after : bool
+        Whether Keras' ``reset_after`` applies (the GRU: its bias is (2, G*H) with it).
+    """
+
+    name: str
+    noun: str
+    gates: int
+    gate_order: str
+    gate_blocks: tuple
+    family: Callable
+    options: Callable
+    activations: tuple
+    activation_rule: str
+    recurrent_activations: tuple
+    recurrent_rule: str
+    takes_reset_after: bool
+
+    def order(self, hidden):
+        """Column indices taking Keras' gate blocks (of ``hidden`` units) to numrnn's order."""
+        return np.concatenate([np.arange(block * hidden, (block + 1) * hidden) for block in self.gate_blocks])
+
+
+#: The Keras recurrent layers :func:`from_keras_weights` reads, one :class:`KerasLayer` each.
+_KERAS_RECORDS = {
+    record.name: record
+    for record in (
+        KerasLayer(
+            name="LSTM", noun="an LSTM", gates=cell_family("lstm").gates, gate_order="i, f, c, o",
+            gate_blocks=(0, 1, 2, 3),  # Keras' i, f, c, o is PyTorch's i, f, g, o
+            family=lambda activation, reset_after: cell_family("lstm"),
+            options=lambda activation, family: {},
+            activations=("tanh",), activation_rule="of a Keras LSTM must be 'tanh' for numrnn",
+            recurrent_activations=("sigmoid",),
+            recurrent_rule="of a Keras LSTM must be 'sigmoid' (or None) for numrnn",
+            takes_reset_after=False,
+        ),
+        KerasLayer(
+            name="GRU", noun="a GRU", gates=gru_family(True).gates, gate_order="z, r, h",
+            gate_blocks=(1, 0, 2),  # Keras' z, r, h -> PyTorch's r, z, n
+            family=lambda activation, reset_after: gru_family(reset_after),
+            options=lambda activation, family: {"reset_after": family.variant},
+            activations=("tanh",), activation_rule="of a Keras GRU must be 'tanh' for numrnn",
+            recurrent_activations=("sigmoid",),
+            recurrent_rule="of a Keras GRU must be 'sigmoid' (or None) for numrnn",
+            takes_reset_after=True,
+        ),
+        KerasLayer(
+            name="SimpleRNN", noun="a SimpleRNN", gates=rnn_family("tanh").gates, gate_order="",
+            gate_blocks=(0,),
+            family=lambda activation, reset_after: rnn_family(activation),
+            options=lambda activation, family: {"nonlinearity": activation},
+            activations=("tanh", "relu"),
+            activation_rule="of a SimpleRNN must be 'tanh' or 'relu' (numrnn.RNN's nonlinearity)",
+            recurrent_activations=(), recurrent_rule="must be None for a SimpleRNN (it has none)",
+            takes_reset_after=False,
+        ),
+    )
+}
+
 #: The Keras recurrent layers :func:`from_keras_weights` reads: gates per unit, and Keras' gate
 #: order along the last axis of ``kernel``, ``recurrent_kernel`` and ``bias``.
-KERAS_LAYERS = {"LSTM": (4, "i, f, c, o"), "GRU": (3, "z, r, h"), "SimpleRNN": (1, "")}
+KERAS_LAYERS = {name: (record.gates, record.gate_order) for name, record in _KERAS_RECORDS.items()}
+
+_KERAS_BY_LOWER_NAME = {name.lower(): record for name, record in _KERAS_RECORDS.items()}
 
 
-def _keras_layer_type(layer_type):
+def _keras_layer(layer_type):
+    """The :class:`KerasLayer` of ``layer_type`` (any case)."""
     if not isinstance(layer_type, str):
         raise TypeError(f"layer_type must be one of {sorted(KERAS_LAYERS)}, got {type(layer_type).__name__}")
-    for name in KERAS_LAYERS:
-        if layer_type.lower() == name.lower():
-            return name
-    raise ValueError(f"layer_type must be one of {sorted(KERAS_LAYERS)} (Keras layer names), got {layer_type!r}")
+    record = _KERAS_BY_LOWER_NAME.get(layer_type.lower())
+    if record is None:
+        raise ValueError(f"layer_type must be one of {sorted(KERAS_LAYERS)} (Keras layer names), got {layer_type!r}")
+    return record
 
 
 def _keras_arrays(weights, dtype):
@@ -506,11 +600,10 @@ def from_keras_weights(layer_type, weights, *, reset_after=None, activation="tan
     layer) have no counterpart: the weights give the inference-time layer.  ``go_backwards``
     alone (without ``Bidirectional``) is not covered: reverse the sequence instead.
     """
-    layer_type = _keras_layer_type(layer_type)
-    gates, _ = KERAS_LAYERS[layer_type]
+    record = _keras_layer(layer_type)
     bidirectional = check.check_bool(bidirectional, "bidirectional")
     batch_first = check.check_bool(batch_first, "batch_first")
-    _check_keras_options(layer_type, activation, recurrent_activation, reset_after)
+    _check_keras_options(record, activation, recurrent_activation, reset_after)
     if reset_after is not None:
         reset_after = check.check_bool(reset_after, "reset_after")
     arrays, dtype = _keras_arrays(weights, dtype)
@@ -521,84 +614,65 @@ def from_keras_weights(layer_type, weights, *, reset_after=None, activation="tan
             expected = f"{expected} for each direction (6 or 4 arrays, forward first)"
         raise ValueError(f"weights must be {expected}, got {len(arrays)} arrays")
     per_direction = len(arrays) // directions
-    inputs, hidden, reset_after = _keras_sizes(layer_type, arrays, per_direction, bidirectional, reset_after)
-    state = _keras_state(layer_type, arrays, hidden, directions, per_direction, reset_after, dtype)
+    inputs, hidden, reset_after = _keras_sizes(record, arrays, per_direction, bidirectional, reset_after)
+    state = _keras_state(record, arrays, hidden, directions, per_direction, reset_after, dtype)
 
     from numrnn.nn import recurrent
 
-    kwargs = dict(bias=per_direction == 3, batch_first=batch_first, bidirectional=bidirectional, dtype=dtype,
-                  backend=backend, seed=seed)
-    if layer_type == "LSTM":
-        layer = recurrent.LSTM(inputs, hidden, **kwargs)
-    elif layer_type == "GRU":
-        layer = recurrent.GRU(inputs, hidden, reset_after=reset_after, **kwargs)
-    else:
-        layer = recurrent.RNN(inputs, hidden, nonlinearity=activation, **kwargs)
+    family = record.family(activation, reset_after)
+    layer = getattr(recurrent, family.layer)(inputs, hidden, bias=per_direction == 3, batch_first=batch_first,
+                                             bidirectional=bidirectional, dtype=dtype, backend=backend, seed=seed,
+                                             **record.options(activation, family))
     layer.load_state_dict(state)
     return layer
 
 
-def _check_keras_options(layer_type, activation, recurrent_activation, reset_after):
+def _check_keras_options(record, activation, recurrent_activation, reset_after):
     """Refuse Keras activations with no numrnn counterpart, and ``reset_after`` outside a GRU."""
     if not isinstance(activation, str):
         raise TypeError(f"activation must be a str, got {type(activation).__name__}")
-    if layer_type == "SimpleRNN":
-        if activation not in ("tanh", "relu"):
-            raise ValueError(
-                f"activation of a SimpleRNN must be 'tanh' or 'relu' (numrnn.RNN's nonlinearity), got {activation!r}"
-            )
-        if recurrent_activation is not None:
-            raise ValueError(
-                f"recurrent_activation must be None for a SimpleRNN (it has none), got {recurrent_activation!r}"
-            )
-        if reset_after is not None:
-            raise ValueError(f"reset_after applies to a GRU only, got reset_after={reset_after!r} for a SimpleRNN")
-        return
-    if activation != "tanh":
-        raise ValueError(f"activation of a Keras {layer_type} must be 'tanh' for numrnn, got {activation!r}")
-    if recurrent_activation not in (None, "sigmoid"):
-        raise ValueError(
-            f"recurrent_activation of a Keras {layer_type} must be 'sigmoid' (or None) for numrnn, "
-            f"got {recurrent_activation!r}"
-        )
-    if layer_type == "LSTM" and reset_after is not None:
-        raise ValueError(f"reset_after applies to a GRU only, got reset_after={reset_after!r} for an LSTM")
+    if activation not in record.activations:
+        raise ValueError(f"activation {record.activation_rule}, got {activation!r}")
+    if recurrent_activation is not None and recurrent_activation not in record.recurrent_activations:
+        raise ValueError(f"recurrent_activation {record.recurrent_rule}, got {recurrent_activation!r}")
+    if not record.takes_reset_after and reset_after is not None:
+        raise ValueError(f"reset_after applies to a GRU only, got reset_after={reset_after!r} for {record.noun}")
 
 
-def _keras_sizes(layer_type, arrays, per_direction, bidirectional, reset_after):
+def _keras_sizes(record, arrays, per_direction, bidirectional, reset_after):
     """``(I, H, reset_after)`` from the shapes of Keras' arrays, which must fit together.
 
     ``reset_after`` (a GRU's; None: read from the bias shape, or Keras' default True without
     a bias) comes back checked against the bias.
     """
-    gates, _ = KERAS_LAYERS[layer_type]
+    name, gates = record.name, record.gates
     recurrent = arrays[1]
     if recurrent.ndim != 2 or recurrent.shape[1] != gates * recurrent.shape[0] or recurrent.shape[0] == 0:
         raise ValueError(
-            f"weights[1] (recurrent_kernel) of a {layer_type} must have shape (H, {gates}*H), got {recurrent.shape}"
+            f"weights[1] (recurrent_kernel) of a {name} must have shape (H, {gates}*H), got {recurrent.shape}"
         )
     hidden = recurrent.shape[0]
     kernel = arrays[0]
     if kernel.ndim != 2 or kernel.shape[1] != gates * hidden or kernel.shape[0] == 0:
         raise ValueError(
-            f"weights[0] (kernel) of a {layer_type} with H = {hidden} must have shape (I, {gates * hidden}), "
+            f"weights[0] (kernel) of a {name} with H = {hidden} must have shape (I, {gates * hidden}), "
             f"got {kernel.shape}"
         )
     if per_direction == 3:
         bias = arrays[2]
-        if layer_type == "GRU":
+        if record.takes_reset_after:
             if reset_after is None:
                 reset_after = bias.ndim == 2
             shape = (2, gates * hidden) if reset_after else (gates * hidden,)
             if bias.shape != shape:
                 raise ValueError(
-                    f"weights[2] (bias) of a GRU with reset_after={reset_after} and H = {hidden} must have shape "
+                    f"weights[2] (bias) of a {name} with reset_after={reset_after} and H = {hidden} must have shape "
                     f"{shape}, got {bias.shape}"
                 )
         elif bias.shape != (gates * hidden,):
-            raise ValueError(f"weights[2] (bias) of a {layer_type} with H = {hidden} must have shape "
+            raise ValueError(f"weights[2] (bias) of a {name} with H = {hidden} must have shape "
                              f"({gates * hidden},), got {bias.shape}")
-    elif layer_type == "GRU" and reset_after is None:
+    elif record.takes_reset_after and reset_after is None:
         reset_after = True  # Keras' default
     if bidirectional:
         for i in range(per_direction):
@@ -610,14 +684,10 @@ def _keras_sizes(layer_type, arrays, per_direction, bidirectional, reset_after):
     return kernel.shape[0], hidden, reset_after
 
 
-def _keras_state(layer_type, arrays, hidden, directions, per_direction, reset_after, dtype):
+def _keras_state(record, arrays, hidden, directions, per_direction, reset_after, dtype):
     """The numrnn ``state_dict`` of Keras' (checked) arrays: transposed, the GRU's gates reordered
     (z, r, h -> r, z, n), Keras' single bias as ``bias_ih`` with ``bias_hh = 0``."""
-    gates, _ = KERAS_LAYERS[layer_type]
-    if layer_type == "GRU":
-        order = np.concatenate([np.arange(hidden, 2 * hidden), np.arange(hidden), np.arange(2 * hidden, 3 * hidden)])
-    else:
-        order = np.arange(gates * hidden)  # LSTM: Keras' i, f, c, o is PyTorch's i, f, g, o
+    order = record.order(hidden)
     state = {}
     for direction in range(directions):
         k, u, *b = arrays[direction * per_direction:(direction + 1) * per_direction]
@@ -625,10 +695,10 @@ def _keras_state(layer_type, arrays, hidden, directions, per_direction, reset_af
         state[f"weight_ih{suffix}"] = k[:, order].T.copy()
         state[f"weight_hh{suffix}"] = u[:, order].T.copy()
         if b:
-            if layer_type == "GRU" and reset_after:
+            if record.takes_reset_after and reset_after:
                 state[f"bias_ih{suffix}"] = b[0][0, order].copy()
                 state[f"bias_hh{suffix}"] = b[0][1, order].copy()
             else:
                 state[f"bias_ih{suffix}"] = b[0][order].copy()
-                state[f"bias_hh{suffix}"] = np.zeros(gates * hidden, dtype=dtype)
+                state[f"bias_hh{suffix}"] = np.zeros(record.gates * hidden, dtype=dtype)
     return state
