@@ -194,7 +194,7 @@ def test_dataframe_monthly_calendar_save_load(tmp_path):
 
 
 def test_import_numrnn_does_not_import_pandas():
-    code = "import sys, numrnn, numrnn.forecast, numrnn.global_forecast; print('pandas' in sys.modules)"
+    code = "import sys, numrnn, numrnn.forecast, numrnn.forecast.global_model; print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
