@@ -34,6 +34,28 @@ gru_candidate_reset_before = cuda_device(gru_cell.candidate_reset_before)
 gru_reset_hidden_backward = cuda_device(gru_cell.reset_hidden_backward)
 
 
+@cuda_device
+def gru_update_and_save(a_candidate, update_gate, h_old, t, b, j, hidden, y, gates, h_prev_seq):
+    """The candidate and new state of unit ``j`` of sequence ``b`` at time ``t`` (either form,
+    :func:`numrnn.cells.gru.candidate_update`), saved for backward and written to ``y``; returns
+    the new state."""
+    candidate, h_new = gru_candidate_update(a_candidate, update_gate, h_old)
+    gates[t, b, 2 * hidden + j] = candidate
+    h_prev_seq[t, b, j] = h_old
+    y[t, b, j] = h_new
+    return h_new
+
+
+@cuda_device
+def gru_clear_step(s, b, j, hidden, y, gates, h_prev_seq, aux_seq):
+    """Zero what step ``s`` writes for unit ``j`` of sequence ``b`` past its length."""
+    y[s, b, j] = 0
+    for g in range(3):
+        gates[s, b, g * hidden + j] = 0
+    h_prev_seq[s, b, j] = 0
+    aux_seq[s, b, j] = 0
+
+
 #: what the forward kernel saves for backward: gates (T, B, 3H), h_prev_seq and aux_seq (T, B, H)
 #: (``aux_seq`` is ``W_hn h + b_hn`` in the reset-after form, ``r * h_prev`` in Cho's)
 Saved = collections.namedtuple("GRUSaved", "gates h_prev_seq aux_seq")
@@ -129,23 +151,17 @@ def forward_kernel(dtype_name, tile):
                         h_buf[nxt + bl * hidden + j] = h_old
                         if not reset_after:
                             h_buf[reset_h + bl * hidden + j] = 0
-                        y[s, b, j] = 0
-                        for g in range(3):
-                            gates[s, b, g * hidden + j] = 0
-                        h_prev_seq[s, b, j] = 0
-                        aux_seq[s, b, j] = 0
+                        gru_clear_step(s, b, j, hidden, y, gates, h_prev_seq, aux_seq)
                         continue
                     r_g, z_g = gru_gates(acc_r[bl], acc_z[bl])
                     gates[t, b, j] = r_g
                     gates[t, b, hidden + j] = z_g
                     if reset_after:
                         hn = acc_n[bl]
-                        n_g, h_new = gru_candidate_update(gru_candidate_reset_after(pre_x[t, b, 2 * hidden + j], r_g, hn), z_g, h_old)
                         aux_seq[t, b, j] = hn
-                        gates[t, b, 2 * hidden + j] = n_g
-                        h_prev_seq[t, b, j] = h_old
-                        y[t, b, j] = h_new
-                        h_buf[nxt + bl * hidden + j] = h_new
+                        a_n = gru_candidate_reset_after(pre_x[t, b, 2 * hidden + j], r_g, hn)
+                        h_buf[nxt + bl * hidden + j] = gru_update_and_save(a_n, z_g, h_old, t, b, j, hidden, y,
+                                                                           gates, h_prev_seq)
                     else:
                         reset_state = gru_reset_hidden(r_g, h_old)
                         h_buf[reset_h + bl * hidden + j] = reset_state
@@ -168,11 +184,8 @@ def forward_kernel(dtype_name, tile):
                             continue
                         h_old = h_buf[cur + bl * hidden + j]
                         a_n = gru_candidate_reset_before(pre_x[t, b, 2 * hidden + j], acc_n[bl], b_hh[2 * hidden + j])
-                        n_g, h_new = gru_candidate_update(a_n, gates[t, b, hidden + j], h_old)
-                        gates[t, b, 2 * hidden + j] = n_g
-                        h_prev_seq[t, b, j] = h_old
-                        y[t, b, j] = h_new
-                        h_buf[nxt + bl * hidden + j] = h_new
+                        h_buf[nxt + bl * hidden + j] = gru_update_and_save(a_n, gates[t, b, hidden + j], h_old, t, b,
+                                                                           j, hidden, y, gates, h_prev_seq)
             cuda.syncthreads()
         final = (steps % 2) * half
         for j in range(tid, hidden, threads):
