@@ -67,7 +67,7 @@ def test_import_does_not_import_dask():
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-6)])
-def test_one_and_two_workers_bitwise_and_equal_to_one_process(cluster, dtype, rtol):
+def test_one_and_two_workers_bitwise_and_equal_to_one_process(cluster, dtype, rtol, tmp_path):
     _, client = cluster
     df = _frame()
     local = GlobalForecaster(horizon=HORIZON, dtype=dtype, **TINY).fit(df, progress=False)
@@ -82,6 +82,9 @@ def test_one_and_two_workers_bitwise_and_equal_to_one_process(cluster, dtype, rt
     np.testing.assert_allclose(two.history_[0]["val_loss"], local.history_[0]["val_loss"], rtol=1e3 * rtol)
     assert two._fitted["round_trips"] == 1 + TINY["epochs"] * (TINY["steps_per_epoch"] + 1)
     assert two.untrained_ids_ == local.untrained_ids_ and two.unvalidated_ids_ == local.unvalidated_ids_
+    two.save(tmp_path / "two.npz")  # a fit on a pandas frame keeps its series: saved and loaded as usual
+    loaded = GlobalForecaster.load(tmp_path / "two.npz")
+    np.testing.assert_array_equal(loaded.predict()["yhat"].to_numpy(), two.predict()["yhat"].to_numpy())
 
 
 def test_dask_frame_in_and_out(cluster):
