@@ -42,7 +42,7 @@ while [ $# -gt 0 ]; do
         --commits) commits="$2"; shift 2 ;;
         --publish-only) run=0; shift ;;
         --) shift; extra=("$@"); break ;;
-        -h|--help) sed -n '2,25p' "$self"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/{/^set -euo/!p}' "$self"; exit 0 ;;
         *) echo "publish.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
