@@ -1,8 +1,8 @@
 """The README's Python snippets run as written.
 
 Two kinds of block are not executed here, on purpose: the GPU block (it needs a CUDA
-device; tests/cuda covers that API) and the forecasting block (several full fits, about
-20 s; tests/test_forecast.py covers each call in it).
+device; tests/cuda covers that API) and the forecasting blocks (several full fits, or a Dask
+cluster; tests/forecast/ and tests/integrations/ cover each call in them).
 """
 
 import pathlib
