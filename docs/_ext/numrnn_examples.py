@@ -57,7 +57,7 @@ def _title_and_body(path):
     # A title that goes on to a second line (no blank line after the first) ends at the blank.
     while body and body[0].strip():
         title += " " + body.pop(0).strip()
-    return title, "\n".join(body).strip()
+    return title.rstrip("."), "\n".join(body).strip()
 
 
 def _run(path, workdir):
