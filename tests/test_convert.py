@@ -590,3 +590,26 @@ def test_keras_lstm_to_torch_twin(rng):
     x = rng.normal(size=(2, 5, 3))
     y_ref, _ = keras_lstm(x, *w, np.zeros((2, 4)), np.zeros((2, 4)))
     np.testing.assert_allclose(_run_torch(torch, twin, x)[0], y_ref, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize(
+    "layer_type, kwargs, cell",
+    [("LSTM", {}, "lstm"), ("GRU", {}, "gru"), ("GRU", dict(reset_after=False), "gru_reset_before"),
+     ("SimpleRNN", {}, "rnn_tanh"), ("SimpleRNN", dict(activation="relu"), "rnn_relu")],
+)
+def test_keras_layers_follow_the_cell_registry(layer_type, kwargs, cell):
+    """Each Keras layer builds the layer of its cell family (the class named by the family, the
+    RNN's family from the activation, the GRU's from reset_after), with the registry's gates;
+    KERAS_LAYERS keeps its public form."""
+    from numrnn.cells import cell_family
+    from numrnn.convert import KERAS_LAYERS
+
+    assert KERAS_LAYERS == {"LSTM": (4, "i, f, c, o"), "GRU": (3, "z, r, h"), "SimpleRNN": (1, "")}
+    family = cell_family(cell)
+    assert KERAS_LAYERS[layer_type][0] == family.gates
+    units = 2
+    bias = np.zeros((2, family.gates * units)) if cell == "gru" else np.zeros(family.gates * units)
+    weights = [np.zeros((3, family.gates * units)), np.zeros((units, family.gates * units)), bias]
+    layer = from_keras_weights(layer_type, weights, backend="cpu", **kwargs)
+    assert layer.cell == cell
+    assert type(layer).__name__ == family.layer
