@@ -6,7 +6,7 @@ PyTorch (CUDA build) are already installed; it downloads and installs nothing::
 
     python asv_benchmarks/gpu_check.py            # about 4-5 minutes
 
-1. ``python -m pytest tests/cuda`` on the real device (the same equality tests
+1. ``python -m pytest tests/backends/cuda`` on the real device (the same equality tests
    that CI runs under Numba's CUDA simulator), with a time cap.
 2. Training-step time (forward + backward, float32) of numrnn ``backend="cuda"``
    (with NumPy in and out, and with device arrays in and out and the parameters
@@ -171,7 +171,7 @@ def environment():
 
 def run_tests():
     budget = max(30.0, min(TEST_BUDGET, remaining() - TIMING_RESERVE))
-    command = [sys.executable, "-m", "pytest", os.path.join("tests", "cuda"), "-v", "--tb=short",
+    command = [sys.executable, "-m", "pytest", os.path.join("tests", "backends", "cuda"), "-v", "--tb=short",
                "-p", "no:cacheprovider", "--durations=5"]
     log(f"part 1: {' '.join(command[2:])} (cap {budget:.0f} s)")
     env = dict(os.environ)

@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Layers built without an explicit backend use "auto", which picks a GPU where there is
-# one; the CPU tests must test the CPU wherever they run (tests/cuda names its backend).
+# one; the CPU tests must test the CPU wherever they run (tests/backends/cuda names its backend).
 os.environ.setdefault("NUMRNN_BACKEND", "cpu")
 
 try:

@@ -1,7 +1,7 @@
 """The README's Python snippets run as written.
 
 Two kinds of block are not executed here, on purpose: the GPU block (it needs a CUDA
-device; tests/cuda covers that API) and the forecasting blocks (several full fits, or a Dask
+device; tests/backends/cuda covers that API) and the forecasting blocks (several full fits, or a Dask
 cluster; tests/forecast/ and tests/integrations/ cover each call in them).
 """
 

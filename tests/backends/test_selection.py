@@ -14,7 +14,7 @@ import pytest
 import numrnn
 from numrnn import backends
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HINT = 'pip install "numrnn[cuda]"'
 
 

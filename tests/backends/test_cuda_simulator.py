@@ -1,10 +1,10 @@
-"""Runs the CUDA backend tests (``tests/cuda``) under Numba's CUDA simulator.
+"""Runs the CUDA backend tests (``tests/backends/cuda``) under Numba's CUDA simulator.
 
 ``NUMBA_ENABLE_CUDASIM=1`` has to be set before Numba is imported, which this
-process has long done, so the tests run in a child ``python -m pytest tests/cuda``.
-Skipped without numba-cuda, and where ``tests/cuda`` already runs in this process
+process has long done, so the tests run in a child ``python -m pytest tests/backends/cuda``.
+Skipped without numba-cuda, and where ``tests/backends/cuda`` already runs in this process
 (on a GPU, or when this whole run is under the simulator).  The child shrinks the
-launch sizes itself (``tests/cuda/conftest.py``) and takes about a minute.
+launch sizes itself (``tests/backends/cuda/conftest.py``) and takes about a minute.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _runs_in_process():
@@ -33,9 +33,9 @@ def _runs_in_process():
                     reason='numba-cuda is not installed (pip install "numrnn[cuda]")')
 def test_cuda_backend_under_simulator():
     if _runs_in_process():
-        pytest.skip("tests/cuda runs in this process (GPU present or simulator on)")
+        pytest.skip("tests/backends/cuda runs in this process (GPU present or simulator on)")
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONDONTWRITEBYTECODE="1")
-    command = [sys.executable, "-m", "pytest", os.path.join("tests", "cuda"), "-q", "-p", "no:cacheprovider",
+    command = [sys.executable, "-m", "pytest", os.path.join("tests", "backends", "cuda"), "-q", "-p", "no:cacheprovider",
                "-W", "error"]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     output = result.stdout + result.stderr

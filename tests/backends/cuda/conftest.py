@@ -1,14 +1,14 @@
 """CUDA backend tests: on a GPU when numba-cuda sees one, else under Numba's CUDA simulator.
 
 ``NUMBA_ENABLE_CUDASIM=1`` must be set before Numba is imported, so the main test
-run cannot switch the simulator on for itself: ``tests/test_cuda_simulator.py``
+run cannot switch the simulator on for itself: ``tests/backends/test_cuda_simulator.py``
 runs this directory in a subprocess with it set.  By hand::
 
-    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda     # no GPU needed
-    python -m pytest tests/cuda                            # on a GPU
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/backends/cuda     # no GPU needed
+    python -m pytest tests/backends/cuda                            # on a GPU
 
 Without numba-cuda, or with neither a GPU nor the simulator, nothing here is
-collected (``tests/test_cuda_simulator.py`` reports why it skips).  The autouse
+collected (``tests/backends/test_cuda_simulator.py`` reports why it skips).  The autouse
 fixture :func:`small_launch` shrinks the launch configuration (two threads per
 block, two sequences per block, 4x4 matrix tiles) so that the tiny shapes used here span several blocks, partial tiles and
 strided loops over hidden units, on the simulator and on a GPU alike.
