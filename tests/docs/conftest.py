@@ -6,7 +6,8 @@
 - ``asv_site``: ``asv run --python=same`` of one cheap benchmark (``ImportSuite``) saved under
   HEAD, then ``asv publish`` and ``vendor/localize.py``, all in a temporary folder (its own
   results, html and machine file, so the real ``asv_benchmarks/results`` is left alone); skips
-  where asv is not installed.
+  where asv is not installed.  ``NUMRNN_ASV_SITE=asv_benchmarks/html`` checks that published
+  dashboard instead (after ``bash asv_benchmarks/publish.sh``).
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ def docs_build(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def asv_site(tmp_path_factory):
+    published = os.environ.get("NUMRNN_ASV_SITE")
+    if published:  # check a dashboard publish.sh wrote instead, e.g. asv_benchmarks/html
+        assert os.path.isfile(os.path.join(published, "index.json")), f"no asv site in {published}"
+        return published
     pytest.importorskip("asv", reason="the bench extra (asv) is not installed")
     out = tmp_path_factory.mktemp("asv")
     config = {
