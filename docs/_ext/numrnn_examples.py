@@ -57,7 +57,22 @@ def _title_and_body(path):
     # A title that goes on to a second line (no blank line after the first) ends at the blank.
     while body and body[0].strip():
         title += " " + body.pop(0).strip()
-    return title.rstrip("."), "\n".join(body).strip()
+    return title.rstrip("."), _commands_as_code("\n".join(body).strip())
+
+
+def _commands_as_code(text):
+    """An indented block after a blank line (the scripts' ``python examples/...`` lines) as code.
+
+    reStructuredText would make it a block quote and turn its ``--`` options into dashes.
+    """
+    out, previous = [], ""
+    for line in text.splitlines():
+        starts_block = line.startswith("    ") and line.strip() and not previous.strip()
+        if starts_block and not (out and out[-2:-1] and out[-2].rstrip().endswith("::")):
+            out += [".. code-block:: text", ""]
+        out.append(line)
+        previous = line
+    return "\n".join(out)
 
 
 def _run(path, workdir):
