@@ -1,12 +1,12 @@
 """Small public-domain time series shipped with numrnn, loaded offline.
 
-=================  =========================================================  ======
-loader             series                                                     length
-=================  =========================================================  ======
+=====================  ==========================================================  ======
+loader                 series                                                      length
+=====================  ==========================================================  ======
 :func:`load_airline`   monthly airline passengers (thousands), 1949-01 .. 1960-12  144
 :func:`load_sunspots`  yearly mean sunspot activity, 1700 .. 2008                  309
-:func:`load_co2`       weekly Mauna Loa CO2 (ppm), 1958-03-29 .. 2001-12-29       2284
-=================  =========================================================  ======
+:func:`load_co2`       weekly Mauna Loa CO2 (ppm), 1958-03-29 .. 2001-12-29        2284
+=====================  ==========================================================  ======
 
 Each loader returns the values as a float64 array of shape ``(n,)``; with ``return_dates=True``
 it returns ``(values, dates)`` with the dates as ``numpy.datetime64`` (month, year or day

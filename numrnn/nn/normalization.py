@@ -89,7 +89,7 @@ class LayerNorm(Module):
 
         Parameters
         ----------
-        x : array_like, shape (..., *normalized_shape)
+        x : array_like, shape ``(..., *normalized_shape)``
 
         Returns
         -------

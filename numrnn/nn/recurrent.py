@@ -48,31 +48,7 @@ class RNNBase(ExclusiveUse, StackedParameters, Module):
 
     Parameters
     ----------
-    input_size : int
-        Features per timestep, ``I``.
-    hidden_size : int
-        Units per layer and direction, ``H``.
-    num_layers : int, default 1
-        Stacked layers, ``L``; layer ``k > 0`` reads the output of layer ``k - 1``.
-    bias : bool, default True
-        Whether to use ``bias_ih`` and ``bias_hh``.
-    batch_first : bool, default False
-        Whether ``x``, ``y``, ``dy`` and ``dx`` are (B, T, F) instead of (T, B, F).
-        States are always (L*D, B, H).
-    dropout : float in [0, 1), default 0
-        Dropout probability on the outputs of every layer but the last, in training
-        mode only.  Masks are drawn from a generator seeded by ``seed``.
-    bidirectional : bool, default False
-        Run a second direction over the reversed sequence and concatenate outputs.
-    dtype : {np.float32, np.float64}, default np.float32
-        Dtype of parameters and computation.
-    backend : {"auto", "cpu", "cuda"}, default "auto"
-        Where kernels run (see :func:`numrnn.backends.get_backend`).
-    seed : int or None
-        Seed for the initial weights, ``U(-1/sqrt(H), 1/sqrt(H))`` as in PyTorch, and
-        for dropout masks: an integer in ``[0, 2**63)``.  None draws one, which is
-        kept in :attr:`seed` and :meth:`config`, so the saved config of any layer
-        rebuilds the same initial weights.
+    @layer_parameters@
     """
 
     _exclusive_noun = "layer"
@@ -301,12 +277,9 @@ class RNN(RNNBase):
 
     Parameters
     ----------
-    input_size, hidden_size : int
+    @layer_parameters@
     nonlinearity : {"tanh", "relu"}, default "tanh"
-        The activation :math:`\phi`.
-    **kwargs
-        ``num_layers``, ``bias``, ``batch_first``, ``dropout``, ``bidirectional``,
-        ``dtype``, ``backend``, ``seed``: see :class:`RNNBase`.
+        The activation :math:`\phi` (keyword or fourth positional argument).
 
     Examples
     --------
@@ -330,7 +303,18 @@ class RNN(RNNBase):
 class LSTM(RNNBase):
     r"""Long short-term memory layer (as ``torch.nn.LSTM``; equations in :mod:`numrnn.cells.lstm`).
 
-    State is the pair ``(h, c)``, each (L*D, B, H).
+    .. math::
+
+        i, f, g, o &= \sigma(a_i), \sigma(a_f), \tanh(a_g), \sigma(a_o), \qquad
+            a = W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh} \\
+        c_t &= f \odot c_{t-1} + i \odot g, \qquad h_t = o \odot \tanh(c_t)
+
+    State is the pair ``(h, c)``, each (L*D, B, H); weights stack the gates in PyTorch's
+    order (i, f, g, o): ``weight_ih_l{k}`` (4H, I or D*H), ``weight_hh_l{k}`` (4H, H).
+
+    Parameters
+    ----------
+    @layer_parameters@
 
     Examples
     --------
@@ -347,13 +331,11 @@ class GRU(RNNBase):
 
     Parameters
     ----------
-    input_size, hidden_size : int
+    @layer_parameters@
     reset_after : bool, default True
         True: PyTorch/cuDNN form, :math:`n = \tanh(W_{in} x + b_{in} + r \odot (W_{hn} h + b_{hn}))`.
         False: Cho et al. (2014), :math:`n = \tanh(W_{in} x + b_{in} + W_{hn} (r \odot h) + b_{hn})`,
-        with the same parameter names and shapes.
-    **kwargs
-        See :class:`RNNBase`.
+        with the same parameter names and shapes (keyword or fourth positional argument).
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, reset_after=True, **kwargs):
@@ -363,3 +345,37 @@ class GRU(RNNBase):
 
     def _extra_config(self):
         return {"reset_after": self.reset_after}
+
+
+# Every layer's docstring lists every parameter it takes (help(numrnn.LSTM) shows them), from
+# one text: RNNBase's constructor parameters.
+_LAYER_PARAMETERS = """\
+    input_size : int
+        Features per timestep, ``I``.
+    hidden_size : int
+        Units per layer and direction, ``H``.
+    num_layers : int, default 1
+        Stacked layers, ``L``; layer ``k > 0`` reads the output of layer ``k - 1``.
+    bias : bool, default True
+        Whether to use ``bias_ih`` and ``bias_hh``.
+    batch_first : bool, default False
+        Whether ``x``, ``y``, ``dy`` and ``dx`` are (B, T, F) instead of (T, B, F).
+        States are always (L*D, B, H).
+    dropout : float in [0, 1), default 0
+        Dropout probability on the outputs of every layer but the last, in training
+        mode only.  Masks are drawn from a generator seeded by ``seed``.
+    bidirectional : bool, default False
+        Run a second direction over the reversed sequence and concatenate outputs.
+    dtype : {np.float32, np.float64}, default np.float32
+        Dtype of parameters and computation.
+    backend : {"auto", "cpu", "cuda"}, default "auto"
+        Where kernels run (see :func:`numrnn.backends.get_backend`).
+    seed : int or None
+        Seed for the initial weights, ``U(-1/sqrt(H), 1/sqrt(H))`` as in PyTorch, and
+        for dropout masks: an integer in ``[0, 2**63)``.  None draws one, which is
+        kept in :attr:`seed` and :meth:`config`, so the saved config of any layer
+        rebuilds the same initial weights."""
+
+for _layer in (RNNBase, RNN, LSTM, GRU):
+    _layer.__doc__ = _layer.__doc__.replace("    @layer_parameters@", _LAYER_PARAMETERS)
+del _layer
