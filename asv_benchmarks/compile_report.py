@@ -171,9 +171,9 @@ def _child(workload):
                 Forecaster(horizon=12).fit(series, progress=False)
         else:
             raise SystemExit(f"unknown workload {workload!r}")
-        from numrnn import _jit
+        from numrnn.warmup import cache_dir
 
-        out["cache_dir"] = _jit.cache_dir()
+        out["cache_dir"] = cache_dir()
     for label in ("first", "second"):
         cpu, wall = _cpu_seconds(), time.perf_counter()
         run()
