@@ -71,6 +71,27 @@ def as_float_array(value, name, dtype, allow_nonfinite=False):
     return array
 
 
+def check_state_dict(state_dict, expected, owner):
+    """Validate a ``state_dict`` for ``load_state_dict``: ``{name: cast array}``, nothing stored.
+
+    ``expected`` maps each name to ``(shape, dtype)``; entries are cast with
+    :func:`as_float_array` (real and finite) and shape-checked.  ``owner`` finishes the
+    message "state_dict does not match ..." (e.g. ``"LSTMCell"`` or ``"the layer"``).
+    """
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"state_dict must be a dict of arrays, got {type(state_dict).__name__}")
+    missing = [name for name in expected if name not in state_dict]
+    unexpected = [name for name in state_dict if name not in expected]
+    if missing or unexpected:
+        raise ValueError(f"state_dict does not match {owner}: missing {missing}, unexpected {unexpected}")
+    loaded = {}
+    for name, (shape, dtype) in expected.items():
+        array = as_float_array(state_dict[name], f"state_dict[{name!r}]", dtype)
+        check_shape(array, shape, f"state_dict[{name!r}]")
+        loaded[name] = array
+    return loaded
+
+
 def check_shape(array, expected, name):
     """Check ``array.shape == expected`` (``None`` entries match anything)."""
     ok = array.ndim == len(expected) and all(e is None or e == a for e, a in zip(expected, array.shape))

@@ -273,20 +273,8 @@ class CellBase(ExclusiveUse):
         ``ValueError`` naming missing, unexpected or wrong-shaped entries; on error nothing
         is changed.
         """
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict of arrays, got {type(state_dict).__name__}")
-        expected = self._param_shapes()
-        missing = [name for name in expected if name not in state_dict]
-        unexpected = [name for name in state_dict if name not in expected]
-        if missing or unexpected:
-            raise ValueError(
-                f"state_dict does not match {type(self).__name__}: missing {missing}, unexpected {unexpected}"
-            )
-        loaded = {}
-        for name, shape in expected.items():
-            array = check.as_float_array(state_dict[name], f"state_dict[{name!r}]", self.dtype)
-            check.check_shape(array, shape, f"state_dict[{name!r}]")
-            loaded[name] = array
+        expected = {name: (shape, self.dtype) for name, shape in self._param_shapes().items()}
+        loaded = check.check_state_dict(state_dict, expected, type(self).__name__)
         for name, array in loaded.items():
             self.params[name][...] = array
         self.clear_saved()

@@ -417,17 +417,8 @@ class Module:
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict must be a dict of arrays, got {type(state_dict).__name__}")
         before = self.state_dict()
-        missing = [k for k in before if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in before]
-        if missing or unexpected:
-            raise ValueError(
-                f"state_dict does not match {type(self).__name__}: missing {missing}, unexpected {unexpected}"
-            )
-        loaded = {}
-        for k, old in before.items():
-            arr = check.as_float_array(state_dict[k], f"state_dict[{k!r}]", old.dtype)
-            check.check_shape(arr, old.shape, f"state_dict[{k!r}]")
-            loaded[k] = arr
+        expected = {k: (old.shape, old.dtype) for k, old in before.items()}
+        loaded = check.check_state_dict(state_dict, expected, type(self).__name__)
         own = self.__dict__.setdefault("_params", {})
         done = []
         try:
