@@ -5,9 +5,10 @@ Stand-alone (not an asv suite: it starts a cluster).  In one run, on
 process:
 
 * **speed-up**: ``GlobalForecaster.fit`` on ``--n-series`` synthetic series in this process and
-  with ``client=`` (``--shards`` shards of the pandas frame): median wall seconds, CPU seconds
-  (this process plus the workers), seconds per optimiser step, and the largest relative
-  parameter difference between the two fits;
+  with ``client=`` (``--shards`` shards of the pandas frame), for each of ``--batch-sizes`` and,
+  on the cluster, each of ``--speed-local-steps``: median wall seconds, CPU seconds (this
+  process plus the workers), seconds per optimiser step, the speed-up, and the largest relative
+  parameter difference between the single-process fit and the cluster's ``local_steps=1`` fit;
 * **round trip**: the per-step overhead, from a fit whose steps do almost no work (2 windows,
   hidden size 2): its wall seconds per round trip on the cluster minus in this process;
 * **capacity**: the same arithmetic on one worker and on both at once, before and after the
@@ -48,22 +49,30 @@ def _max_rel(a, b):
     return out
 
 
-def speed(df, options, client, shards, repeats):
-    """Median wall / CPU seconds of the fit here and on the cluster."""
+def speed(df, options, client, shards, repeats, batch_sizes, ks):
+    """Median wall / CPU seconds of the fit here and on the cluster, for each batch size and
+    each ``local_steps`` of ``ks``; the parameter gap to this process for ``local_steps=1``."""
     steps = options["epochs"] * options["steps_per_epoch"] * options["ensemble"]
     out = {}
-    fits = {}
-    for name, kw in (("one_process", {}), ("cluster", {"client": client, "shards": shards})):
-        walls, cpus = [], []
-        for _ in range(repeats):
-            gf, wall, cpu = _timed(lambda kw=kw: _fit(options, df, **kw), client)
-            walls.append(wall)
-            cpus.append(cpu)
-        fits[name] = gf
-        out[name] = {"wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus),
-                     "s_per_step": statistics.median(walls) / steps}
-    out["speedup"] = out["one_process"]["wall_s"] / out["cluster"]["wall_s"]
-    out["max_rel_param_diff"] = _max_rel(fits["one_process"], fits["cluster"])
+    for batch_size in batch_sizes:
+        opts = dict(options, batch_size=batch_size)
+        runs = [("one_process", {})] + [(f"cluster_local_steps={k}", {"client": client, "shards": shards,
+                                                                       "local_steps": k}) for k in ks]
+        row, fits = {}, {}
+        for name, kw in runs:
+            walls, cpus = [], []
+            for _ in range(repeats):
+                gf, wall, cpu = _timed(lambda kw=kw: _fit(opts, df, **kw), client)
+                walls.append(wall)
+                cpus.append(cpu)
+            fits[name] = gf
+            row[name] = {"wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus),
+                         "s_per_step": statistics.median(walls) / steps}
+            if name != "one_process":
+                row[name]["speedup"] = row["one_process"]["wall_s"] / row[name]["wall_s"]
+        if "cluster_local_steps=1" in fits:
+            row["max_rel_param_diff"] = _max_rel(fits["one_process"], fits["cluster_local_steps=1"])
+        out[f"batch_size={batch_size}"] = row
     return out
 
 
@@ -144,7 +153,7 @@ def run(args):
 
     options = dict(horizon=args.horizon, season_length=args.season, lookback=args.lookback,
                    hidden_size=args.hidden_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                   batch_size=args.batch_size, ensemble=1, seed=0)
+                   batch_size=args.batch_sizes[0], ensemble=1, seed=0)
     df = make_frame(args.n_series, args.length)
     report = {"n_series": args.n_series, "length": args.length, "options": options, "cpus": os.cpu_count(),
               "load_average_start": os.getloadavg()}
@@ -155,7 +164,8 @@ def run(args):
             _fit(dict(options, epochs=1, steps_per_epoch=2), df.iloc[:600], client=client)  # warm both paths
             _fit(dict(options, epochs=1, steps_per_epoch=2), df.iloc[:600])
             report["capacity_before"] = capacity(client)
-            report["speed"] = speed(df, options, client, args.shards, args.repeats)
+            report["speed"] = speed(df, options, client, args.shards, args.repeats, args.batch_sizes,
+                                    args.speed_local_steps)
             report["capacity_after"] = capacity(client)
             report["round_trip"] = round_trip(df, options, client, args.shards)
             acc = dict(options, epochs=args.accuracy_epochs, batch_size=64, steps_per_epoch=40)
@@ -173,9 +183,12 @@ def main(argv=None):
     parser.add_argument("--season", type=int, default=12)
     parser.add_argument("--lookback", type=int, default=24)
     parser.add_argument("--hidden-size", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=1024, help="windows per step (default 1024)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1024, 4096],
+                        help="windows per step of the timed fits (default 1024 4096)")
+    parser.add_argument("--speed-local-steps", type=int, nargs="+", default=[1, 8],
+                        help="local_steps of the timed cluster fits (default 1 8)")
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--steps-per-epoch", type=int, default=20)
+    parser.add_argument("--steps-per-epoch", type=int, default=60)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per configuration; medians are reported")
     parser.add_argument("--local-steps", type=int, nargs="*", default=[4, 8])

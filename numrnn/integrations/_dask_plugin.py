@@ -22,13 +22,16 @@ def warm_up(cells, dtypes):
     import numba
 
     import numrnn
+    from numrnn.integrations.dask import tune_worker_malloc
 
+    threshold = tune_worker_malloc()
     start = time.perf_counter()
     report = numrnn.warmup(cells=cells, dtypes=dtypes, progress=False)
     WORKER_STATE.update(
         numba_num_threads=int(numba.config.NUMBA_NUM_THREADS),
         cache_dir=report.cache_dir,
         warmup_s=time.perf_counter() - start,
+        mmap_threshold=threshold,
         pid=os.getpid(),
     )
     return dict(WORKER_STATE)

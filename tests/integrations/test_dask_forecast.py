@@ -14,7 +14,7 @@ pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
 from numrnn.forecast import Forecaster  # noqa: E402
-from numrnn.integrations.dask import forecast_many, numba_environ, prepare_workers  # noqa: E402
+from numrnn.integrations.dask import MMAP_THRESHOLD, forecast_many, numba_environ, prepare_workers  # noqa: E402
 
 OPTIONS = dict(lookback=6, hidden_size=4, epochs=4, ensemble=1, validation=0, batch_size=16, seed=5)
 HORIZON = 3
@@ -62,6 +62,18 @@ def test_import_does_not_import_dask():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.parametrize("env, expected", [({"MALLOC_TRIM_THRESHOLD_": "65536"}, MMAP_THRESHOLD),
+                                          ({}, None),  # glibc's sliding threshold left alone
+                                          ({"MALLOC_TRIM_THRESHOLD_": "65536", "MALLOC_MMAP_THRESHOLD_": "1048576"}, None)])
+def test_tune_worker_malloc(env, expected):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    code = "from numrnn.integrations.dask import tune_worker_malloc; print(tune_worker_malloc())"
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == str(expected)
+
+
 def test_local_equals_one_forecaster_per_series():
     df = _frame(4)
     expected = _one_process(df)
@@ -91,6 +103,8 @@ def test_cluster_equals_one_process_and_workers_prepared(cluster):
     _, client = cluster
     states = prepare_workers(client)
     assert len(states) == 2 and all(s["numba_num_threads"] == 1 for s in states.values())
+    if sys.platform.startswith("linux"):  # the nanny's MALLOC_TRIM_THRESHOLD_ fixed the mmap threshold
+        assert all(s["mmap_threshold"] == MMAP_THRESHOLD for s in states.values()), states
     df = _frame(6)
     expected = _one_process(df)
     _assert_same(forecast_many(df, HORIZON, client=client, **OPTIONS), expected)
