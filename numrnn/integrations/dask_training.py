@@ -11,6 +11,9 @@ The algorithm
   blocks of a pandas DataFrame's sorted series.  Each shard is read, scaled and packed *on a
   worker*, as a Dask future that the steps depend on; for a dask DataFrame the driver only ever
   holds the series' keys and lengths.
+* **Actors.**  Each shard has a :class:`ShardTrainer` actor on the worker holding it, which the
+  driver calls directly (no task through the scheduler per step): a round trip measured 2.8 ms
+  on a ``LocalCluster``, against 11.8 ms for ``submit`` and ``gather`` of tasks.
 * **One step** (``local_steps=1``).  The driver draws the mini-batch of (series, origin) pairs
   exactly as the single-process fit does (same generator, same global series order), sends the
   current parameters with each shard's rows of it to that shard, and every shard returns the
@@ -35,9 +38,10 @@ The algorithm
   of one per step; the result still does not depend on the number of workers, but it is no
   longer the single-process fit.
 * **Faults.**  Shards are Dask futures with their lineage (the partition, or the shard's series
-  inline in the graph), so when a worker dies the scheduler rebuilds its shards on the
-  surviving or restarted workers and the step's tasks rerun: the fit carries on, with the same
-  result (tested by killing a worker mid-fit).  If the workers do not answer within ``timeout``
+  inline in the graph).  When a worker dies its actors' futures fail; the driver (checking every
+  :attr:`DaskTrainer.POLL_S` seconds while it waits) builds new actors, the scheduler rebuilds
+  their shards on the surviving or restarted workers, and the round reruns with the same
+  arguments: the fit carries on, with the same result (tested by killing a worker mid-fit).  If the workers do not answer within ``timeout``
   seconds, or a task fails (Dask's ``KilledWorker`` after repeated losses), the fit raises
   ``RuntimeError`` naming the workers lost since it began.
 
