@@ -15,6 +15,12 @@ a truncated, corrupt, edited or crafted file raises a :class:`ValueError` naming
 instead of loading silently bad weights, exhausting memory or blocking.  :func:`load` also checks
 the arrays against the saved config before it builds anything.
 
+Module classes of your own (:class:`numrnn.nn.Module` subclasses with a ``config()``) are saved by
+class path, ``{"type": "class", "module": ..., "qualname": ..., "config": ...}``, never pickled;
+:func:`load` imports them by that path (or takes them from its ``classes`` allow-list) and rebuilds
+them from their config: see :func:`save` for what such a class must provide, and :func:`load`'s
+notes for what importing a module named in a file means.
+
 Examples
 --------
 >>> import numpy as np, os, tempfile
@@ -35,6 +41,7 @@ import os
 import re
 import socket
 import stat
+import sys
 import tempfile
 import zipfile
 
@@ -318,10 +325,30 @@ def _nested_too_deep(text):
 
 
 def save(path, obj, optimizer=None):
-    """Save a module (a numrnn layer, a :mod:`numrnn.nn` module or a stack of them) and, optionally,
-    its optimiser.
+    """Save a module (a numrnn layer, a :mod:`numrnn.nn` module, a stack of them, or a module class
+    of your own built from them) and, optionally, its optimiser.
 
-    The module must have ``config()`` and ``state_dict()``; it is rebuilt by :func:`load`.
+    numrnn's own modules are saved by their ``config()``.  A module class of your own (a
+    :class:`numrnn.nn.Module` subclass) is saved *by class path* with no pickle: the file holds
+    the class's module and name, the keyword arguments its ``config()`` returns and the arrays of
+    its ``state_dict()``; :func:`load` imports the class and rebuilds it with ``cls(**config)``.
+    Such a class must
+
+    * subclass :class:`numrnn.nn.Module`;
+    * be defined at the top level of an importable module: not inside a function (a
+      ``<locals>`` class), not in another class, not in ``__main__`` (a script or notebook,
+      which another process cannot import);
+    * define ``config()``, returning a dict of JSON-serialisable keyword arguments (str keys;
+      numbers, strings, bools, None, lists and dicts of them) such that ``cls(**config)``
+      builds a module with the same ``state_dict`` names, shapes and dtypes (the weights are
+      then loaded from the file).
+
+    Each of these is checked here (the class is rebuilt once from its JSON-round-tripped config
+    and its ``state_dict`` compared), and a class that fails one is refused with a
+    ``TypeError`` naming it and what is missing, before anything is written: no file is written
+    that :func:`load` cannot load.  Your modules may sit anywhere in a :class:`numrnn.nn.Sequential`
+    and may hold numrnn modules, other modules of yours and Sequentials as children (their
+    constructor builds them).
 
     Parameters
     ----------
@@ -329,10 +356,31 @@ def save(path, obj, optimizer=None):
     obj : module
     optimizer : numrnn.optim.Optimizer, optional
         Its hyperparameters, step count and state are saved too.
-    """
-    from numrnn import nn
 
-    spec = nn.module_spec(obj)
+    Raises
+    ------
+    TypeError
+        If ``obj`` (or a module in it) cannot be saved and rebuilt (the message names its class
+        and why), or ``optimizer`` is not one that :func:`load` rebuilds.
+
+    Examples
+    --------
+    A module of your own, in an importable file ``mymodels.py``::
+
+        class Tagger(nn.Module):
+            def __init__(self, vocab, hidden, seed=0):
+                super().__init__()
+                self.embed = nn.Embedding(vocab, hidden, seed=seed)
+                self.rnn = numrnn.LSTM(hidden, hidden, seed=seed + 1)
+                self.head = nn.Linear(hidden, vocab, seed=seed + 2)
+                self.vocab, self.hidden, self.seed = vocab, hidden, seed
+
+            def config(self):
+                return {"vocab": self.vocab, "hidden": self.hidden, "seed": self.seed}
+
+    then ``numrnn.io.save("tagger.npz", Tagger(100, 32))`` and ``numrnn.io.load("tagger.npz")``.
+    """
+    spec = _describe(obj, "obj")
     arrays = {f"model/{k}": np.asarray(v) for k, v in obj.state_dict().items()}
     config = {"module": spec, "optimizer": None}
     if optimizer is not None:
@@ -342,16 +390,26 @@ def save(path, obj, optimizer=None):
     save_npz(path, "module", config, arrays)
 
 
-def load(path):
+def load(path, classes=None):
     """Load what :func:`save` wrote.
 
     The arrays are checked against the saved config (every parameter and optimiser state array
     present with the shape and dtype the config implies, nothing else) before any module or
     optimiser is built, so a crafted config cannot make this allocate more than the file holds.
 
+    A module class of your own (saved by class path, see :func:`save`) is imported by its path,
+    after every other check of the file has passed, and rebuilt from its saved config; the
+    arrays saved for it are then checked against the rebuilt module's ``state_dict`` (names,
+    shapes, dtypes) before any weight is loaded.  Nothing is unpickled, and the whole model is
+    returned loaded or not at all.
+
     Parameters
     ----------
     path : str or os.PathLike
+    classes : iterable of type, optional
+        The module classes of your own that the file may name.  Given, a class named in the
+        file must be one of them and **nothing is imported**; None (the default) imports the
+        module the file names.
 
     Returns
     -------
@@ -365,7 +423,21 @@ def load(path):
     FileNotFoundError
         If there is no such file.
     ValueError
-        If :func:`load_npz` refuses the file, or its arrays do not fit its config.
+        If :func:`load_npz` refuses the file, its arrays do not fit its config, or a class it
+        names cannot be imported, is not a :class:`numrnn.nn.Module` subclass, is not in
+        ``classes``, fails to build from its config, or builds a module whose ``state_dict``
+        does not match the saved arrays.
+
+    Notes
+    -----
+    **Importing a module runs its top-level code.**  With ``classes=None`` a file can make this
+    function import any module importable here (``importlib.import_module`` of the saved module
+    path, a dotted name, never ``__main__``), as ``import`` would; only then is the named
+    object checked, and an object that is not a :class:`numrnn.nn.Module` subclass is refused
+    without being called.  The constructor of a class that passes runs with the saved config.
+    Load files from sources you trust as much as the packages you have installed, or pass
+    ``classes=[MyModel, ...]``, with which a file can name only those classes.  Files that
+    hold only numrnn's own modules import nothing.
     """
     from numrnn import nn
 
@@ -373,7 +445,8 @@ def load(path):
     try:
         if not isinstance(config, dict):
             raise ValueError(f"config must be a dict, got {type(config).__name__}")
-        params = _check_module(config.get("module"), arrays, "model/")
+        user_nodes = []
+        params = _check_module(config.get("module"), arrays, "model/", user_nodes)
         expected = set(params)
         if config.get("optimizer") is not None:
             keyed = {name[len("model/"):]: arr for name, arr in params.items()}
@@ -381,7 +454,13 @@ def load(path):
         unexpected = sorted(set(arrays) - expected)
         if unexpected:
             raise ValueError(f"unexpected arrays {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-        module = nn.module_from_spec(config["module"])
+        if user_nodes:
+            allowed = _allowed_classes(classes)
+            for node in user_nodes:  # every import after every check of the file, before any build
+                node["cls"] = _resolve_class(node["spec"], node["prefix"], allowed)
+            module = _build(config["module"], "model/", {node["prefix"]: node for node in user_nodes})
+        else:
+            module = nn.module_from_spec(config["module"])
         module.load_state_dict({name[len("model/"):]: arr for name, arr in params.items()})
         optimizer = None
         if config.get("optimizer") is not None:
@@ -389,6 +468,180 @@ def load(path):
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"cannot load {os.fspath(path)!r}: the saved model does not fit its config ({exc})") from None
     return module, optimizer
+
+
+# ---------------------------------------------------------------- module classes of your own
+
+#: ``type`` of the spec of a module saved by class path.
+_CLASS = "class"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _describe(module, where):
+    """The spec :func:`load` rebuilds ``module`` from: :func:`numrnn.nn.module_spec`'s for
+    numrnn's modules; ``{"type": "class", "module", "qualname", "config"}`` for a module class of
+    your own (checked to be loadable: see :func:`save`), also inside a Sequential."""
+    from numrnn import nn
+    from numrnn.nn.containers import _registry
+
+    registry = _registry()
+    cls = type(module)
+    if registry.get(cls.__name__) is cls:
+        if cls is not nn.Sequential:
+            return nn.module_spec(module)
+        names = list(module._children_dict())
+        config = {"modules": [_describe(m, f"{where}[{n!r}]") for n, m in zip(names, module.modules)]}
+        if names != [str(i) for i in range(len(names))]:
+            config["names"] = names
+        return {"type": "Sequential", "config": config}
+    return _class_spec(module, where, sorted(registry))
+
+
+def _class_spec(module, where, known):
+    """The class-path spec of a module of the user's own class, after checking that :func:`load`
+    can import and rebuild it; ``TypeError`` naming the class and what is missing otherwise."""
+    from numrnn import nn
+
+    cls = type(module)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+
+    def refuse(why):
+        raise TypeError(
+            f"cannot describe a {cls.__name__}: only numrnn's modules {known} and "
+            f"numrnn.nn.Module subclasses defined at the top level of an importable module with a config() "
+            f"can be saved and rebuilt; {name} (at {where}) {why}"
+        )
+
+    if not issubclass(cls, nn.Module):
+        refuse("is not a numrnn.nn.Module subclass")
+    if "<locals>" in cls.__qualname__:
+        refuse("is defined inside a function: io.load imports classes by path, and can import only one "
+               "defined at the top level of a module")
+    if "." in cls.__qualname__:
+        refuse("is defined inside a class: define it at the top level of its module")
+    if cls.__module__ == "__main__":
+        refuse("is defined in __main__ (a script or notebook), which io.load in another process cannot "
+               "import: move it into a module and import it from there")
+    if getattr(sys.modules.get(cls.__module__), cls.__qualname__, None) is not cls:
+        refuse(f"is not what importing {cls.__qualname__} from {cls.__module__} gives")
+    if cls.config is nn.Module.config:
+        refuse("does not define config(): it must return the keyword arguments that rebuild it, "
+               "as a JSON-serialisable dict")
+    config = module.config()
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        refuse(f"config() must return a dict with str keys, got {type(config).__name__}")
+    try:
+        config = json.loads(json.dumps(config, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        refuse(f"config() must be JSON-serialisable (numbers, str, bool, None, lists and dicts): {exc}")
+    try:
+        twin = cls(**config)
+    except Exception as exc:
+        refuse(f"cannot be rebuilt by {cls.__qualname__}(**config()) ({type(exc).__name__}: {exc})")
+    mismatch = _state_mismatch(_layout(twin.state_dict()), _layout(module.state_dict()))
+    if mismatch:
+        refuse(f"is not rebuilt by {cls.__qualname__}(**config()): its state_dict differs ({mismatch})")
+    return {"type": _CLASS, "module": cls.__module__, "qualname": cls.__qualname__, "config": config}
+
+
+def _layout(state):
+    """``{name: (shape, dtype)}`` of a state dict."""
+    return {k: (tuple(np.shape(v)), np.asarray(v).dtype) for k, v in state.items()}
+
+
+def _state_mismatch(built, saved):
+    """How the ``_layout`` ``saved`` differs from ``built`` (a module's), or "" if it does not."""
+    missing = sorted(set(built) - set(saved))
+    unexpected = sorted(set(saved) - set(built))
+    if missing or unexpected:
+        return f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+    for k, (shape, dtype) in built.items():
+        if saved[k] != (shape, dtype):
+            return f"{k!r} is {saved[k][1]}{saved[k][0]}, the module's is {dtype}{shape}"
+    return ""
+
+
+def _check_class_spec(spec, arrays, prefix, user_nodes):
+    """Check a class-path spec's form (nothing imported) and claim the arrays under ``prefix``;
+    they are checked against the rebuilt module by :func:`_build`."""
+    module, qualname = spec.get("module"), spec.get("qualname")
+    if not isinstance(module, str) or not all(_IDENTIFIER.fullmatch(part) for part in module.split(".")):
+        raise ValueError(f"{prefix}module: a class's module must be a dotted name, got {module!r}")
+    if module == "__main__" or module.startswith("__main__."):
+        raise ValueError(f"{prefix}module: classes from __main__ are not imported, got {module!r}")
+    if not isinstance(qualname, str) or not _IDENTIFIER.fullmatch(qualname):
+        raise ValueError(f"{prefix}qualname: a class's name must be an identifier (a top-level class), got {qualname!r}")
+    found = {name: arr for name, arr in arrays.items() if name.startswith(prefix)}
+    user_nodes.append({"spec": spec, "prefix": prefix, "arrays": found})
+    return found
+
+
+def _allowed_classes(classes):
+    """``{"module:qualname": class}`` of load's ``classes`` (None: None, import by path)."""
+    from numrnn import nn
+
+    if classes is None:
+        return None
+    if isinstance(classes, (str, type)):
+        raise TypeError(f"classes must be an iterable of classes or None, got {classes!r}")
+    allowed = {}
+    for cls in classes:
+        if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+            raise TypeError(f"classes must hold numrnn.nn.Module subclasses, got {cls!r}")
+        allowed[f"{cls.__module__}:{cls.__qualname__}"] = cls
+    return allowed
+
+
+def _resolve_class(spec, prefix, allowed):
+    """The class a class-path spec names: from ``allowed`` (importing nothing), or imported."""
+    import importlib
+
+    from numrnn import nn
+
+    module, qualname = spec["module"], spec["qualname"]
+    where = f"{prefix}: class {module}.{qualname}"
+    if allowed is not None:
+        cls = allowed.get(f"{module}:{qualname}")
+        if cls is None:
+            raise ValueError(f"{where} is not one of classes={sorted(allowed)} (nothing was imported)")
+        return cls
+    try:
+        imported = importlib.import_module(module)
+    except ImportError as exc:
+        raise ValueError(f"{where}: cannot import module {module!r} ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # the module's own code failed
+        raise ValueError(f"{where}: importing module {module!r} raised {type(exc).__name__}: {exc}") from None
+    cls = getattr(imported, qualname, None)
+    if cls is None:
+        raise ValueError(f"{where}: module {module!r} has no attribute {qualname!r}")
+    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+        raise ValueError(f"{where} is a {type(cls).__name__}, not a numrnn.nn.Module subclass (it was not called)")
+    return cls
+
+
+def _build(spec, prefix, user_nodes):
+    """Build the module of a checked spec holding class-path specs (``user_nodes`` by prefix)."""
+    from numrnn import nn
+
+    node = user_nodes.get(prefix)
+    if node is not None:
+        cls, config = node["cls"], spec["config"]
+        try:
+            module = cls(**config)
+        except Exception as exc:
+            raise ValueError(f"{prefix}: {cls.__qualname__}(**config) raised {type(exc).__name__}: {exc}") from None
+        saved = {name[len(prefix):]: (arr.shape, arr.dtype) for name, arr in node["arrays"].items()}
+        mismatch = _state_mismatch(_layout(module.state_dict()), saved)
+        if mismatch:
+            raise ValueError(f"{prefix}: the arrays saved for {cls.__qualname__} do not fit the module its config "
+                             f"builds ({mismatch})")
+        return module
+    if spec["type"] != "Sequential":
+        return nn.module_from_spec(spec)
+    config = spec["config"]
+    names = config.get("names", [str(i) for i in range(len(config["modules"]))])
+    modules = [_build(sub, f"{prefix}{name}.", user_nodes) for name, sub in zip(names, config["modules"])]
+    return nn.Sequential(dict(zip(names, modules))) if "names" in config else nn.Sequential(*modules)
 
 
 #: Gate blocks stacked in a recurrent layer's weights, by layer class name (from the cell registry).
@@ -407,11 +660,13 @@ def _expect(arrays, name, shape, dtype):
     return arr
 
 
-def _check_module(spec, arrays, prefix):
+def _check_module(spec, arrays, prefix, user_nodes=None):
     """Check that ``arrays`` hold every parameter the :func:`numrnn.nn.module_spec` ``spec`` implies.
 
     Nothing is built: the sizes in ``spec`` are checked against the arrays at hand, and the loop
-    over layers stops at the first missing one, so a huge config fails fast.
+    over layers stops at the first missing one, so a huge config fails fast.  A module saved by
+    class path (only with ``user_nodes``, a list) claims every array under its prefix and is
+    appended to ``user_nodes``, to be checked against the module its config builds.
 
     Returns
     -------
@@ -430,8 +685,10 @@ def _check_module(spec, arrays, prefix):
             raise ValueError(f"{prefix}names: a Sequential's 'names' must be a list of {len(modules)} strings")
         found = {}
         for name, sub in zip(names, modules):
-            found.update(_check_module(sub, arrays, f"{prefix}{name}."))
+            found.update(_check_module(sub, arrays, f"{prefix}{name}.", user_nodes))
         return found
+    if kind == _CLASS and user_nodes is not None:
+        return _check_class_spec(spec, arrays, prefix, user_nodes)
     if kind in _PARAMETERLESS:
         return {}
     if kind not in ("Linear", "Embedding", "LayerNorm", *_GATES):  # a tuple: unhashable crafted types compare unequal

@@ -568,3 +568,212 @@ def test_save_refuses_an_optimiser_that_load_cannot_rebuild(tmp_path):
     with pytest.raises(TypeError, match="optimizer must be one of SGD, Adam, AdamW"):
         nio.save(path, model, optim.LBFGS())
     assert not path.exists()
+
+
+# ---------------------------------------------------------------- module classes of your own (by class path)
+
+import io_user_models as user  # noqa: E402  (tests/ is on sys.path: conftest.py)
+
+
+def trained(model, tokens):
+    """``model`` after one Adam step, so no weight is at its initial value."""
+    out = model(tokens)
+    model.backward(np.ones_like(out))
+    Adam(lr=0.05).step(model.params, model.grads)
+    return model
+
+
+def assert_same_weights(loaded, model):
+    a, b = loaded.state_dict(), model.state_dict()
+    assert list(a) == list(b)
+    for k in b:
+        assert a[k].dtype == b[k].dtype, k
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_user_module_round_trip_is_bitwise(tmp_path):
+    tokens = np.random.default_rng(0).integers(0, 7, size=(5, 3))
+    model = trained(user.Tagger(7, 4, seed=3, dtype="float64"), tokens)
+    opt = Adam(lr=0.01)
+    out = model(tokens)
+    model.backward(np.ones_like(out))
+    opt.step(model.params, model.grads)
+    path = tmp_path / "tagger.npz"
+    nio.save(path, model, optimizer=opt)
+    spec = raw_meta(path)[0]["config"]["module"]
+    assert spec == {"type": "class", "module": "io_user_models", "qualname": "Tagger",
+                    "config": {"vocab": 7, "hidden": 4, "seed": 3, "dtype": "float64"}}
+    loaded, loaded_opt = nio.load(path)
+    assert type(loaded) is user.Tagger and loaded.config() == model.config()
+    assert_same_weights(loaded, model)
+    np.testing.assert_array_equal(loaded(tokens), model(tokens))
+    assert set(loaded_opt.state) == set(opt.state) and "rnn.weight_hh_l0" in loaded_opt.state
+    for k, st in opt.state.items():
+        for slot, value in st.items():
+            np.testing.assert_array_equal(loaded_opt.state[k][slot], value)
+    again, _ = nio.load(path, classes=[user.Stacked, user.Tagger])  # the allow-list form
+    np.testing.assert_array_equal(again(tokens), model(tokens))
+
+
+def test_user_modules_nested_in_sequential_and_in_each_other(tmp_path):
+    from collections import OrderedDict
+
+    tokens = np.random.default_rng(1).integers(0, 6, size=(4, 2))
+    model = nn.Sequential(OrderedDict(
+        body=user.Stacked(6, 3, 2, seed=5), act=nn.ReLU(), head=nn.Linear(2, 2, seed=9),
+    ))
+    for name, v in model.params.items():  # every weight moved off its seeded value
+        v += np.random.default_rng(len(name)).normal(size=v.shape).astype(v.dtype) * 0.1
+    path = tmp_path / "nested.npz"
+    nio.save(path, model)
+    spec = raw_meta(path)[0]["config"]["module"]
+    assert spec["type"] == "Sequential" and spec["config"]["names"] == ["body", "act", "head"]
+    assert spec["config"]["modules"][0]["qualname"] == "Stacked"
+    assert spec["config"]["modules"][2] == nn.module_spec(model.head)
+    loaded, _ = nio.load(path)
+    assert [type(m) for m in loaded] == [user.Stacked, nn.ReLU, nn.Linear]
+    assert "body.scale" in loaded.state_dict() and "body.tagger.rnn.weight_ih_l0" in loaded.state_dict()
+    assert_same_weights(loaded, model)
+    np.testing.assert_array_equal(loaded(tokens), model(tokens))
+    plain = nn.Sequential(user.Tagger(3, 2), nn.Tanh())  # unnamed: "0", "1"
+    nio.save(path, plain)
+    assert "names" not in raw_meta(path)[0]["config"]["module"]["config"]
+    assert_same_weights(nio.load(path)[0], plain)
+
+
+def _local_class():
+    class Local(user.NoConfig):
+        def config(self):
+            return {}
+
+    return Local
+
+
+MAIN_CLASS = type("Script", (user.NoConfig,), {"config": lambda self: {}, "__module__": "__main__"})
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (user.NoConfig, r"io_user_models.NoConfig \(at obj\) does not define config\(\)"),
+        (user.ArrayConfig, r"io_user_models.ArrayConfig \(at obj\) config\(\) must be JSON-serialisable"),
+        (user.ExtraConfig, r"cannot be rebuilt by ExtraConfig\(\*\*config\(\)\) \(TypeError: .*bogus"),
+        (lambda: user.ForgetfulConfig(width=3),
+         r"is not rebuilt by ForgetfulConfig\(\*\*config\(\)\): its state_dict differs \('head.weight' is "
+         r"float32\(3, 3\), the module's is float32\(2, 2\)\)"),
+        (user.Outer.Inner, "Outer.Inner \\(at obj\\) is defined inside a class"),
+        (lambda: _local_class()(), r"<locals>.Local \(at obj\) is defined inside a function"),
+        (MAIN_CLASS, r"__main__.Script \(at obj\) is defined in __main__"),
+        (object, r"cannot describe a object: .*builtins.object \(at obj\) is not a numrnn.nn.Module subclass"),
+    ],
+    ids=["no config", "not json", "config a constructor refuses", "config misses a size", "nested class", "local class",
+         "__main__", "not a module"],
+)
+def test_save_refuses_a_user_class_it_cannot_rebuild(tmp_path, make, message):
+    path = tmp_path / "m.npz"
+    with pytest.raises(TypeError, match=message):
+        nio.save(path, make())
+    if make is not object:  # (a Sequential refuses to hold an object)
+        with pytest.raises(TypeError, match=r"only numrnn's modules .* can be saved and rebuilt; .*\(at obj\['1'\]\)"):
+            nio.save(path, nn.Sequential(nn.Tanh(), make()))  # inside a stack: named where it sits
+    assert os.listdir(tmp_path) == []
+
+
+def crafted_user_file(path, **spec):
+    """A saved Tagger whose class-path spec is edited by ``spec`` (digests rewritten)."""
+    nio.save(path, user.Tagger(5, 2, seed=1))
+    meta, contents = raw_meta(path)
+    meta["config"]["module"].update(spec)
+    meta["digests"] = {name: nio._digest(arr) for name, arr in contents.items()}
+    rewrite(path, meta, contents)
+
+
+def test_a_file_naming_a_non_module_is_refused_without_calling_it(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    monkeypatch.delitem(sys.modules, "io_import_probe", raising=False)
+    crafted_user_file(path, module="io_import_probe", qualname="Trap")
+    with pytest.raises(ValueError, match=r"class io_import_probe.Trap is not one of classes=.*nothing was imported"):
+        nio.load(path, classes=[user.Tagger])
+    assert "io_import_probe" not in sys.modules  # with an allow-list, nothing is imported
+    with pytest.raises(ValueError, match=r"io_import_probe.Trap is a type, not a numrnn.nn.Module subclass"):
+        nio.load(path)
+    probe = sys.modules["io_import_probe"]  # the import itself is the one side effect, as documented
+    assert probe.CALLS == []
+    crafted_user_file(path, module="io_user_models", qualname="NotAModule")
+    with pytest.raises(ValueError, match="not a numrnn.nn.Module subclass"):
+        nio.load(path)
+    assert user.CALLS == []
+    crafted_user_file(path, module="os", qualname="getcwd")
+    with pytest.raises(ValueError, match=r"os.getcwd is a builtin_function_or_method, not a numrnn.nn.Module"):
+        nio.load(path)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"module": "no_such_module_for_numrnn.sub"}, r"cannot import module 'no_such_module_for_numrnn.sub'"),
+        ({"qualname": "Missing"}, r"module 'io_user_models' has no attribute 'Missing'"),
+        ({"module": "__main__"}, "classes from __main__ are not imported"),
+        ({"module": "os; import x"}, "a class's module must be a dotted name"),
+        ({"module": ".relative"}, "a class's module must be a dotted name"),
+        ({"module": ["os"]}, "a class's module must be a dotted name"),
+        ({"qualname": "Outer.Inner"}, "a class's name must be an identifier"),
+        ({"qualname": "f.<locals>.M"}, "a class's name must be an identifier"),
+        ({"config": []}, "module spec must be a dict with a 'config' dict"),
+        ({"config": {"vocab": 5, "hidden": 2, "seed": 1, "bogus": 1}}, r"Tagger\(\*\*config\) raised TypeError"),
+        ({"config": {"vocab": 5, "hidden": 3, "seed": 1}},
+         r"the arrays saved for Tagger do not fit the module its config builds \('embed.weight' is float32\(5, 2\)"),
+    ],
+    ids=["no such module", "no such class", "__main__", "not a name", "relative", "list module", "dotted qualname",
+         "locals", "config not a dict", "config a constructor refuses", "config of other shapes"],
+)
+def test_a_crafted_class_path_is_refused(tmp_path, spec, message):
+    path = tmp_path / "m.npz"
+    crafted_user_file(path, **spec)
+    with pytest.raises(ValueError, match=f"cannot load .*{message}"):
+        nio.load(path)
+    assert "no_such_module_for_numrnn" not in sys.modules
+
+
+def test_arrays_of_a_user_module_are_checked_before_loading(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    nio.save(path, user.Tagger(5, 2, seed=1))
+    meta, contents = raw_meta(path)
+    contents["model/head.extra"] = np.zeros(2, np.float32)
+    contents["model/rnn.bias_hh_l0"] = contents["model/rnn.bias_hh_l0"].astype(np.float64)
+    meta["digests"] = {name: nio._digest(arr) for name, arr in contents.items()}
+    rewrite(path, meta, contents)
+    loads = []
+    monkeypatch.setattr(user.Tagger, "load_state_dict", lambda self, sd: loads.append(sd))
+    with pytest.raises(ValueError, match=r"missing \[\], unexpected \['head.extra'\]"):
+        nio.load(path)
+    del contents["model/head.extra"]
+    meta["digests"] = {name: nio._digest(arr) for name, arr in contents.items()}
+    rewrite(path, meta, contents)
+    with pytest.raises(ValueError, match=r"'rnn.bias_hh_l0' is float64\(8,\), the module's is float32\(8,\)"):
+        nio.load(path)
+    assert loads == []
+
+
+def test_a_bad_file_imports_nothing(tmp_path, monkeypatch):
+    """The arrays of numrnn's own parts and the optimiser are checked before any class is imported."""
+    path = tmp_path / "m.npz"
+    nio.save(path, nn.Sequential(user.Tagger(5, 2, seed=1), nn.Linear(5, 1, seed=0)))
+    meta, contents = raw_meta(path)
+    meta["config"]["module"]["config"]["modules"][0]["module"] = "io_import_probe"
+    del contents["model/1.bias"]
+    meta["digests"] = {name: nio._digest(arr) for name, arr in contents.items()}
+    rewrite(path, meta, contents)
+    monkeypatch.delitem(sys.modules, "io_import_probe", raising=False)
+    with pytest.raises(ValueError, match="'model/1.bias' is missing"):
+        nio.load(path)
+    assert "io_import_probe" not in sys.modules
+
+
+def test_load_checks_its_classes_argument(tmp_path):
+    path = tmp_path / "m.npz"
+    nio.save(path, user.Tagger(5, 2, seed=1))
+    with pytest.raises(ValueError, match="classes must be an iterable of classes or None"):
+        nio.load(path, classes=user.Tagger)
+    with pytest.raises(ValueError, match="classes must hold numrnn.nn.Module subclasses, got <class 'int'>"):
+        nio.load(path, classes=[int])
