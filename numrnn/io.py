@@ -422,6 +422,8 @@ def load(path, classes=None):
     ------
     FileNotFoundError
         If there is no such file.
+    TypeError
+        If ``classes`` is not None or an iterable of :class:`numrnn.nn.Module` subclasses.
     ValueError
         If :func:`load_npz` refuses the file, its arrays do not fit its config, or a class it
         names cannot be imported, is not a :class:`numrnn.nn.Module` subclass, is not in
@@ -441,6 +443,7 @@ def load(path, classes=None):
     """
     from numrnn import nn
 
+    allowed = _allowed_classes(classes)
     config, arrays = load_npz(path, kind="module")
     try:
         if not isinstance(config, dict):
@@ -455,7 +458,6 @@ def load(path, classes=None):
         if unexpected:
             raise ValueError(f"unexpected arrays {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
         if user_nodes:
-            allowed = _allowed_classes(classes)
             for node in user_nodes:  # every import after every check of the file, before any build
                 node["cls"] = _resolve_class(node["spec"], node["prefix"], allowed)
             module = _build(config["module"], "model/", {node["prefix"]: node for node in user_nodes})

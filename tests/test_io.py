@@ -773,7 +773,7 @@ def test_a_bad_file_imports_nothing(tmp_path, monkeypatch):
 def test_load_checks_its_classes_argument(tmp_path):
     path = tmp_path / "m.npz"
     nio.save(path, user.Tagger(5, 2, seed=1))
-    with pytest.raises(ValueError, match="classes must be an iterable of classes or None"):
+    with pytest.raises(TypeError, match="classes must be an iterable of classes or None"):
         nio.load(path, classes=user.Tagger)
-    with pytest.raises(ValueError, match="classes must hold numrnn.nn.Module subclasses, got <class 'int'>"):
+    with pytest.raises(TypeError, match="classes must hold numrnn.nn.Module subclasses, got <class 'int'>"):
         nio.load(path, classes=[int])
