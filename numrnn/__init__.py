@@ -13,6 +13,7 @@ from numrnn.backends import get_backend
 from numrnn.forecast import Forecaster, GlobalForecaster
 from numrnn.nn.module import no_grad
 from numrnn.nn.recurrent import GRU, LSTM, RNN
+from numrnn.onnx import to_onnx
 from numrnn.warmup import warmup
 
 __version__ = "0.1.0"
@@ -33,6 +34,7 @@ __all__ = [
     "nn",
     "no_grad",
     "optim",
+    "to_onnx",
     "train",
     "warmup",
     "__version__",
