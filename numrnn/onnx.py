@@ -94,8 +94,9 @@ class _Graph:
         return names[0] if outputs == 1 else names
 
 
-def _recurrent(graph, layer, x, stem):
-    """Nodes of a recurrent layer on ``x`` (its own layout); returns ``(y, [h_n] or [h_n, c_n])``."""
+def _recurrent(graph, layer, x, stem, initial=None):
+    """Nodes of a recurrent layer on ``x`` (its own layout), from the graph inputs ``initial``
+    (``[h0]`` or ``[h0, c0]``, each (L*D, B, H)) or zeros; returns ``(y, [h_n] or [h_n, c_n])``."""
     op, attrs = _CELL_OPS[layer.cell]
     order = _GATE_ORDER[layer.cell]
     hidden, directions = layer.hidden_size, layer.num_directions
@@ -122,6 +123,15 @@ def _recurrent(graph, layer, x, stem):
                 np.concatenate([reorder(params[f"bias_ih_l{k}{s}"]), reorder(params[f"bias_hh_l{k}{s}"])])
                 for s in suffixes
             ]))
+        if initial is not None:  # inputs B (if no bias) and sequence_lens left out, then initial_h (, initial_c)
+            inputs += [""] * (5 - len(inputs))
+            for state in initial:
+                if layer.num_layers == 1:
+                    inputs.append(state)
+                    continue
+                bounds = [graph.constant(f"{where}_{n}", [v], np.int64)
+                          for n, v in (("start", k * directions), ("end", (k + 1) * directions), ("axis", 0))]
+                inputs.append(graph.node("Slice", [state, *bounds], where))
         outputs = graph.node(op, inputs, where, outputs=1 + layer.state_size, **attrs)
         y, states = outputs[0], outputs[1:]  # Y (T, D, B, H); Y_h (and Y_c) (D, B, H)
         if directions == 1:
@@ -151,7 +161,7 @@ def _linear(graph, layer, x, rank, stem):
     return y
 
 
-def _module(graph, module, x, shape, where):
+def _module(graph, module, x, shape, where, initial=None):
     """Nodes of one module (not a Sequential) on ``x`` of (symbolic) ``shape``; returns
     ``(output, its shape, final states or None)``."""
     from numrnn import nn
@@ -161,7 +171,7 @@ def _module(graph, module, x, shape, where):
         if len(shape) != 3:
             raise ValueError(f"to_onnx: {where} ({type(module).__name__}) needs 3-D input, the module before it "
                              f"gives {len(shape)}-D")
-        y, finals = _recurrent(graph, module, x, stem)
+        y, finals = _recurrent(graph, module, x, stem, initial)
         return y, shape[:2] + [module.num_directions * module.hidden_size], finals
     if isinstance(module, nn.Linear):
         return _linear(graph, module, x, len(shape), stem), shape[:-1] + [module.out_features], None
@@ -200,7 +210,7 @@ def _check_exportable(model, where="model"):
         raise TypeError(f"to_onnx cannot export {where}: dtype {dtype}")
 
 
-def to_onnx(model, path):
+def to_onnx(model, path, state_inputs=False):
     """Write ``model`` to ``path`` as an ONNX graph of standard ``LSTM``/``GRU``/``RNN`` nodes.
 
     See :mod:`numrnn.onnx` for what is exported and how the weights are laid out.
@@ -212,6 +222,10 @@ def to_onnx(model, path):
         weights are read once (``state_dict()``); the graph holds them in the model's dtype.
     path : str or os.PathLike
         Destination ``.onnx`` file; written atomically (a temporary file renamed over it).
+    state_inputs : bool, default False
+        For a single recurrent layer: the graph also takes the initial state, inputs ``h0``
+        (and ``c0`` for the LSTM), each (L*D, batch, H) as numrnn's ``state``, so that it can
+        be run step by step with the state fed back (streaming).  False: a zero initial state.
 
     Returns
     -------
@@ -233,7 +247,8 @@ def to_onnx(model, path):
     The graph's input is ``x``: (seq_len, batch, I), or (batch, seq_len, I) if the first
     recurrent layer is ``batch_first``; (batch, in_features) when the first module is a Linear.  Outputs: ``y``
     (numrnn's output), and for a single recurrent layer also ``h_n`` (L*D, batch, H) and, for
-    the LSTM, ``c_n``.  The initial state is zero and every sequence is full length.
+    the LSTM, ``c_n``.  The initial state is zero (or ``h0``/``c0``, see ``state_inputs``) and
+    every sequence is full length.
 
     Examples
     --------
@@ -252,11 +267,16 @@ def to_onnx(model, path):
         raise ImportError(
             "numrnn.to_onnx needs the onnx package: pip install onnx (or numrnn[onnx], which adds onnxruntime)"
         ) from exc
+    from numrnn import _validation as check
     from numrnn import nn
     from numrnn.io import _check_path
 
     path = _check_path(path)
+    state_inputs = check.check_bool(state_inputs, "state_inputs")
     _check_exportable(model)
+    recurrent = (nn.RNN, nn.LSTM, nn.GRU)
+    if state_inputs and not isinstance(model, recurrent):
+        raise TypeError(f"state_inputs=True needs a single recurrent layer as model, got {type(model).__name__}")
     modules = list(model.named_children()) if isinstance(model, nn.Sequential) else [("", model)]
     if all(isinstance(m, (nn.Dropout, nn.Tanh, nn.ReLU, nn.Sigmoid)) for _, m in modules):
         raise TypeError("to_onnx needs a recurrent layer or a Linear in model: it has no input size")
@@ -276,9 +296,15 @@ def to_onnx(model, path):
         x_shape = ["batch", "seq_len", first.input_size] if first.batch_first else ["seq_len", "batch", first.input_size]
 
     graph = _Graph(helper, numpy_helper, dtype)
+    inputs = [helper.make_tensor_value_info("x", elem, x_shape)]
+    initial = None
+    if state_inputs:
+        initial = ["h0", "c0"][: model.state_size]
+        state_shape = [model.num_layers * model.num_directions, "batch", model.hidden_size]
+        inputs += [helper.make_tensor_value_info(n, elem, state_shape) for n in initial]
     x, shape, finals = "x", x_shape, None
     for name, module in modules:
-        x, shape, finals = _module(graph, module, x, shape, f"model[{name!r}]" if name else "model")
+        x, shape, finals = _module(graph, module, x, shape, f"model[{name!r}]" if name else "model", initial)
 
     outputs, shapes = [x], [shape]
     if not isinstance(model, nn.Sequential) and finals is not None:
@@ -289,8 +315,7 @@ def to_onnx(model, path):
         graph.nodes.append(helper.make_node("Identity", [src], [dst], name=f"output_{dst}"))
     value_infos = [helper.make_tensor_value_info(n, elem, s) for n, s in zip(out_names, shapes)]
     onnx_graph = helper.make_graph(
-        graph.nodes, f"numrnn_{type(model).__name__}", [helper.make_tensor_value_info("x", elem, x_shape)],
-        value_infos, initializer=graph.initializers,
+        graph.nodes, f"numrnn_{type(model).__name__}", inputs, value_infos, initializer=graph.initializers,
     )
     proto = helper.make_model(onnx_graph, producer_name="numrnn", opset_imports=[helper.make_opsetid("", OPSET)])
     proto.ir_version = _IR_VERSION

@@ -157,3 +157,32 @@ def test_a_user_module_is_refused_naming_its_class(tmp_path):
         numrnn.to_onnx(io_user_models.Tagger(5, 2), tmp_path / "m.onnx")
     with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
         numrnn.to_onnx(numrnn.LSTM(1, 2, seed=0), 3)
+
+
+@pytest.mark.parametrize("mode", list(LAYERS))
+def test_state_inputs_run_step_by_step_like_step(tmp_path, mode):
+    """With state_inputs=True the graph takes h0 (and c0): fed back, it streams like layer.step."""
+    layer = randomised(LAYERS[mode](num_layers=2, seed=5)).eval()
+    path = tmp_path / "m.onnx"
+    proto = numrnn.to_onnx(layer, path, state_inputs=True)
+    names = ["x", "h0", "c0"] if mode == "lstm" else ["x", "h0"]
+    assert [i.name for i in proto.graph.input if i.name in names] == names
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    xs = np.random.default_rng(6).normal(size=(5, 2, 3)).astype(np.float32)
+    zeros = np.zeros((2, 2, 5), np.float32)
+    state = (zeros, zeros) if mode == "lstm" else zeros
+    feed = dict(zip(names[1:], state if mode == "lstm" else (state,)))
+    for t in range(len(xs)):
+        y_t, state = layer.step(xs[t], state)
+        out = session.run(None, {"x": xs[t:t + 1], **feed})
+        feed = dict(zip(names[1:], out[1:]))
+        assert_close(out[0][0], y_t, f"y at step {t}")
+        for got, want in zip(out[1:], state if mode == "lstm" else (state,)):
+            assert_close(got, want, f"state at step {t}")
+
+
+def test_state_inputs_need_a_recurrent_layer(tmp_path):
+    with pytest.raises(TypeError, match="state_inputs=True needs a single recurrent layer as model, got Sequential"):
+        numrnn.to_onnx(nn.Sequential(numrnn.GRU(2, 2, seed=0)), tmp_path / "m.onnx", state_inputs=True)
+    with pytest.raises(TypeError, match="state_inputs must be a bool"):
+        numrnn.to_onnx(numrnn.GRU(2, 2, seed=0), tmp_path / "m.onnx", state_inputs="yes")
