@@ -239,6 +239,9 @@ def main(argv=None):
     parser.add_argument("--length", type=int, default=200)
     parser.add_argument("--horizon", type=int, default=18)
     parser.add_argument("--no-real", action="store_true", help="skip R's datasets")
+    parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic panel")
+    parser.add_argument("--only", nargs="*", metavar="METHOD",
+                        help="run only these methods (e.g. GlobalForecaster; default all)")
     parser.add_argument("--scale", nargs="*", type=int, metavar="N",
                         help="instead: time and peak memory of fit + predict at N synthetic series of 240 values "
                              "(default 1000 3000 10000), each in its own subprocess")
@@ -254,8 +257,15 @@ def main(argv=None):
     else:
         methods["AutoETS"] = _statsforecast("AutoETS")
         methods["AutoARIMA"] = _statsforecast("AutoARIMA")
-    panels = {f"synthetic ({args.series} series, {args.length // 2}-{args.length} values)":
-              (synthetic_panel(args.series, args.length), 12, args.horizon)}
+    if args.only:
+        unknown = sorted(set(args.only) - set(methods))
+        if unknown:
+            parser.error(f"--only: unknown methods {unknown}; choose from {sorted(methods)}")
+        methods = {k: v for k, v in methods.items() if k in args.only or k == "seasonal naive"}
+    panels = {}
+    if not args.no_synthetic:
+        panels[f"synthetic ({args.series} series, {args.length // 2}-{args.length} values)"] = (
+            synthetic_panel(args.series, args.length), 12, args.horizon)
     if not args.no_real:
         real = r_panels(args.horizon)
         if real:

@@ -63,6 +63,44 @@ For series :math:`i` with values :math:`y_{i,1..n_i}`:
    in shard order (:mod:`numrnn.integrations.dask_training`; the same parameters on any number
    of workers, those of this process's fit to rounding).
 
+7. **Interval calibration.**  After training, the mixture's predictive CDF :math:`F_{i,k}` is
+   evaluated at every validation window's held-out values (the last ``horizon`` values of the
+   training series: no value a forecast is judged on), pooled over windows and steps
+   (:math:`N = V h` values), and each is turned into a *normalised residual* on the probit
+   scale,
+
+   .. math::  e_{i,k} = \Phi^{-1}\bigl(\tfrac{1 + |2 F_{i,k}(u_{i,k} - a_{i,k}) - 1|}{2}\bigr) \ge 0,
+
+   (for a single Gaussian member, :math:`e = |u - a - \mu| / \sigma`), so that the value lies in
+   the mixture's central interval of level :math:`\lambda` exactly when
+   :math:`e \le z_\lambda = \Phi^{-1}((1 + \lambda)/2)`.  With :math:`e_{(1)} \le \dots \le e_{(N)}`
+   sorted, the split-conformal factor of level :math:`\lambda` is
+   :math:`c_\lambda = e_{(\lceil (N + 1) \lambda \rceil)} / z_\lambda` (rank at most :math:`N`),
+   and the calibration factor (``calibration_``) is their geometric mean over the reference
+   levels :math:`\lambda \in \{0.5, 0.8, 0.95\}`, clipped to [0.05, 20]:
+
+   .. math::  c = \bigl(c_{0.5}\, c_{0.8}\, c_{0.95}\bigr)^{1/3}.
+
+   The interval of level :math:`\lambda` is then the mixture's quantiles at
+   :math:`\Phi(\mp c\, z_\lambda)`, its spread scaled by :math:`c` on the probit scale (each
+   member's :math:`\sigma` times :math:`c` for one member):
+
+   .. math::  \text{lo}_\lambda = F^{-1}\bigl(\Phi(-c\, z_\lambda)\bigr), \qquad
+              \text{hi}_\lambda = F^{-1}\bigl(\Phi(c\, z_\lambda)\bigr).
+
+   :math:`c > 0` and :math:`z_\lambda` grows with :math:`\lambda`, so ``lo <= yhat <= hi`` and
+   the intervals nest as the level grows; the median (``yhat``) is unchanged.  Without
+   validation windows (every series shorter than ``2 * horizon + 1``), or for a fit on Dask
+   workers (whose trainer keeps the validation windows there), :math:`c = 1` (``None``).
+   *Why one factor, pooled over steps and levels:* the validation errors of one series are
+   correlated across its steps, so the effective sample is about the number of validated
+   series; per-step or per-level fits (a conformal level map matched to every level was
+   tried) follow that noise: summed over 80 % and 95 % and over seven development panels (3
+   synthetic ones with known noise, one of 50 synthetic series, the benchmark's two synthetic
+   panels of 150 series, seeds 0 and 1, and its 15 real monthly series), the distance of the
+   held-out coverage from nominal was 0.41 uncalibrated, 0.33 with the level map, 0.32 with a
+   factor from the residuals' root mean square and 0.30 with this factor.
+
 The point forecast ``yhat`` is the mixture's median, in the original units
 :math:`\exp(\ell + s\,q_{0.5})` for a log series (the median, not the mean, of a log-normal).
 The same seed and data give the same forecasts bit for bit (windows are drawn from per-member
@@ -83,6 +121,7 @@ pandas is imported only when a DataFrame is passed or returned.
 from __future__ import annotations
 
 import inspect
+import math
 
 import numpy as np
 
@@ -96,14 +135,75 @@ from numrnn.forecast.global_training import LocalTrainer, train_members
 from numrnn.forecast.windows import Packed, batch
 from numrnn.train import limit_threads
 
-__all__ = ["GlobalForecaster"]
+__all__ = ["GlobalForecaster", "calibrate_spread"]
 
 #: Most validation windows per epoch (a seeded subsample of the series beyond this many).
 _MAX_VALIDATION = 1024
 _QUIET = dict(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+#: The levels whose split-conformal factors make the calibration factor (geometric mean).
+CALIBRATION_LEVELS = (0.5, 0.8, 0.95)
+#: The range the calibration factor is clipped to.
+CALIBRATION_RANGE = (0.05, 20.0)
 
 
+def _gaussians(outputs, h):
+    """Means and standard deviations (each (..., h)) from head outputs (..., 2h) (float64)."""
+    return outputs[..., :h], np.exp(0.5 * np.clip(outputs[..., h:], -30.0, 30.0))
 
+
+def _mixture_cdf(mu, sigma, y):
+    """CDF of equal-weight Gaussian mixtures at ``y``: mu, sigma (M, ...), y (...) -> (...)."""
+    from scipy.special import ndtr
+
+    return np.mean(ndtr((y[None] - mu) / sigma), axis=0)
+
+
+def calibrate_spread(mu, sigma, target):
+    r"""The calibration factor of the mixtures ``(mu, sigma)`` on held-out ``target`` values.
+
+    Parameters
+    ----------
+    mu, sigma : ndarray, shape (M, V, h)
+        The members' means and standard deviations on the validation windows (normalised units).
+    target : ndarray, shape (V, h)
+        The held-out values there (normalised, relative to the seasonal anchor).
+
+    Returns
+    -------
+    float
+        :math:`c = (\prod_\lambda c_\lambda)^{1/3}`, the split-conformal factors
+        :math:`c_\lambda` of the probit-scale residuals at the levels ``CALIBRATION_LEVELS``,
+        clipped to ``CALIBRATION_RANGE`` (see the module docstring, step 7).
+    """
+    from scipy.special import ndtri
+
+    with np.errstate(**_QUIET):
+        central = np.abs(2.0 * _mixture_cdf(mu, sigma, target) - 1.0).ravel()
+    central = np.clip(np.where(np.isfinite(central), central, 1.0), 0.0, 1.0 - 2.0**-52)
+    e = np.sort(ndtri(0.5 * (1.0 + central)))
+    n = e.size
+    logs = []
+    for lam in CALIBRATION_LEVELS:
+        rank = min(n, int(math.ceil((n + 1) * lam)))
+        factor = e[rank - 1] / ndtri(0.5 * (1.0 + lam))
+        logs.append(math.log(min(max(factor, CALIBRATION_RANGE[0]), CALIBRATION_RANGE[1])))
+    return float(min(max(math.exp(sum(logs) / len(logs)), CALIBRATION_RANGE[0]), CALIBRATION_RANGE[1]))
+
+
+def _interval_probs(calibration, levels):
+    """The mixture probabilities [0.5, lo_1, hi_1, lo_2, hi_2, ...] of the requested ``levels``
+    (percent) under the calibration factor (None: 1, the mixture's own intervals)."""
+    probs = [0.5]
+    if calibration is None:
+        for lv in levels:
+            probs += [0.5 - lv / 200.0, 0.5 + lv / 200.0]
+        return probs
+    from scipy.special import ndtr, ndtri
+
+    for lv in levels:
+        z = calibration * float(ndtri(0.5 + lv / 200.0))
+        probs += [float(ndtr(-z)), float(ndtr(z))]
+    return probs
 
 
 def _mixture_quantiles(mu, sigma, probs, iters=80):
@@ -198,6 +298,10 @@ class GlobalForecaster:
         window.
     untrained_ids_ : list
         Series too short to train on (at most ``horizon`` values); they are still forecast.
+    calibration_ : float or None
+        The interval calibration factor :math:`c` (module docstring, step 7): the interval of
+        level ``L`` is the mixture's quantiles at :math:`\Phi(\mp c\, \Phi^{-1}(0.5 + L/200))`.
+        None (``c = 1``) without validation windows or after a fit on Dask workers.
 
     Notes
     -----
@@ -268,7 +372,7 @@ class GlobalForecaster:
 
     def __getattr__(self, name):
         if name in ("season_length_", "lookback_", "calendar_", "seed_", "history_", "unvalidated_ids_",
-                    "untrained_ids_"):
+                    "untrained_ids_", "calibration_"):
             return self._require_fitted(name)[name[:-1]]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
@@ -310,13 +414,14 @@ class GlobalForecaster:
         return encoder_head_specs(self.cell, 1 + 2 * calendar, self.hidden_size, self.num_layers, 2 * calendar * h,
                                   2 * h, self.dtype)
 
-    def _record(self, members, history, specs, panel, keys, train_n, validated, settings, seed):
-        """The fitted state: members, settings and which series were left out of what."""
+    def _record(self, members, history, specs, panel, keys, train_n, validated, settings, seed, calibration=None):
+        """The fitted state: members, settings, the interval calibration (None: none) and which
+        series were left out of what."""
         season, lookback, calendar = settings
         h = self.horizon
         return {
             "members": members, "specs": specs, "panel": panel, "season_length": season, "lookback": lookback,
-            "calendar": calendar, "seed": seed, "history": history,
+            "calendar": calendar, "seed": seed, "history": history, "calibration": calibration,
             "unvalidated_ids": [keys[i] for i in range(len(keys)) if not validated[i] and train_n[i] >= h + 1],
             "untrained_ids": [keys[i] for i in range(len(keys)) if train_n[i] < h + 1],
         }
@@ -394,8 +499,23 @@ class GlobalForecaster:
         trainer = LocalTrainer(packed, trainable, train_n, validation, lookback, h, season, calendar, self.dtype,
                                self.clip_norm)
         members, history = train_members(self, trainer, specs, seed, progress)
-        self._fitted = self._record(members, history, specs, panel, panel.keys, train_n, validated, settings, seed)
+        calibration = self._calibration(trainer, members)
+        self._fitted = self._record(members, history, specs, panel, panel.keys, train_n, validated, settings, seed,
+                                    calibration)
         return self
+
+    def _calibration(self, trainer, members):
+        """The calibration factor of ``members`` on ``trainer``'s validation windows (module docstring, step 7);
+        None when it has none, or cannot return their outputs."""
+        if not trainer.has_validation or not hasattr(trainer, "validation_outputs"):
+            return None
+        mus, sigmas = [], []
+        for net in members:
+            outputs, target = trainer.validation_outputs(net)
+            mu, sigma = _gaussians(outputs, self.horizon)
+            mus.append(mu)
+            sigmas.append(sigma)
+        return calibrate_spread(np.stack(mus), np.stack(sigmas), target)
 
     # ------------------------------------------------------------------ predict
 
@@ -422,9 +542,9 @@ class GlobalForecaster:
                 for a in range(0, len(series), 1024):
                     sl = slice(a, a + 1024)
                     outs.append(np.asarray(net(x[:, sl], lengths[sl], future[sl]), dtype=np.float64))
-                out = np.concatenate(outs)
-                mus.append(out[:, :h])
-                sigmas.append(np.exp(0.5 * np.clip(out[:, h:], -30.0, 30.0)))
+                mu, sigma = _gaussians(np.concatenate(outs), h)
+                mus.append(mu)
+                sigmas.append(sigma)
             q = _mixture_quantiles(np.stack(mus), np.stack(sigmas), probs)  # (P, S, h)
             out = scaler.inverse_transform(q + level[None])
         if not np.isfinite(out).all():
@@ -475,9 +595,7 @@ class GlobalForecaster:
 
     def _forecast(self, fitted, panel, levels):
         """Forecasts of every series of ``panel`` in :meth:`predict`'s output format."""
-        probs = [0.5]
-        for lv in levels:
-            probs += [0.5 - lv / 200.0, 0.5 + lv / 200.0]
+        probs = _interval_probs(fitted.get("calibration"), levels)
         q = self._distribution(fitted, panel, probs)
         return self._format(panel, q, levels)
 

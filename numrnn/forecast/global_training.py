@@ -12,6 +12,10 @@ gradients summed in a fixed order).  A trainer has
 * ``trainable`` (ndarray of int): the series with at least one training origin, and
   ``n_origins`` (ndarray of int, one per trainable series): their training origins;
 * ``has_validation`` (bool) and ``validation_loss(net)`` (float);
+* optionally ``validation_outputs(net)``: ``(outputs, target)``, the network's outputs (V, 2h)
+  and the targets (V, h) of the validation windows, float64, for the interval calibration
+  (:func:`numrnn.forecast.global_model.calibrate_spread`); a trainer without it leaves the
+  intervals uncalibrated;
 * ``run_steps(net, opt, draws, check_loss)``: one optimiser step per ``(series, origin)`` pair of
   ``draws`` (in order), calling ``check_loss(value)`` before each step is applied; returns the
   steps' training losses.
@@ -29,7 +33,7 @@ from numrnn.losses import GaussianNLLLoss
 from numrnn.optim import Adam, clip_grad_norm
 from numrnn.train import limit_threads
 
-__all__ = ["LocalTrainer", "train_members", "validation_loss"]
+__all__ = ["LocalTrainer", "train_members", "validation_loss", "validation_outputs"]
 
 _QUIET = dict(over="ignore", invalid="ignore", divide="ignore", under="ignore")
 
@@ -68,6 +72,9 @@ class LocalTrainer:
 
     def validation_loss(self, net):
         return validation_loss(net, self.loss, self.validation)
+
+    def validation_outputs(self, net):
+        return validation_outputs(net, self.validation)
 
     def run_steps(self, net, opt, draws, check_loss):
         values = []
@@ -203,3 +210,17 @@ def validation_loss(net, loss, validation, chunk=1024):
         total += value * (min(a + chunk, len(lengths)) - a)
         count += min(a + chunk, len(lengths)) - a
     return total / count
+
+
+def validation_outputs(net, validation, chunk=1024):
+    """``net``'s outputs (V, 2h) on the validation windows and their targets (V, h), float64.
+
+    The outputs are computed in chunks of ``chunk`` windows, with one thread.
+    """
+    x, lengths, future, target, _ = validation
+    outs = []
+    with limit_threads(1), np.errstate(**_QUIET):
+        for a in range(0, len(lengths), chunk):
+            sl = slice(a, a + chunk)
+            outs.append(np.asarray(net(x[:, sl], lengths[sl], future[sl]), dtype=np.float64))
+    return np.concatenate(outs), np.asarray(target, dtype=np.float64)

@@ -242,6 +242,9 @@ def save_global_forecaster(gf, fitted, path):
     for j, net in enumerate(fitted["members"]):
         for name, value in net.state_dict().items():
             arrays[f"member{j}/{name}"] = value
+    calibration = fitted.get("calibration")
+    if calibration is not None:
+        arrays[_CALIBRATION] = np.array(calibration, dtype=np.float64)  # 0-d: the float, bit for bit
     dates = None
     if panel.dates is not None:
         d = panel.dates
@@ -254,13 +257,36 @@ def save_global_forecaster(gf, fitted, path):
     config = {
         "params": params, "keys": keys, "source": panel.source, "dates": dates,
         "season_length": fitted["season_length"], "lookback": fitted["lookback"], "calendar": fitted["calendar"],
-        "seed_used": int(fitted["seed"]),
+        "seed_used": int(fitted["seed"]), "calibrated": calibration is not None,
         "history": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in h.items()}
                     for h in fitted["history"]],
         "unvalidated": [keys[panel.keys.index(k)] for k in fitted["unvalidated_ids"]],
         "untrained": [keys[panel.keys.index(k)] for k in fitted["untrained_ids"]],
     }
     nio.save_npz(path, GLOBAL_KIND, config, arrays)
+
+
+#: The array of a GlobalForecaster file holding its interval calibration (absent: none).
+_CALIBRATION = "calibration/factor"
+
+
+def _check_calibration(config, arrays):
+    """The saved interval calibration, checked, or None.
+
+    Files written before the calibration existed have no ``calibrated`` key and no array: they
+    load uncalibrated, as they were fitted, so their forecasts are unchanged.
+    """
+    calibrated = config.get("calibrated", False)
+    if not isinstance(calibrated, bool):
+        raise ValueError(f"config['calibrated'] must be true or false, got {calibrated!r}")
+    if not calibrated:
+        return None
+    from numrnn.forecast.global_model import CALIBRATION_RANGE
+
+    c = float(nio._expect(arrays, _CALIBRATION, (), "float64"))
+    if not CALIBRATION_RANGE[0] <= c <= CALIBRATION_RANGE[1]:  # False for NaN too
+        raise ValueError(f"array {_CALIBRATION!r} must be a factor in {list(CALIBRATION_RANGE)}, got {c!r}")
+    return c
 
 
 def load_global_forecaster(cls, path):
@@ -325,7 +351,8 @@ def _from_saved(cls, config, arrays):
     h = gf.horizon
     specs = encoder_head_specs(gf.cell, 1 + 2 * calendar, gf.hidden_size, gf.num_layers, 2 * calendar * h, 2 * h,
                                gf.dtype)
-    members, expected = [], {"data/values", "data/lengths"}
+    calibration = _check_calibration(config, arrays)
+    members, expected = [], {"data/values", "data/lengths"} | ({_CALIBRATION} if calibration is not None else set())
     for j in range(gf.ensemble):
         found = {}
         for part, spec in specs.items():
@@ -347,6 +374,6 @@ def _from_saved(cls, config, arrays):
                for hh in history]
     panel = Panel(list(keys), splits, source, dates)
     fitted = {"members": members, "specs": specs, "panel": panel, "season_length": season, "lookback": lookback,
-              "calendar": calendar, "seed": seed, "history": history,
+              "calendar": calendar, "seed": seed, "history": history, "calibration": calibration,
               "unvalidated_ids": list(config["unvalidated"]), "untrained_ids": list(config["untrained"])}
     return gf, fitted

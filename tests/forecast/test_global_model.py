@@ -86,6 +86,107 @@ def test_intervals_ordered_and_widen_with_level(fitted):
         assert np.all(v["hi-95"] - v["lo-95"] > v["hi-50"] - v["lo-50"])
 
 
+def test_intervals_ordered_at_every_level_after_calibration(fitted):
+    gf, _ = fitted
+    assert gf.calibration_ is not None
+    levels = [1, 10, 50, 80, 90, 95, 99, 99.9]
+    out = gf.predict(level=levels)
+    for v in out.values():
+        los = [v[f"lo-{lv:g}"] for lv in levels][::-1]
+        his = [v[f"hi-{lv:g}"] for lv in levels]
+        bounds = np.stack(los + [v["yhat"]] + his)
+        assert np.isfinite(bounds).all() and (np.diff(bounds, axis=0) >= 0).all()
+
+
+# ---------------------------------------------------------------------------------- calibration
+
+
+def test_calibration_factor_is_finite_and_positive(fitted):
+    from numrnn.forecast.global_model import CALIBRATION_RANGE
+
+    c = fitted[0].calibration_
+    assert isinstance(c, float) and np.isfinite(c) and CALIBRATION_RANGE[0] <= c <= CALIBRATION_RANGE[1]
+
+
+def test_no_validation_windows_no_calibration():
+    data = {"a": np.arange(1.0, 8.0), "b": np.arange(2.0, 9.0)}  # 7 values < 2 * horizon + 1
+    gf = GlobalForecaster(horizon=4, seed=0, **TINY).fit(data, progress=False)
+    assert gf.calibration_ is None and sorted(gf.unvalidated_ids_) == ["a", "b"]
+    assert gf.predict(level=80)["a"]["hi-80"].shape == (4,)
+
+
+def _mixtures(n_windows, h, members=3, seed=0):
+    rng = np.random.default_rng(seed)
+    mu = rng.normal(0, 0.3, (members, n_windows, h))
+    sigma = rng.uniform(0.5, 1.5, (members, n_windows, h))
+    return rng, mu, sigma
+
+
+def _served_coverage(c, mu, sigma, target, level):
+    """Share of ``target`` inside the central ``level`` % intervals of the mixtures under factor ``c``."""
+    from numrnn.forecast.global_model import _interval_probs, _mixture_cdf
+
+    _, lo, hi = _interval_probs(c, [level])
+    f = _mixture_cdf(mu, sigma, target)
+    return np.mean((f >= lo) & (f <= hi))
+
+
+@pytest.mark.parametrize("spread", [0.5, 1.0, 2.0])
+def test_calibrate_spread_recovers_the_spread_and_nominal_coverage(spread):
+    # targets drawn with `spread` times the mixtures' own spread: too wide, right and too narrow
+    from numrnn.forecast.global_model import calibrate_spread
+
+    rng, mu, sigma = _mixtures(400, 6)
+    member = rng.integers(0, 3, (400, 6))
+    pick = np.take_along_axis(mu, member[None], 0)[0], np.take_along_axis(sigma, member[None], 0)[0]
+    target = pick[0] + spread * pick[1] * rng.normal(size=(400, 6))
+    c = calibrate_spread(mu, sigma, target)
+    assert abs(c / spread - 1) < 0.15, c  # the mixtures' spread (between members too) is near sigma's
+    assert calibrate_spread(mu, sigma, target) == c  # deterministic
+    # held-out draws from the same distribution: near nominal (2,400 values: +-3 sd < 0.03)
+    fresh = pick[0] + spread * pick[1] * rng.normal(size=(400, 6))
+    for level in (50, 80, 95):
+        assert abs(_served_coverage(c, mu, sigma, fresh, level) - level / 100) <= 0.04
+
+
+def test_interval_probs_without_and_with_a_unit_factor():
+    from numrnn.forecast.global_model import _interval_probs
+
+    assert _interval_probs(None, [80, 95]) == [0.5, 0.5 - 80 / 200, 0.5 + 80 / 200, 0.5 - 95 / 200, 0.5 + 95 / 200]
+    np.testing.assert_allclose(_interval_probs(1.0, [80, 95]), [0.5, 0.1, 0.9, 0.025, 0.975], rtol=1e-12)
+    wide = _interval_probs(1.5, [80, 95])
+    assert 0 < wide[3] < wide[1] < 0.1 and 0.9 < wide[2] < wide[4] < 1
+
+
+def known_noise(n_series=40, seed=1, season=12, noise=0.05):
+    """Seasonal series with Gaussian noise of a known relative size on the log scale."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(n_series):
+        n = int(rng.integers(80, 141))
+        t = np.arange(n)
+        log_y = (np.log(rng.uniform(20, 200)) + 0.2 * np.sin(2 * np.pi * t / season + rng.uniform(0, 2 * np.pi))
+                 + noise * rng.normal(size=n))
+        out[f"k{i}"] = np.exp(log_y)
+    return out
+
+
+def test_coverage_near_nominal_on_a_panel_with_known_noise():
+    h = 12
+    data = known_noise()
+    train = {k: v[:-h] for k, v in data.items()}
+    test = {k: v[-h:] for k, v in data.items()}
+    gf = GlobalForecaster(horizon=h, season_length=12, seed=0, hidden_size=16, epochs=30, steps_per_epoch=20,
+                          ensemble=2, patience=5).fit(train, progress=False)
+    fc = gf.predict(level=[80, 95])
+    truth = np.concatenate([test[k] for k in test])
+    cover = {lv: np.mean((truth >= np.concatenate([fc[k][f"lo-{lv}"] for k in test]))
+                         & (truth <= np.concatenate([fc[k][f"hi-{lv}"] for k in test]))) for lv in (80, 95)}
+    # 480 held-out values: a loose bound (3 binomial sd at 80 % is 0.055), the model's own error on top
+    assert abs(cover[80] - 0.80) <= 0.1, cover
+    assert abs(cover[95] - 0.95) <= 0.06, cover
+
+
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
 def test_other_cells(cell):
     gf = GlobalForecaster(horizon=3, cell=cell, seed=1, **TINY).fit(panel(3), progress=False)
@@ -111,6 +212,7 @@ def test_save_load_round_trip_bitwise(fitted, tmp_path):
     loaded = GlobalForecaster.load(path)
     assert loaded.get_params() == gf.get_params()
     assert loaded.untrained_ids_ == gf.untrained_ids_ and loaded.lookback_ == gf.lookback_
+    assert np.float64(loaded.calibration_).tobytes() == np.float64(gf.calibration_).tobytes()
     a, b = gf.predict(level=[80, 95]), loaded.predict(level=[80, 95])
     for k in a:
         for col in a[k]:
@@ -121,6 +223,36 @@ def test_save_load_round_trip_bitwise(fitted, tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="bad.npz"):
         GlobalForecaster.load(tmp_path / "bad.npz")
+
+
+def test_load_file_without_calibration_and_bad_calibration(fitted, tmp_path):
+    from numrnn import io as nio
+
+    gf, _ = fitted
+    gf.save(tmp_path / "model.npz")
+    config, arrays = nio.load_npz(tmp_path / "model.npz", kind="global_forecaster")
+    # a file written before the calibration existed: no key, no array; it loads uncalibrated
+    old_config = {k: v for k, v in config.items() if k != "calibrated"}
+    old_arrays = {k: v for k, v in arrays.items() if k != "calibration/factor"}
+    nio.save_npz(tmp_path / "old.npz", "global_forecaster", old_config, old_arrays)
+    old = GlobalForecaster.load(tmp_path / "old.npz")
+    assert old.calibration_ is None
+    uncalibrated = GlobalForecaster(**gf.get_params())
+    uncalibrated._fitted = {**gf._fitted, "calibration": None}
+    a, b = old.predict(level=[80]), uncalibrated.predict(level=[80])
+    assert all(a[k][c].tobytes() == b[k][c].tobytes() for k in a for c in a[k])
+    assert not np.array_equal(a["s0"]["hi-80"], gf.predict(level=[80])["s0"]["hi-80"])
+    for value in (np.nan, 0.0, -1.0, 1e6):
+        bad = {**arrays, "calibration/factor": np.array(value)}
+        nio.save_npz(tmp_path / "bad.npz", "global_forecaster", config, bad)
+        with pytest.raises(ValueError, match="must be a factor in"):
+            GlobalForecaster.load(tmp_path / "bad.npz")
+    nio.save_npz(tmp_path / "missing.npz", "global_forecaster", config, old_arrays)
+    with pytest.raises(ValueError, match="calibration/factor"):
+        GlobalForecaster.load(tmp_path / "missing.npz")
+    nio.save_npz(tmp_path / "extra.npz", "global_forecaster", old_config, arrays)
+    with pytest.raises(ValueError, match="unexpected arrays"):
+        GlobalForecaster.load(tmp_path / "extra.npz")
 
 
 def test_cross_validation_arrays(fitted):
