@@ -63,7 +63,8 @@ def test_api_pages_list_every_public_name(docs_build):
     expected += [f"numrnn.metrics.{name}" for name in numrnn.metrics.__all__]
     expected += [f"numrnn.{module}.{name}" for module in ("losses", "optim", "train", "io", "datasets", "convert")
                  for name in getattr(numrnn, module).__all__ if not name.isupper()]
-    expected += ["numrnn.integrations.dask.forecast_many", "numrnn.integrations.sktime.NumrnnForecaster",
+    expected += ["numrnn.onnx.to_onnx", "numrnn.integrations.dask.tune_worker_malloc",
+                 "numrnn.integrations.dask.forecast_many", "numrnn.integrations.sktime.NumrnnForecaster",
                  "numrnn.integrations.statsforecast.NumrnnModel", "numrnn.warmup.warmup"]
     missing = [name for name in expected if f"{name}.html" not in generated]
     assert not missing, f"no API page for {missing}"
