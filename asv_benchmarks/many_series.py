@@ -1,6 +1,8 @@
 """Many-series benchmark: GlobalForecaster vs seasonal naive (and statsforecast when installed).
 
-Run ``python asv_benchmarks/many_series.py [--series 150] [--length 200] [--horizon 18]``;
+Run ``python asv_benchmarks/many_series.py [--series 150] [--length 200] [--horizon 18]``
+(``--no-synthetic`` / ``--no-real`` skip a panel; ``--only GlobalForecaster`` runs only the named
+methods, next to seasonal naive, the reference);
 ``--scale [N ...]`` instead measures fit + predict wall/CPU seconds and peak RSS (VmHWM) at N
 synthetic series of 240 values (default 1000, 3000, 10000), one subprocess per size.
 
@@ -241,7 +243,8 @@ def main(argv=None):
     parser.add_argument("--no-real", action="store_true", help="skip R's datasets")
     parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic panel")
     parser.add_argument("--only", nargs="*", metavar="METHOD",
-                        help="run only these methods (e.g. GlobalForecaster; default all)")
+                        help="run only these methods (e.g. GlobalForecaster; default all); seasonal naive, "
+                             "the reference of the MASE ratio, always runs")
     parser.add_argument("--scale", nargs="*", type=int, metavar="N",
                         help="instead: time and peak memory of fit + predict at N synthetic series of 240 values "
                              "(default 1000 3000 10000), each in its own subprocess")
