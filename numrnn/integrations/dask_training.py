@@ -223,6 +223,15 @@ def _shard_local(shard, specs, params, opt_state, rows, clip_norm):
         return {name: p.copy() for name, p in net.params.items()}, opt.state_dict(), sums, counts
 
 
+def _shard_validation_outputs(shard, specs, params):
+    """The network's outputs (V_s, 2h) on this shard's validation windows and their targets (V_s, h)."""
+    from numrnn.forecast.global_training import validation_outputs
+
+    net = _network(specs, params)
+    net.eval()
+    return validation_outputs(net, shard.validation)
+
+
 def _shard_validation(shard, specs, params, chunk=1024):
     """The sum of the validation losses of this shard's windows (per-window means), and their count."""
     from numrnn.losses import GaussianNLLLoss
@@ -271,6 +280,10 @@ class ShardTrainer:
     def validation(self, specs, params):
         """:func:`_shard_validation` of this shard."""
         return _shard_validation(self.shard, specs, params)
+
+    def validation_outputs(self, specs, params):
+        """:func:`_shard_validation_outputs` of this shard."""
+        return _shard_validation_outputs(self.shard, specs, params)
 
 
 # ---------------------------------------------------------------------- the driver's trainer
@@ -466,6 +479,14 @@ class DaskTrainer:
             values.append(value)
         return values
 
+    def validation_outputs(self, net):
+        """``net``'s outputs (V, 2h) on every validation window and their targets (V, h), float64, in
+        shard order (for :meth:`GlobalForecaster._calibration`, which pools them)."""
+        params = {name: p.copy() for name, p in net.params.items()}
+        calls = {s: (self.specs, params) for s in self.val_shards}
+        results = self._round("validation_outputs", calls, "the validation outputs")
+        return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+
     def validation_loss(self, net):
         params = {name: p.copy() for name, p in net.params.items()}
         calls = {s: (self.specs, params) for s in self.val_shards}
@@ -629,9 +650,10 @@ def fit_on_dask(gf, data, client, shards=None, local_steps=1, timeout=300.0, pro
     try:
         trainer.start()
         members, history = train_members(gf, trainer, specs, seed, progress)
+        calibration = gf._calibration(trainer, members)
     finally:
         trainer.close()
-    fitted = gf._record(members, history, specs, panel, keys, train_n, validated, settings, seed)
+    fitted = gf._record(members, history, specs, panel, keys, train_n, validated, settings, seed, calibration)
     fitted["round_trips"] = trainer.round_trips
     return fitted
 
@@ -640,12 +662,13 @@ def fit_on_dask(gf, data, client, shards=None, local_steps=1, timeout=300.0, pro
 
 
 def _payload(gf, fitted):
-    """What a worker needs to forecast: settings and the members' weights (no training series)."""
+    """What a worker needs to forecast: settings, the interval calibration and the members'
+    weights (no training series)."""
     forecaster = copy.copy(gf)  # the settings only: the weights travel as state dicts
     forecaster._fitted = None
     return {"forecaster": forecaster, "specs": fitted["specs"], "lookback": fitted["lookback"],
             "season_length": fitted["season_length"], "calendar": fitted["calendar"],
-            "states": [net.state_dict() for net in fitted["members"]]}
+            "calibration": fitted.get("calibration"), "states": [net.state_dict() for net in fitted["members"]]}
 
 
 def _forecast_panel(panel, payload, levels):
@@ -663,7 +686,7 @@ def _forecast_panel(panel, payload, levels):
         net.load_state_dict(state)
         members.append(net)
     fitted = {"members": members, "lookback": payload["lookback"], "season_length": payload["season_length"],
-              "calendar": payload["calendar"]}
+              "calendar": payload["calendar"], "calibration": payload["calibration"]}
     return gf._forecast(fitted, panel, levels)
 
 

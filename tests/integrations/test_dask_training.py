@@ -80,8 +80,11 @@ def test_one_and_two_workers_bitwise_and_equal_to_one_process(cluster, dtype, rt
     _assert_close(local, two, rtol)  # the single-process fit: the same sums in another order
     assert two.history_[0]["epochs_run"] == local.history_[0]["epochs_run"]
     np.testing.assert_allclose(two.history_[0]["val_loss"], local.history_[0]["val_loss"], rtol=1e3 * rtol)
-    assert two._fitted["round_trips"] == 1 + TINY["epochs"] * (TINY["steps_per_epoch"] + 1)
+    # building the shards, each epoch's steps and validation, and each member's calibration outputs
+    assert two._fitted["round_trips"] == 1 + TINY["epochs"] * (TINY["steps_per_epoch"] + 1) + TINY["ensemble"]
     assert two.untrained_ids_ == local.untrained_ids_ and two.unvalidated_ids_ == local.unvalidated_ids_
+    assert gf.calibration_ == two.calibration_  # calibrated on the shards' validation windows, as in process
+    np.testing.assert_allclose(two.calibration_, local.calibration_, rtol=1e3 * rtol)
     two.save(tmp_path / "two.npz")  # a fit on a pandas frame keeps its series: saved and loaded as usual
     loaded = GlobalForecaster.load(tmp_path / "two.npz")
     np.testing.assert_array_equal(loaded.predict()["yhat"].to_numpy(), two.predict()["yhat"].to_numpy())
@@ -107,6 +110,10 @@ def test_dask_frame_in_and_out(cluster):
     on_pandas = from_pandas.predict(df, level=[80], client=client)
     assert isinstance(on_pandas, pd.DataFrame)
     np.testing.assert_allclose(on_pandas["yhat-hi-80"].to_numpy(), expected["yhat-hi-80"].to_numpy(), rtol=1e-12)
+    assert from_pandas.calibration_ is not None and from_pandas.calibration_ != 1.0  # the workers applied it
+    local = GlobalForecaster(horizon=HORIZON, **TINY).fit(df, progress=False)
+    on_workers = local.predict(df, level=[80], client=client)  # an in-process fit's intervals, on the workers
+    np.testing.assert_array_equal(on_workers["yhat-lo-80"].to_numpy(), local.predict(df, level=[80])["yhat-lo-80"].to_numpy())
     with pytest.raises(ValueError, match="keeps no training series"):
         from_dask.predict()
     with pytest.raises(ValueError, match="keeps none on the driver"):
@@ -124,7 +131,7 @@ def test_local_steps(cluster):
     gf._fitted = fit_on_dask(gf, df, client, shards=3, local_steps=2,
                              workers=sorted(client.scheduler_info()["workers"])[1:])
     _assert_bitwise(two, gf)  # local steps are per shard, so still independent of the workers
-    assert two._fitted["round_trips"] == 1 + opts["epochs"] * (opts["steps_per_epoch"] // 2 + 1)
+    assert two._fitted["round_trips"] == 1 + opts["epochs"] * (opts["steps_per_epoch"] // 2 + 1) + opts["ensemble"]
     assert all(np.isfinite(v).all() for v in _params(two)[0].values())
     assert len(two.history_[0]["train_loss"]) == opts["epochs"] and sync.is_fitted
 
