@@ -32,10 +32,17 @@ For series :math:`i` with values :math:`y_{i,1..n_i}`:
    (``ds`` given and ``season_length > 1``) each step also carries
    :math:`\sin(2\pi p/m), \cos(2\pi p/m)`, :math:`p` the step's position in the season (month of
    year for monthly data, quarter for quarterly data, ...), and the head reads those of the
-   :math:`h` forecast steps.
+   :math:`h` forecast steps.  With exogenous regressors (the extra numeric columns of a
+   DataFrame, known in the future) each step also carries every regressor standardised per
+   series, :math:`\tilde x_{i,t,r} = (x_{i,t,r} - m_{i,r}) / d_{i,r}` (the mean and standard
+   deviation of the regressor over the part of the series the scale is computed on, step 2;
+   :class:`~numrnn.forecast.preprocessing.ExogScaler`), and the head reads their values at the
+   :math:`h` forecast steps, :math:`\tilde x_{i,t..t+h-1,r}`, next to the calendar's.
 4. **Network.**  :math:`h_n = \text{RNN}(x; \text{lengths})` (the last layer's state after each
    window's last valid step), then one :class:`numrnn.nn.Linear` head
-   :math:`[\mu_{1..h}, \log\sigma^2_{1..h}] = W [h_n; c_{1..h}] + b` (direct multi-step).
+   :math:`[\mu_{1..h}, \log\sigma^2_{1..h}] = W [h_n; c_{1..h}; \tilde x_{1..h}] + b` (direct
+   multi-step; :math:`c` the calendar features and :math:`\tilde x` the regressors of the forecast
+   steps, each present when used).
    The means are residuals to a seasonal anchor (ES-RNN style), so an untrained network already
    forecasts a smoothed seasonal naive:
    :math:`a_k = (\bar z_1 - \ell)/s_i + \frac1J \sum_{j=1}^{J} (z_{i,t-jm+(k \bmod m)} - \bar z_j)/s_i`,
@@ -111,9 +118,15 @@ Input formats
 * a long pandas DataFrame with columns ``unique_id``, ``ds``, ``y``; ``ds`` datetimes (the
   frequency is inferred as :func:`pandas.infer_freq` does) or integers (a constant step).  Rows
   are sorted by ``unique_id`` and ``ds`` (so unsorted input is fine); forecasts come back as a
-  DataFrame.
+  DataFrame.  Every other column is an **exogenous regressor** (time-varying and known in the
+  future, as statsforecast's and neuralforecast's future exogenous columns): numeric or bool,
+  finite; ``fit(df, exog=[...])`` chooses them instead (``exog=[]``: none).  A model fitted with
+  regressors forecasts with their ``horizon`` future values per series,
+  ``predict(X_df=frame)`` (columns ``unique_id``, ``ds`` and the regressors);
+  :meth:`GlobalForecaster.cross_validation` takes them from the data itself.
 * a dict ``{key: 1-D array}`` or a list of 1-D arrays, of any lengths: no pandas needed;
-  forecasts come back as a dict with the same keys (a list for a list).
+  forecasts come back as a dict with the same keys (a list for a list).  Arrays carry no
+  exogenous regressors.
 
 pandas is imported only when a DataFrame is passed or returned.
 """
@@ -129,8 +142,17 @@ from numrnn import _validation as check
 from numrnn.forecast import persistence
 from numrnn.forecast.backtest import cross_validation as _cross_validation
 from numrnn.forecast.network import CELLS, encoder_head_specs
-from numrnn.forecast.panel import as_panel, future_dates, level_name, pandas, season_from_offset
-from numrnn.forecast.preprocessing import SERIES_TRANSFORMS, SeriesScaler
+from numrnn.forecast.panel import (
+    KEY_COLUMNS,
+    as_panel,
+    future_dates,
+    future_exog,
+    is_frame,
+    level_name,
+    pandas,
+    season_from_offset,
+)
+from numrnn.forecast.preprocessing import SERIES_TRANSFORMS, ExogScaler, SeriesScaler
 from numrnn.forecast.global_training import LocalTrainer, train_members
 from numrnn.forecast.windows import Packed, batch
 from numrnn.train import limit_threads
@@ -236,6 +258,23 @@ def _mixture_quantiles(mu, sigma, probs, iters=80):
 
 
 
+def _refuse_dask_exog(data, exog):
+    """ValueError when a fit on Dask workers would have exogenous regressors (not supported yet):
+    ``exog`` names some, or (None) ``data`` has columns besides unique_id, ds, y."""
+    if exog is not None:
+        if isinstance(exog, str) or not all(isinstance(c, str) for c in exog):
+            raise TypeError(f"exog must be None or a list of column names (str), got {exog!r}")
+        names = list(exog)
+    else:
+        names = [c for c in getattr(data, "columns", ()) if c not in KEY_COLUMNS]
+    if names:
+        raise ValueError(
+            f"fit(client=...) does not support exogenous regressors yet: data has the regressor column(s) "
+            f"{[str(c) for c in names]} (every column besides unique_id, ds and y is one); fit without a client, or "
+            f"drop them (exog=[] fits without regressors)"
+        )
+
+
 # ---------------------------------------------------------------------------------- the forecaster
 
 
@@ -298,6 +337,8 @@ class GlobalForecaster:
         window.
     untrained_ids_ : list
         Series too short to train on (at most ``horizon`` values); they are still forecast.
+    exog_names_ : list of str
+        The exogenous regressors the model was fitted with (empty: none).
     calibration_ : float or None
         The interval calibration factor :math:`c` (module docstring, step 7): the interval of
         level ``L`` is the mixture's quantiles at :math:`\Phi(\mp c\, \Phi^{-1}(0.5 + L/200))`.
@@ -371,6 +412,8 @@ class GlobalForecaster:
         return self._fitted
 
     def __getattr__(self, name):
+        if name == "exog_names_":
+            return list(self._require_fitted(name).get("exog", ()))
         if name in ("season_length_", "lookback_", "calendar_", "seed_", "history_", "unvalidated_ids_",
                     "untrained_ids_", "calibration_"):
             return self._require_fitted(name)[name[:-1]]
@@ -409,36 +452,48 @@ class GlobalForecaster:
             val_idx = val_idx[np.sort(pick)]
         return train_n, validated, trainable, val_idx
 
-    def _specs(self, calendar):
+    def _specs(self, calendar, n_exog=0):
+        """The network's specs: inputs value + calendar (2) + ``n_exog`` regressors per step; the
+        head reads the calendar and regressor features of the ``horizon`` forecast steps."""
         h = self.horizon
-        return encoder_head_specs(self.cell, 1 + 2 * calendar, self.hidden_size, self.num_layers, 2 * calendar * h,
-                                  2 * h, self.dtype)
+        return encoder_head_specs(self.cell, 1 + 2 * calendar + n_exog, self.hidden_size, self.num_layers,
+                                  (2 * calendar + n_exog) * h, 2 * h, self.dtype)
 
-    def _record(self, members, history, specs, panel, keys, train_n, validated, settings, seed, calibration=None):
-        """The fitted state: members, settings, the interval calibration (None: none) and which
-        series were left out of what."""
+    def _record(self, members, history, specs, panel, keys, train_n, validated, settings, seed, calibration=None,
+                exog=()):
+        """The fitted state: members, settings, the interval calibration (None: none), the
+        exogenous regressors' names and which series were left out of what."""
         season, lookback, calendar = settings
         h = self.horizon
         return {
             "members": members, "specs": specs, "panel": panel, "season_length": season, "lookback": lookback,
-            "calendar": calendar, "seed": seed, "history": history, "calibration": calibration,
+            "calendar": calendar, "seed": seed, "history": history, "calibration": calibration, "exog": list(exog),
             "unvalidated_ids": [keys[i] for i in range(len(keys)) if not validated[i] and train_n[i] >= h + 1],
             "untrained_ids": [keys[i] for i in range(len(keys)) if train_n[i] < h + 1],
         }
 
-    def fit(self, data, progress=True, *, client=None, shards=None, local_steps=1, timeout=300.0):
+    def fit(self, data, progress=True, *, exog=None, client=None, shards=None, local_steps=1, timeout=300.0):
         """Fit one model on every series of ``data``.
 
         Parameters
         ----------
         data : pandas.DataFrame, dict of array_like, list of array_like or dask DataFrame
             A long DataFrame with columns ``unique_id``, ``ds`` (datetimes or integers, evenly
-            spaced per series; rows in any order) and ``y``; or 1-D arrays of any lengths.  Every
+            spaced per series; rows in any order), ``y`` and optional exogenous regressors (every
+            other column, see ``exog``); or 1-D arrays of any lengths (no regressors).  Every
             value finite; every series at least one value; at least one series with more than
             ``horizon`` values.  With ``client``: a pandas DataFrame, or a dask DataFrame whose
-            partitions each hold whole series (``unique_id`` a column or the index).
+            partitions each hold whole series (``unique_id`` a column or the index), without
+            regressors.
         progress : bool, default True
             One tqdm bar for the whole fit (member, epoch, validation loss).
+        exog : None or list of str, default None
+            The exogenous regressors of a DataFrame: None takes every column other than
+            ``unique_id``, ``ds`` and ``y`` (each must be numeric or bool: others are refused,
+            naming them); a list takes those columns (other extra columns are ignored); ``[]``
+            none.  Regressors are dynamic: known in the future, so :meth:`predict` needs their
+            future values (``X_df``).  Each is standardised per series on the series' training
+            part (module docstring, step 3).  Not supported with ``client`` yet.
         client : distributed.Client, optional
             Train data-parallel on its workers
             (:func:`numrnn.integrations.dask_training.fit_on_dask`): the series stay on the
@@ -463,8 +518,9 @@ class GlobalForecaster:
         ------
         TypeError, ValueError
             For bad input, naming the column or key (missing columns, duplicate ``(unique_id,
-            ds)`` rows, irregular dates, NaN/inf, empty series, no series longer than
-            ``horizon``).  A fit that raises leaves the forecaster as it was.
+            ds)`` rows, irregular dates, NaN/inf in ``y`` or a regressor, a non-numeric
+            regressor, empty series, no series longer than ``horizon``, regressors with
+            ``client``).  A fit that raises leaves the forecaster as it was.
         FloatingPointError
             If the training loss or the weights become non-finite (lower ``lr``).
         RuntimeError
@@ -472,6 +528,7 @@ class GlobalForecaster:
         """
         progress = check.check_bool(progress, "progress")
         if client is not None:
+            _refuse_dask_exog(data, exog)
             from numrnn.integrations.dask_training import fit_on_dask
 
             self._fitted = fit_on_dask(self, data, client, shards=shards, local_steps=local_steps, timeout=timeout,
@@ -482,26 +539,33 @@ class GlobalForecaster:
                 f"shards and local_steps apply to a fit on Dask workers: pass client (got shards={shards!r}, "
                 f"local_steps={local_steps!r})"
             )
-        panel = as_panel(data)
+        panel = as_panel(data, exog=exog)
         settings = season, lookback, calendar = self._settings(panel.dates)
         h = self.horizon
         n = np.array([len(y) for y in panel.values], dtype=np.int64)
         seed = check.check_seed(self.seed, "seed")
         train_n, validated, trainable, val_idx = self._plan(n, seed)
         packs = SeriesScaler(self.transform).fit(panel.values, train_n).transform_values(panel.values)
-        packed = Packed(packs, panel.dates["ordinal0"] if calendar else None)
+        names = panel.exog_names if panel.exog is not None else []
+        xs = None
+        if names:  # the history's rows only (a rolling-origin cut keeps its future rows after them)
+            history = [x[:k] for x, k in zip(panel.exog, n.tolist())]
+            xs = ExogScaler().fit(history, train_n).transform(history)
+        packed = Packed(packs, panel.dates["ordinal0"] if calendar else None, xs)
         if not np.isfinite(packed.zn).all():
             raise ValueError("the series' values are too large to normalise (near the float64 limit?)")
+        if xs is not None and not np.isfinite(packed.xn).all():
+            raise ValueError("the exogenous regressors are too large to normalise (near the float64 limit?)")
         validation = None
         if val_idx.size:
             validation = batch(packed, val_idx, packed.n[val_idx] - h, lookback, h, season, calendar, self.dtype)
-        specs = self._specs(calendar)
+        specs = self._specs(calendar, len(names))
         trainer = LocalTrainer(packed, trainable, train_n, validation, lookback, h, season, calendar, self.dtype,
                                self.clip_norm)
         members, history = train_members(self, trainer, specs, seed, progress)
         calibration = self._calibration(trainer, members)
         self._fitted = self._record(members, history, specs, panel, panel.keys, train_n, validated, settings, seed,
-                                    calibration)
+                                    calibration, names)
         return self
 
     def _calibration(self, trainer, members):
@@ -519,8 +583,14 @@ class GlobalForecaster:
 
     # ------------------------------------------------------------------ predict
 
-    def _distribution(self, fitted, panel, probs):
-        """Quantiles (len(probs), S, h) in original units for every series of ``panel``."""
+    def _distribution(self, fitted, panel, probs, future=None):
+        """Quantiles (len(probs), S, h) in original units for every series of ``panel``.
+
+        ``future``: the exogenous regressors' values at the forecast steps (a list of (h, m)
+        arrays, one per series, as :func:`~numrnn.forecast.panel.future_exog` reads them from
+        ``X_df``); None takes them from the rows of ``panel.exog`` after each series' history
+        (a rolling-origin cut's).  Only for a model fitted with regressors.
+        """
         h, lookback, season = self.horizon, fitted["lookback"], fitted["season_length"]
         calendar = fitted["calendar"]
         if calendar and (panel.dates is None or panel.dates["ordinal0"] is None):
@@ -530,7 +600,8 @@ class GlobalForecaster:
             )
         scaler = SeriesScaler(self.transform).fit(panel.values)
         packs = scaler.transform_values(panel.values)
-        packed = Packed(packs, panel.dates["ordinal0"] if calendar else None)
+        xs = self._exog_windows(fitted, panel, future)
+        packed = Packed(packs, panel.dates["ordinal0"] if calendar else None, xs)
         series = np.arange(len(packs))
         x, lengths, future, _, level = batch(packed, series, packed.n, lookback, h, season, calendar, self.dtype,
                                               with_target=False)
@@ -552,16 +623,60 @@ class GlobalForecaster:
             raise FloatingPointError(f"the forecasts of series {bad} are not finite (the series' range is too wide)")
         return out
 
-    def predict(self, data=None, level=None, *, client=None):
+    def _check_exog_panel(self, fitted, panel):
+        """The fitted regressors' names; ValueError when ``panel`` does not hold them."""
+        names = list(fitted.get("exog", ()))
+        if names and (panel.exog is None or list(panel.exog_names) != names):
+            got = list(panel.exog_names) if panel.exog is not None else []
+            raise ValueError(
+                f"this model was fitted with the exogenous regressors {names}: pass the history as a DataFrame with "
+                f"columns unique_id, ds, y and {', '.join(map(repr, names))} (got {panel.source} data with "
+                f"regressors {got})"
+            )
+        return names
+
+    def _exog_windows(self, fitted, panel, future):
+        """The standardised regressors of every series of ``panel``, history then the ``horizon``
+        forecast steps (list of (n_i + h, m)); None for a model fitted without regressors."""
+        names = self._check_exog_panel(fitted, panel)
+        if not names:
+            return None
+        h = self.horizon
+        n = [len(v) for v in panel.values]
+        history = [x[:k] for x, k in zip(panel.exog, n)]
+        if future is None:
+            short = [panel.keys[i] for i, (x, k) in enumerate(zip(panel.exog, n)) if len(x) < k + h]
+            if short:
+                raise ValueError(
+                    f"this model was fitted with the exogenous regressors {names}: pass their {h} future values per "
+                    f"series as X_df, a DataFrame with columns unique_id, ds, {', '.join(names)} (none for unique_id "
+                    f"{short[:5]})"
+                )
+            future = [x[k : k + h] for x, k in zip(panel.exog, n)]
+        rows = [np.concatenate([x, f]) for x, f in zip(history, future)]
+        xs = ExogScaler().fit(history).transform(rows)
+        bad = [panel.keys[i] for i, x in enumerate(xs) if not np.isfinite(x).all()]
+        if bad:
+            raise ValueError(f"the exogenous regressors of unique_id {bad[:5]} are too large to normalise")
+        return xs
+
+    def predict(self, data=None, level=None, *, X_df=None, client=None):
         """Forecast the ``horizon`` values after the end of every series.
 
         Parameters
         ----------
         data : DataFrame, dict or list, optional
             New histories in one of :meth:`fit`'s formats (series unseen in training are forecast
-            from their own history, with no refit); None forecasts the series of the fit.
+            from their own history, with no refit); None forecasts the series of the fit.  For a
+            model fitted with exogenous regressors, a DataFrame holding them (other extra
+            columns are ignored).
         level : number or list of numbers in (0, 100), optional
             Central prediction-interval levels in percent.
+        X_df : pandas.DataFrame, optional
+            The exogenous regressors' future values: columns ``unique_id``, ``ds`` and the
+            regressors of the fit (:attr:`exog_names_`), a row for each of the ``horizon`` dates
+            after each forecast series' last date (rows of other series or dates are ignored).
+            Required for a model fitted with regressors, refused for one without.
         client : distributed.Client, optional
             Forecast on its workers (:func:`numrnn.integrations.dask_training.predict_on_dask`):
             ``data`` a pandas DataFrame (a pandas DataFrame back) or a dask DataFrame whose
@@ -579,24 +694,44 @@ class GlobalForecaster:
         RuntimeError
             If not fitted.
         TypeError, ValueError
-            For bad input or a level outside (0, 100).
+            For bad input or a level outside (0, 100); for a model fitted with exogenous
+            regressors, a missing ``X_df``, a regressor column missing from it or from ``data``,
+            missing future dates of a series, NaN/inf (each naming the column or series); an
+            ``X_df`` for a model without regressors, or with ``client``.
         """
         fitted = self._require_fitted("predict()")
         levels = check.check_levels(level)
+        names = list(fitted.get("exog", ()))
+        if X_df is not None and not names:
+            raise ValueError("X_df holds future exogenous regressors, but this model was fitted without any: pass "
+                             "X_df=None (or fit on a DataFrame with the regressor columns)")
         if client is not None:
+            if names:
+                raise ValueError(f"predict(client=...) does not support exogenous regressors yet (this model was "
+                                 f"fitted with {names}): predict without a client")
             from numrnn.integrations.dask_training import predict_on_dask
 
             return predict_on_dask(self, fitted, data, levels, client)
         if data is None and fitted["panel"] is None:
             raise ValueError("this forecaster was fitted on a dask DataFrame and keeps no training series: "
                              "pass data (and client) to predict()")
-        panel = fitted["panel"] if data is None else as_panel(data)
-        return self._forecast(fitted, panel, levels)
+        panel = fitted["panel"] if data is None else as_panel(data, exog=names)
+        future = None
+        if names:
+            self._check_exog_panel(fitted, panel)
+            if X_df is None:
+                raise ValueError(
+                    f"this model was fitted with the exogenous regressors {names}: pass their {self.horizon} future "
+                    f"values per series as X_df, a DataFrame with columns unique_id, ds, {', '.join(names)}"
+                )
+            future = future_exog(X_df, panel, names, self.horizon)
+        return self._forecast(fitted, panel, levels, future)
 
-    def _forecast(self, fitted, panel, levels):
-        """Forecasts of every series of ``panel`` in :meth:`predict`'s output format."""
+    def _forecast(self, fitted, panel, levels, future=None):
+        """Forecasts of every series of ``panel`` in :meth:`predict`'s output format (``future``:
+        the regressors of the forecast steps, see :meth:`_distribution`)."""
         probs = _interval_probs(fitted.get("calibration"), levels)
-        q = self._distribution(fitted, panel, probs)
+        q = self._distribution(fitted, panel, probs, future)
         return self._format(panel, q, levels)
 
     def _format(self, panel, q, levels):
@@ -622,7 +757,7 @@ class GlobalForecaster:
 
     # ------------------------------------------------------------------ cross-validation
 
-    def cross_validation(self, data, n_windows=3, step_size=None, level=None, progress=False):
+    def cross_validation(self, data, n_windows=3, step_size=None, level=None, progress=False, *, exog=None):
         """Rolling-origin evaluation over all series: refit a copy per window and forecast.
 
         Window ``w`` (``0 .. n_windows - 1``) cuts each series of n values at
@@ -638,6 +773,9 @@ class GlobalForecaster:
             Distance between cutoffs; default ``horizon``.
         level : number or list, optional
         progress : bool, default False
+        exog : None or list of str, default None
+            The exogenous regressors of a DataFrame, as in :meth:`fit`; each window's forecast
+            reads their values after its cutoff from ``data`` itself.
 
         Returns
         -------
@@ -646,6 +784,10 @@ class GlobalForecaster:
             ``y``, ``yhat`` and ``yhat-lo-L``/``yhat-hi-L`` per level: a DataFrame for a
             DataFrame, else a dict of equal-length 1-D arrays (``ds`` and ``cutoff`` positions).
         """
+        if is_frame(data):  # the regressors are read here: every window's cut keeps their future rows
+            data = as_panel(data, exog=exog)
+        elif exog:
+            as_panel(data, exog=exog)  # refuses regressors with arrays, naming them
         return _cross_validation(self, data, n_windows, step_size, level, progress)
 
     # ------------------------------------------------------------------ save / load

@@ -5,6 +5,8 @@
   standard deviation; covariates are standardised.  Its state is saved with the forecaster.
 * :class:`SeriesScaler` (:class:`numrnn.forecast.GlobalForecaster`): per series of a panel, the
   log of a positive series, then division by its mean absolute one-step change.
+* :class:`ExogScaler` (:class:`numrnn.forecast.GlobalForecaster`): per series and regressor,
+  standardisation of the exogenous regressors on the part of the series the model may see.
 
 Both compute in float64 and leave non-finite values (an overflow) for the caller to check.
 """
@@ -17,7 +19,7 @@ import numpy as np
 
 from numrnn import io as nio
 
-__all__ = ["SERIES_TRANSFORMS", "TRANSFORMS", "ColumnScaler", "SeriesScaler", "safe_location_scale"]
+__all__ = ["SERIES_TRANSFORMS", "TRANSFORMS", "ColumnScaler", "ExogScaler", "SeriesScaler", "safe_location_scale"]
 
 #: The ``transform`` choices of :class:`ColumnScaler` and of :class:`SeriesScaler`.
 TRANSFORMS = ("auto", "log", "none")
@@ -268,3 +270,56 @@ class SeriesScaler:
         """Values in model units, shape (..., S, h), back in the original units."""
         z = scaled * self.scale[:, None]
         return np.where(self.log[:, None], np.exp(z), z)
+
+
+class ExogScaler:
+    r"""Per-series standardisation of exogenous regressors.
+
+    For series :math:`i` and regressor :math:`r` with values :math:`x_{i,t,r}`,
+
+    .. math::  \tilde x_{i,t,r} = (x_{i,t,r} - m_{i,r}) / d_{i,r},
+
+    :math:`m_{i,r}` and :math:`d_{i,r}` the mean and standard deviation of the first
+    ``fit_lengths[i]`` rows (the part the model may see); a regressor constant there has
+    :math:`d_{i,r} = |m_{i,r}|` (changes relative to its level), or 1 when it is 0 there.
+    A series with no fitted row has :math:`m = 0, d = 1`.
+
+    Attributes
+    ----------
+    mean, std : ndarray, shape (S, m)
+        :math:`m` and the positive :math:`d`.
+    """
+
+    def __init__(self):
+        self.mean = self.std = None
+
+    def fit(self, exog, fit_lengths=None):
+        """Fit on the first ``fit_lengths[i]`` rows of each series' regressors (all when None).
+
+        Parameters
+        ----------
+        exog : list of ndarray, shape (n_i, m)
+            Finite float64 regressors.
+        fit_lengths : sequence of int, optional
+
+        Returns
+        -------
+        self
+        """
+        m = exog[0].shape[1] if exog else 0
+        means, stds = np.zeros((len(exog), m)), np.ones((len(exog), m))
+        for i, x in enumerate(exog):
+            part = x if fit_lengths is None else x[: fit_lengths[i]]
+            if part.shape[0] == 0:
+                continue
+            mean, std, _ = safe_location_scale(part)
+            fallback = np.where(mean != 0, np.abs(mean), 1.0)
+            means[i] = mean
+            stds[i] = np.where((std > 0) & np.isfinite(std), std, fallback)
+        self.mean, self.std = means, stds
+        return self
+
+    def transform(self, exog):
+        """The regressors standardised (list of ndarray, shape (rows_i, m)); overflow gives inf."""
+        with np.errstate(**_QUIET):
+            return [(x - mu) / sd for x, mu, sd in zip(exog, self.mean, self.std)]

@@ -8,13 +8,36 @@ __all__ = ["Packed", "batch"]
 
 
 class Packed:
-    """Normalised series concatenated: ``zn[off[i] : off[i] + n[i]]`` is series ``i``."""
+    """Normalised series concatenated: ``zn[off[i] : off[i] + n[i]]`` is series ``i``.
 
-    def __init__(self, zs, ordinal0):
+    Parameters
+    ----------
+    zs : list of ndarray, shape (n_i,)
+        The normalised series.
+    ordinal0 : sequence of int or None
+        Season ordinals of the series' first values (for the calendar features).
+    exog : list of ndarray, shape (rows_i, m), optional
+        The normalised exogenous regressors, ``rows_i >= n_i``: row ``t`` goes with step ``t`` of
+        series ``i``, and the rows after ``n_i`` are its known future (a forecast at origin
+        ``n_i`` needs ``rows_i >= n_i + horizon``).  Held as ``xn[xoff[i] + t]``, shape
+        (sum of rows, m); ``xn`` is None without regressors.
+    """
+
+    def __init__(self, zs, ordinal0, exog=None):
         self.n = np.array([len(z) for z in zs], dtype=np.int64)
         self.off = np.concatenate([[0], np.cumsum(self.n)[:-1]]).astype(np.int64)
         self.zn = np.concatenate(zs) if zs else np.zeros(0)
         self.ordinal0 = None if ordinal0 is None else np.asarray(ordinal0, dtype=np.int64)
+        self.xn = self.xoff = None
+        if exog is not None:
+            rows = np.array([len(x) for x in exog], dtype=np.int64)
+            self.xoff = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
+            self.xn = np.ascontiguousarray(np.concatenate(exog), dtype=np.float64)
+
+    @property
+    def n_exog(self):
+        """The number of exogenous regressors ``m`` (0 without)."""
+        return 0 if self.xn is None else self.xn.shape[1]
 
 
 def batch(packed, series, origin, lookback, horizon, season, calendar, dtype, with_target=True):
@@ -27,11 +50,13 @@ def batch(packed, series, origin, lookback, horizon, season, calendar, dtype, wi
 
     Returns
     -------
-    x : ndarray, shape (lookback, B, 1 + 2c)
-        Right-padded inputs (``c`` = 1 with calendar features, else 0).
+    x : ndarray, shape (lookback, B, 1 + 2c + m)
+        Right-padded inputs (``c`` = 1 with calendar features, else 0; ``m`` the packed panel's
+        exogenous regressors): the value, the season's sin and cos, then the regressors.
     lengths : ndarray of int64, shape (B,)
-    future : ndarray, shape (B, 2c * horizon)
-        Calendar features of the forecast steps.
+    future : ndarray, shape (B, (2c + m) * horizon)
+        Features of the forecast steps: the horizon sines, the horizon cosines, then each
+        regressor's horizon values (``[x_{t, r}, ..., x_{t + h - 1, r}]`` for r = 1 .. m).
     target : ndarray, shape (B, horizon) or None
     base : ndarray, shape (B, horizon)
         What the network's output is added to: the normalised level ``z[t - 1] / s`` plus the
@@ -46,17 +71,24 @@ def batch(packed, series, origin, lookback, horizon, season, calendar, dtype, wi
     level = packed.zn[off + origin - 1]
     vals = np.where(valid, packed.zn[off[:, None] + np.where(valid, pos, 0)] - level[:, None], 0.0)
     c = 1 if calendar else 0
-    x = np.zeros((lookback, b, 1 + 2 * c))
+    m = packed.n_exog
+    x = np.zeros((lookback, b, 1 + 2 * c + m))
     x[:, :, 0] = vals.T
     future = np.zeros((b, 2 * c * horizon))
+    k = np.arange(horizon)
     if c:
         ordinal = packed.ordinal0[series]
         angle = 2 * np.pi * (((ordinal[:, None] + pos) % season) / season)
         x[:, :, 1] = np.where(valid, np.sin(angle), 0.0).T
         x[:, :, 2] = np.where(valid, np.cos(angle), 0.0).T
-        fa = 2 * np.pi * (((ordinal[:, None] + origin[:, None] + np.arange(horizon)[None, :]) % season) / season)
+        fa = 2 * np.pi * (((ordinal[:, None] + origin[:, None] + k[None, :]) % season) / season)
         future = np.concatenate([np.sin(fa), np.cos(fa)], axis=1)
-    k = np.arange(horizon)
+    if m:
+        xoff = packed.xoff[series]
+        past = packed.xn[xoff[:, None] + np.where(valid, pos, 0)]  # (B, lookback, m)
+        x[:, :, 1 + 2 * c :] = np.where(valid[:, :, None], past, 0.0).transpose(1, 0, 2)
+        ahead = packed.xn[xoff[:, None] + origin[:, None] + k[None, :]]  # (B, h, m)
+        future = np.concatenate([future, ahead.transpose(0, 2, 1).reshape(b, m * horizon)], axis=1)
     # the seasonal anchor (ES-RNN style): the mean of the last season relative to the level plus the
     # seasonal profile averaged over the last J <= 3 whole seasons in the window, each taken
     # relative to its own mean,  a_k = (zbar_1 - level) + mean_j (z[t - j m + (k mod m)] - zbar_j);
