@@ -793,7 +793,8 @@ class GlobalForecaster:
     # ------------------------------------------------------------------ save / load
 
     def save(self, path):
-        """Write the fitted forecaster (weights, settings, the training series) to ``path``.
+        """Write the fitted forecaster (weights, settings, the training series and their exogenous
+        regressors) to ``path``.
 
         Atomic and pickle-free (:func:`numrnn.io.save_npz`).  Series keys must be str or int.
         """

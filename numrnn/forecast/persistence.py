@@ -17,7 +17,7 @@ import numpy as np
 
 from numrnn import _validation as check
 from numrnn import io as nio
-from numrnn.forecast.network import PaddedNet, encoder_head_specs
+from numrnn.forecast.network import PaddedNet
 from numrnn.forecast.panel import Panel, pandas
 from numrnn.forecast.preprocessing import ColumnScaler
 from numrnn.optim import OPTIMIZERS
@@ -239,6 +239,9 @@ def save_global_forecaster(gf, fitted, path):
         keys.append(k if isinstance(k, str) else int(k))
     arrays = {"data/values": np.concatenate(panel.values),
               "data/lengths": np.array([len(v) for v in panel.values], dtype=np.int64)}
+    names = list(fitted.get("exog", ()))
+    if names:  # the regressors' history (their standardisation is recomputed from it, as y's scale is)
+        arrays[_EXOG] = np.concatenate([x[: len(v)] for x, v in zip(panel.exog, panel.values)])
     for j, net in enumerate(fitted["members"]):
         for name, value in net.state_dict().items():
             arrays[f"member{j}/{name}"] = value
@@ -257,7 +260,7 @@ def save_global_forecaster(gf, fitted, path):
     config = {
         "params": params, "keys": keys, "source": panel.source, "dates": dates,
         "season_length": fitted["season_length"], "lookback": fitted["lookback"], "calendar": fitted["calendar"],
-        "seed_used": int(fitted["seed"]), "calibrated": calibration is not None,
+        "seed_used": int(fitted["seed"]), "calibrated": calibration is not None, "exog": names,
         "history": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in h.items()}
                     for h in fitted["history"]],
         "unvalidated": [keys[panel.keys.index(k)] for k in fitted["unvalidated_ids"]],
@@ -268,6 +271,24 @@ def save_global_forecaster(gf, fitted, path):
 
 #: The array of a GlobalForecaster file holding its interval calibration (absent: none).
 _CALIBRATION = "calibration/factor"
+#: The array of a GlobalForecaster file holding the exogenous regressors' history, (sum n_i, m).
+_EXOG = "data/exog"
+
+
+def _check_exog(config, arrays, n_values):
+    """The saved exogenous regressors' names and history (None), checked.
+
+    Files written before regressors existed have no ``exog`` key: they load without, as fitted.
+    """
+    names = config.get("exog", [])
+    if not isinstance(names, list) or not all(isinstance(c, str) for c in names) or len(set(names)) != len(names):
+        raise ValueError(f"config['exog'] must be a list of distinct column names, got {names!r}")
+    if not names:
+        return names, None
+    x = nio._expect(arrays, _EXOG, (n_values, len(names)), "float64")
+    if not np.isfinite(x).all():
+        raise ValueError(f"array {_EXOG!r} is not finite")
+    return names, x
 
 
 def _check_calibration(config, arrays):
@@ -348,11 +369,14 @@ def _from_saved(cls, config, arrays):
             dates["ordinal0"] = [int(o) for o in dates["ordinal0"]]
     if calendar and (dates is None or dates["ordinal0"] is None):
         raise ValueError("config['calendar'] is true but the file holds no season ordinals")
-    h = gf.horizon
-    specs = encoder_head_specs(gf.cell, 1 + 2 * calendar, gf.hidden_size, gf.num_layers, 2 * calendar * h, 2 * h,
-                               gf.dtype)
+    names, exog = _check_exog(config, arrays, values.size)
+    if names and (source != "frame" or dates is None):
+        raise ValueError("config['exog'] names regressors, which only a DataFrame's series have")
+    specs = gf._specs(calendar, len(names))
     calibration = _check_calibration(config, arrays)
     members, expected = [], {"data/values", "data/lengths"} | ({_CALIBRATION} if calibration is not None else set())
+    if names:
+        expected.add(_EXOG)
     for j in range(gf.ensemble):
         found = {}
         for part, spec in specs.items():
@@ -372,8 +396,9 @@ def _from_saved(cls, config, arrays):
         raise ValueError(f"config['history'] must hold ensemble = {gf.ensemble} entries")
     history = [{**hh, "best_val_loss": math.inf if hh.get("best_val_loss") is None else hh["best_val_loss"]}
                for hh in history]
-    panel = Panel(list(keys), splits, source, dates)
+    panel = Panel(list(keys), splits, source, dates,
+                  None if exog is None else np.split(exog, np.cumsum(lengths)[:-1]), names)
     fitted = {"members": members, "specs": specs, "panel": panel, "season_length": season, "lookback": lookback,
-              "calendar": calendar, "seed": seed, "history": history, "calibration": calibration,
+              "calendar": calendar, "seed": seed, "history": history, "calibration": calibration, "exog": names,
               "unvalidated_ids": list(config["unvalidated"]), "untrained_ids": list(config["untrained"])}
     return gf, fitted
