@@ -715,7 +715,7 @@ class GlobalForecaster:
         if data is None and fitted["panel"] is None:
             raise ValueError("this forecaster was fitted on a dask DataFrame and keeps no training series: "
                              "pass data (and client) to predict()")
-        panel = fitted["panel"] if data is None else as_panel(data, exog=names)
+        panel = fitted["panel"] if data is None else as_panel(data, exog=names if is_frame(data) else ())
         future = None
         if names:
             self._check_exog_panel(fitted, panel)
