@@ -70,7 +70,8 @@ def _cpu_seconds():
 
 def _install_recorder():
     """Register a ``numba:compile`` listener; returns the dict it fills:
-    ``{dispatcher name: {"specs": n, "inclusive": s, "self": s}}``."""
+    ``{dispatcher name: {"specs": n, "inclusive": s, "self": s, "signatures": [...]}}``
+    (``signatures``: the argument types of each specialisation, as Numba prints them)."""
     import time
 
     from numba.core import event
@@ -86,13 +87,15 @@ def _install_recorder():
 
     class Recorder(event.Listener):
         def on_start(self, ev):
-            stack.append([name_of(ev.data["dispatcher"]), time.perf_counter(), 0.0])
+            args = ev.data.get("args") or ()
+            stack.append([name_of(ev.data["dispatcher"]), time.perf_counter(), 0.0, f"({', '.join(map(str, args))})"])
 
         def on_end(self, ev):
-            name, start, nested = stack.pop()
+            name, start, nested, signature = stack.pop()
             spent = time.perf_counter() - start
-            row = table.setdefault(name, {"specs": 0, "inclusive": 0.0, "self": 0.0})
+            row = table.setdefault(name, {"specs": 0, "inclusive": 0.0, "self": 0.0, "signatures": []})
             row["specs"] += 1
+            row["signatures"].append(signature)
             row["inclusive"] += spent
             row["self"] += spent - nested
             if stack:
@@ -204,7 +207,7 @@ def _run_child(workload, cache_dir, fresh=True):
     raise SystemExit(f"the {workload!r} child printed no report:\n{proc.stdout}\n{proc.stderr}")
 
 
-def _print_table(result, top):
+def _print_table(result, top, signatures=False):
     rows = sorted(result["compiles"].items(), key=lambda item: -item[1]["self"])
     total_self = sum(row["self"] for _, row in rows)
     specs = sum(row["specs"] for _, row in rows)
@@ -215,6 +218,9 @@ def _print_table(result, top):
         print(f"{'dispatcher':<{width}}  specs  self s  incl s")
         for name, row in rows[:top]:
             print(f"{name:<{width}}  {row['specs']:5d}  {row['self']:6.2f}  {row['inclusive']:6.2f}")
+            if signatures and row["specs"] > 1:
+                for signature in row.get("signatures", ()):
+                    print(f"    {signature}")
         rest = rows[top:]
         if rest:
             print(f"{f'... {len(rest)} more':<{width}}  {sum(r['specs'] for _, r in rest):5d}  "
@@ -239,6 +245,8 @@ def main(argv=None):
     parser.add_argument("--warmup-first", action="store_true",
                         help="only check numrnn.warmup(): warm up, then run layers+forecast on that cache")
     parser.add_argument("--top", type=int, default=15, help="dispatchers shown per table (default 15)")
+    parser.add_argument("--signatures", action="store_true",
+                        help="list the argument types of each specialisation of the dispatchers shown that compiled more than one")
     parser.add_argument("--json", help="also write every result to this JSON file")
     args = parser.parse_args(argv)
     if args.child:
@@ -266,7 +274,7 @@ def main(argv=None):
                 with tempfile.TemporaryDirectory(prefix="numrnn-cold-") as cache:
                     results.append(_run_child("torch", cache))
     for result in results:
-        _print_table(result, args.top)
+        _print_table(result, args.top, args.signatures)
     by_workload = {r["workload"]: r for r in results}
     if "layers" in by_workload and "torch" in by_workload:
         a, b = by_workload["layers"], by_workload["torch"]

@@ -10,7 +10,7 @@ import numpy as np
 from numrnn.backends.protocol import FamilyKernels
 from numrnn._jit import cpu_function, cpu_kernel
 from numrnn.backends.cpu import activations  # noqa: F401  (registers the float32 activations)
-from numrnn.backends.cpu.linalg import column_sums, input_gradient, matmul_nt_into, matmul_tn, project_inputs, step_product, step_projections, step_weights, weight_gradients, zero_padding
+from numrnn.backends.cpu.linalg import column_sums, copy_block, copy_into, input_gradient, matmul_nt_into, matmul_tn, project_inputs, step_product, step_projections, step_weights, weight_gradients, zero_padding
 from numrnn.backends.cpu.threads import block_bounds, time_index
 from numrnn.cells import gru as gru_cell
 
@@ -91,7 +91,7 @@ def gru_forward_rows(lo, hi, pre_x, lengths, reverse, reset_after, w_rec_t, w_hn
         if not reset_after:
             step_product(reset_h, w_hn_t, pre_hn)
         gru_update_rows(s, lo, pre_x, pre_h, pre_hn, b_hn, lengths, reverse, reset_after, h, reset_h, y, h_prev_seq, aux_seq)
-    h_n[lo:hi] = h
+    copy_block(h, h_n, lo)
 
 
 @cpu_kernel(parallel=True)
@@ -184,7 +184,7 @@ def gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh
             if s < lengths[lo + r]:
                 for j in range(hidden):
                     dh[r, j] = dh_direct[r, j] + dh_rec[r, j]
-    dh0[lo:hi] = dh
+    copy_block(dh, dh0, lo)
 
 
 @cpu_kernel(parallel=True)
@@ -210,12 +210,12 @@ def gru_backward(x, lengths, reverse, reset_after, w_ih, w_hh, dy, dh_n, gates, 
     aux_rows = aux_seq.reshape(rows, hidden)
     if reset_after:
         # the n rows of the h side: gradient dA_n * r (now in aux_seq) against h_prev
-        d_w_hh[2 * hidden :] = matmul_tn(aux_rows, h_prev_seq.reshape(rows, hidden))
-        d_b_hh[2 * hidden :] = column_sums(aux_rows)
+        copy_block(matmul_tn(aux_rows, h_prev_seq.reshape(rows, hidden)), d_w_hh, 2 * hidden)
+        copy_into(column_sums(aux_rows), d_b_hh[2 * hidden :])
     else:
         # Cho form: the n rows of W_hh multiply r * h_prev (saved in aux_seq), not h_prev
         d_n_rows = np.ascontiguousarray(d_pre_x[:, :, 2 * hidden :]).reshape(rows, hidden)
-        d_w_hh[2 * hidden :] = matmul_tn(d_n_rows, aux_rows)
+        copy_block(matmul_tn(d_n_rows, aux_rows), d_w_hh, 2 * hidden)
     return dx, dh0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 

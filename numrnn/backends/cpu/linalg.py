@@ -41,9 +41,11 @@ def product_into(a, b, out, bias=None):
         simd_matmul_into(a, b, out, bias)
     else:
         np.dot(a, b, out)
-        if bias is not None:
+        if bias is not None:  # loops, not out[i] += bias: see copy_block
             for i in range(rows):
-                out[i] += bias
+                row = out[i]
+                for j in range(cols):
+                    row[j] += bias[j]
 
 
 @cpu_function
@@ -72,9 +74,9 @@ def step_product(a, weights, out):
     """
     b, panels = weights
     if panels.shape[0] > 0:
-        matmul_packed_into(a, panels, out)
+        matmul_packed_into(a, panels, out, None)  # None passed, not omitted: one specialisation
     else:
-        simd_matmul_into(a, b, out)
+        simd_matmul_into(a, b, out, None)
 
 
 @cpu_function
@@ -128,13 +130,13 @@ def matmul_tn(a, b):
     rows = a.shape[0]
     if rows * a.shape[1] * b.shape[1] < PARALLEL_PRODUCT_MIN_WORK:
         out = np.empty((a.shape[1], b.shape[1]), dtype=a.dtype)
-        product_into(a.T, b, out)
+        product_into(a.T, b, out, None)
         return out
     chunks = partial_chunks(rows, a.shape[1] * b.shape[1], a.itemsize)
     partial = np.empty((chunks, a.shape[1], b.shape[1]), dtype=a.dtype)
     for chunk in numba.prange(chunks):
         lo, hi = block_bounds(chunk, chunks, rows)
-        product_into(a[lo:hi].T, b[lo:hi], partial[chunk])
+        product_into(a[lo:hi].T, b[lo:hi], partial[chunk], None)
     return sum_partials(partial)
 
 
@@ -152,6 +154,22 @@ def copy_into(source, target):
     Numba's slice assignment costs more than copying a short row."""
     for j in range(target.shape[0]):
         target[j] = source[j]
+
+
+@cpu_function(inline=True)
+def copy_block(source, target, start):
+    """``target[start:start + len(source)] = source`` for 2-D arrays, as plain loops.
+
+    The drivers copy arrays this way, not by slice assignment: a slice assignment
+    from an array compiles Numba's shape-mismatch error message (string formatting
+    of both shapes, about 4 s of a cold start for the ranks the drivers used).
+    Inlined: a copy is not worth a specialisation per caller.
+    """
+    for i in range(source.shape[0]):
+        row = source[i]
+        out = target[start + i]
+        for j in range(row.shape[0]):
+            out[j] = row[j]
 
 
 @cpu_function
@@ -202,10 +220,10 @@ def weight_gradients(x, h_prev_seq, d_pre):
     for chunk in numba.prange(chunks):
         lo, hi = block_bounds(chunk, chunks, rows)
         d_chunk = d_rows[lo:hi]
-        product_into(d_chunk.T, x_rows[lo:hi], partial_ih[chunk])
+        product_into(d_chunk.T, x_rows[lo:hi], partial_ih[chunk], None)
         if h_prev_seq is not None:
-            product_into(d_chunk.T, h_prev_seq.reshape(rows, hidden)[lo:hi], partial_hh[chunk])
-        partial_b[chunk] = column_sums(d_chunk)
+            product_into(d_chunk.T, h_prev_seq.reshape(rows, hidden)[lo:hi], partial_hh[chunk], None)
+        copy_into(column_sums(d_chunk), partial_b[chunk])
     d_b = sum_partials(partial_b)
     d_w_ih = sum_partials(partial_ih)
     if h_prev_seq is None:
@@ -218,7 +236,7 @@ def input_gradient(d_pre_x, w_ih):
     """``dx = dA_x @ W_ih``: (T, B, G*H) -> (T, B, I)."""
     steps, batch, gates = d_pre_x.shape
     out = np.empty((steps * batch, w_ih.shape[1]), dtype=d_pre_x.dtype)
-    matmul_rows(d_pre_x.reshape(steps * batch, gates), w_ih, out)
+    matmul_rows(d_pre_x.reshape(steps * batch, gates), w_ih, out, None)
     return out.reshape(steps, batch, w_ih.shape[1])
 
 
@@ -232,7 +250,10 @@ def step_projections(x, w_ih, w_rec, bias, h):
     batch = x.shape[0]
     pre_x = np.empty((1, batch, w_ih.shape[0]), dtype=h.dtype)
     matmul_nt_into(x, w_ih, pre_x[0])
-    pre_x[0] += bias
+    for r in range(batch):  # loops, not pre_x[0] += bias: see copy_block
+        row = pre_x[0, r]
+        for j in range(row.shape[0]):
+            row[j] += bias[j]
     pre_h = np.empty((batch, w_rec.shape[0]), dtype=h.dtype)
     matmul_nt_into(h, w_rec, pre_h)
     return pre_x, pre_h, np.ones(batch, dtype=np.int64)

@@ -12,7 +12,7 @@ from numrnn.backends.protocol import FamilyKernels
 from numrnn._jit import OVERLOAD_OPTIONS, cpu_function, cpu_kernel
 from numrnn.backends.cpu import activations  # noqa: F401  (registers the float32 activations)
 from numrnn.backends.cpu.simd import lane_count, load_lanes, store_lanes
-from numrnn.backends.cpu.linalg import copy_into, input_gradient, matmul_nt_into, project_inputs, step_product, step_weights, weight_gradients, zero_padding
+from numrnn.backends.cpu.linalg import copy_block, copy_into, input_gradient, matmul_nt_into, project_inputs, step_product, step_weights, weight_gradients, zero_padding
 from numrnn.backends.cpu.threads import block_bounds, time_index
 from numrnn.cells import lstm as lstm_cell
 
@@ -63,8 +63,8 @@ def lstm_forward_rows(lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, c_seq,
     for s in range(pre_x.shape[0]):
         step_product(h, w_hh_t, pre_h)
         lstm_cell_rows(s, lo, pre_x, pre_h, lengths, reverse, h, c, y, c_seq, h_prev_seq)
-    h_n[lo:hi] = h
-    c_n[lo:hi] = c
+    copy_block(h, h_n, lo)
+    copy_block(c, c_n, lo)
 
 
 @cpu_kernel(parallel=True)
@@ -103,7 +103,7 @@ def lstm_backward_units(dh, dy, dc, gates, c, c_prev):
     itself: the gate blocks are read and written at offsets it cannot separate),
     float64 one value at a time; both apply :func:`numrnn.cells.lstm.backward`.
     """
-    _lstm_backward_units_from(dh, dy, dc, gates, c, c_prev, 0)
+    _lstm_backward_units_from(dh, dy, dc, gates, c, c_prev, np.intp(0))
 
 
 @cpu_function
@@ -150,7 +150,7 @@ def _lstm_backward_units_lanes(dh, dy, dc, gates, c, c_prev):
 def _lstm_backward_units_overload(dh, dy, dc, gates, c, c_prev):
     if dh.dtype == types.float32:
         return _lstm_backward_units_lanes
-    return lambda dh, dy, dc, gates, c, c_prev: _lstm_backward_units_from(dh, dy, dc, gates, c, c_prev, 0)
+    return lambda dh, dy, dc, gates, c, c_prev: _lstm_backward_units_from(dh, dy, dc, gates, c, c_prev, np.intp(0))
 
 
 @cpu_function
@@ -184,8 +184,8 @@ def lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_
         for r in range(hi - lo):
             if s < lengths[lo + r]:
                 copy_into(dh_rec[r], dh[r])
-    dh0[lo:hi] = dh
-    dc0[lo:hi] = dc
+    copy_block(dh, dh0, lo)
+    copy_block(dc, dc0, lo)
 
 
 @cpu_kernel(parallel=True)
@@ -237,7 +237,7 @@ def lstm_step_units(a_x, a_h, b_ih, b_hh, c_prev, h, c):
     b_ih + b_hh`` (rows of 4H) and ``c_prev`` (H) to the new ``h`` and ``c``.
     Compiled, float32 runs on :class:`~numrnn.backends.cpu.simd.Lanes`, float64
     one value at a time (as :func:`lstm_backward_units`)."""
-    _lstm_step_units_from(a_x, a_h, b_ih, b_hh, c_prev, h, c, 0)
+    _lstm_step_units_from(a_x, a_h, b_ih, b_hh, c_prev, h, c, np.intp(0))
 
 
 @cpu_function
@@ -286,7 +286,7 @@ def _lstm_step_units_lanes(a_x, a_h, b_ih, b_hh, c_prev, h, c):
 def _lstm_step_units_overload(a_x, a_h, b_ih, b_hh, c_prev, h, c):
     if h.dtype == types.float32:
         return _lstm_step_units_lanes
-    return lambda a_x, a_h, b_ih, b_hh, c_prev, h, c: _lstm_step_units_from(a_x, a_h, b_ih, b_hh, c_prev, h, c, 0)
+    return lambda a_x, a_h, b_ih, b_hh, c_prev, h, c: _lstm_step_units_from(a_x, a_h, b_ih, b_hh, c_prev, h, c, np.intp(0))
 
 
 def layer_forward(variant, x, lengths, reverse, weights, state0, y, buffer, blocks):

@@ -9,7 +9,7 @@ import numpy as np
 from numrnn.backends.protocol import FamilyKernels
 from numrnn._jit import cpu_function, cpu_kernel
 from numrnn.backends.cpu import activations  # noqa: F401  (registers the float32 activations)
-from numrnn.backends.cpu.linalg import copy_into, input_gradient, project_inputs, step_product, step_projections, step_weights, weight_gradients, zero_padding
+from numrnn.backends.cpu.linalg import copy_block, copy_into, input_gradient, project_inputs, step_product, step_projections, step_weights, weight_gradients, zero_padding
 from numrnn.backends.cpu.threads import block_bounds, time_index
 from numrnn.cells import rnn as rnn_cell
 
@@ -47,7 +47,7 @@ def rnn_forward_rows(lo, hi, y, lengths, reverse, relu, w_hh_t, h0, h_prev_seq, 
     for s in range(y.shape[0]):
         step_product(h, w_hh_t, pre_h)
         rnn_cell_rows(s, lo, y, pre_h, lengths, reverse, relu, h, h_prev_seq)
-    h_n[lo:hi] = h
+    copy_block(h, h_n, lo)
 
 
 @cpu_kernel(parallel=True)
@@ -106,7 +106,7 @@ def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, h_prev_seq
         for r in range(rows):
             if s < lengths[lo + r]:
                 copy_into(dh_rec[r], dh[r])
-    dh0[lo:hi] = dh
+    copy_block(dh, dh0, lo)
 
 
 @cpu_kernel(parallel=True)

@@ -286,6 +286,15 @@ def _lanes_neg(x):
     return None
 
 
+# Integer arguments of the helpers below start as ``np.intp(0)``, never a literal ``0``:
+# Numba compiles a callee for every argument type it sees while typing the caller,
+# and a loop counter is first typed ``Literal[int](0)`` (its value before the loop),
+# then ``int64``, so a literal start compiled each tile twice (measured: 10
+# specialisations of _tile_4x2 for 3 argument layouts, about 2 s of a cold start).
+# ``bias`` is passed explicitly (None) for the same reason: an omitted argument is
+# another type than an explicit None.
+
+
 @cpu_function
 def matmul_into(a, b, out, bias=None):
     """``out[...] = a @ b (+ bias)``: ``a`` (M, K) of any layout, ``b`` (K, N), ``out``
@@ -301,9 +310,9 @@ def matmul_into(a, b, out, bias=None):
     rows, inner = a.shape
     cols = b.shape[1]
     width = lane_count(out[0])
-    j = 0
+    j = np.intp(0)  # not a literal 0: see the note above matmul_into
     while j + 2 * width <= cols:
-        i = 0
+        i = np.intp(0)
         while i + 4 <= rows:
             _tile_4x2(a, b, j, out, bias, i, j, width)
             i += 4
@@ -313,7 +322,7 @@ def matmul_into(a, b, out, bias=None):
             i += 1
         j += 2 * width
     while j + width <= cols:
-        i = 0
+        i = np.intp(0)
         while i + 4 <= rows:
             _tile_4x1(a, b, out, bias, i, j)
             i += 4
@@ -403,7 +412,8 @@ def _column_tail(a, b, out, bias, start):
         if bias is None:
             o[:] = 0
         else:
-            o[:] = bias[start:]
+            for j in range(o.shape[0]):  # a loop, not o[:] = bias[start:]: see pack_panels
+                o[j] = bias[start + j]
         for k in range(a.shape[1]):
             a_ik = a[i, k]
             b_row = b[k, start:]
@@ -419,8 +429,14 @@ def pack_panels(b):
     inner, cols = b.shape
     span = 2 * lane_count(b[0])
     panels = np.empty((cols // span, inner, span), dtype=b.dtype)
+    # loops, not panels[p] = b[:, ...]: a slice assignment from an array compiles
+    # Numba's shape-mismatch message (string formatting, about a second per rank)
     for p in range(cols // span):
-        panels[p] = b[:, p * span : (p + 1) * span]
+        panel = panels[p]
+        for k in range(inner):
+            row = b[k]
+            for c in range(span):
+                panel[k, c] = row[p * span + c]
     return panels
 
 
@@ -441,15 +457,16 @@ def matmul_packed_into(a, panels, out, bias=None):
     """
     rows = a.shape[0]
     width = lane_count(out[0])
+    column = np.intp(0)  # the panel's first column, not a literal 0: see the note above matmul_into
     for p in range(panels.shape[0]):
         panel = panels[p]
         j = p * 2 * width
-        i = 0
+        i = np.intp(0)
         while i + 4 <= rows:
-            _tile_4x2(a, panel, 0, out, bias, i, j, width)
+            _tile_4x2(a, panel, column, out, bias, i, j, width)
             i += 4
         while i < rows:
-            _tile_1x1(a, panel, 0, out, bias, i, j)
+            _tile_1x1(a, panel, column, out, bias, i, j)
             _tile_1x1(a, panel, width, out, bias, i, j + width)
             i += 1
 
@@ -467,7 +484,7 @@ def matvec_into(m, v, out):
     rows, inner = m.shape
     width = lane_count(v)
     if inner < width:  # rows too short for lanes: LLVM vectorises this loop across rows
-        _dot_rows(m, v, out, 0)
+        _dot_rows(m, v, out, np.intp(0))
         return
     grouped = rows - rows % width
     full = inner - inner % width

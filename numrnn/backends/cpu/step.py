@@ -12,6 +12,7 @@ from numrnn._jit import OVERLOAD_OPTIONS, cpu_function, cpu_kernel
 from numrnn.backends.cpu.rnn import rnn_step
 from numrnn.backends.cpu.lstm import lstm_step_into
 from numrnn.backends.cpu.gru import gru_step
+from numrnn.backends.cpu.linalg import copy_block
 from numrnn.cells import FAMILIES
 
 
@@ -85,9 +86,9 @@ def _step_layer(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, h, c):
     if kernel == _STEP_LSTM:
         lstm_step_into(x, w_ih, w_hh, b_ih, b_hh, h0, c0, h, c)
     elif kernel == _STEP_GRU:
-        h[:] = gru_step(x, variant, w_ih, w_hh, b_ih, b_hh, h0)
+        copy_block(gru_step(x, variant, w_ih, w_hh, b_ih, b_hh, h0), h, 0)
     else:
-        h[:] = rnn_step(x, variant, w_ih, w_hh, b_ih, b_hh, h0)
+        copy_block(rnn_step(x, variant, w_ih, w_hh, b_ih, b_hh, h0), h, 0)
     return True
 
 
