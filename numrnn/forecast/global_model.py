@@ -145,6 +145,7 @@ from numrnn.forecast.network import CELLS, encoder_head_specs
 from numrnn.forecast.panel import (
     KEY_COLUMNS,
     as_panel,
+    exog_rows,
     future_dates,
     future_exog,
     is_frame,
@@ -261,12 +262,10 @@ def _mixture_quantiles(mu, sigma, probs, iters=80):
 def _refuse_dask_exog(data, exog):
     """ValueError when a fit on Dask workers would have exogenous regressors (not supported yet):
     ``exog`` names some, or (None) ``data`` has columns besides unique_id, ds, y."""
-    if exog is not None:
-        if isinstance(exog, str) or not all(isinstance(c, str) for c in exog):
-            raise TypeError(f"exog must be None or a list of column names (str), got {exog!r}")
-        names = list(exog)
-    else:
+    if exog is None:
         names = [c for c in getattr(data, "columns", ()) if c not in KEY_COLUMNS]
+    else:
+        names = [exog] if isinstance(exog, str) else list(exog)
     if names:
         raise ValueError(
             f"fit(client=...) does not support exogenous regressors yet: data has the regressor column(s) "
@@ -638,22 +637,9 @@ class GlobalForecaster:
     def _exog_windows(self, fitted, panel, future):
         """The standardised regressors of every series of ``panel``, history then the ``horizon``
         forecast steps (list of (n_i + h, m)); None for a model fitted without regressors."""
-        names = self._check_exog_panel(fitted, panel)
-        if not names:
+        if not self._check_exog_panel(fitted, panel):
             return None
-        h = self.horizon
-        n = [len(v) for v in panel.values]
-        history = [x[:k] for x, k in zip(panel.exog, n)]
-        if future is None:
-            short = [panel.keys[i] for i, (x, k) in enumerate(zip(panel.exog, n)) if len(x) < k + h]
-            if short:
-                raise ValueError(
-                    f"this model was fitted with the exogenous regressors {names}: pass their {h} future values per "
-                    f"series as X_df, a DataFrame with columns unique_id, ds, {', '.join(names)} (none for unique_id "
-                    f"{short[:5]})"
-                )
-            future = [x[k : k + h] for x, k in zip(panel.exog, n)]
-        rows = [np.concatenate([x, f]) for x, f in zip(history, future)]
+        history, rows = exog_rows(panel, self.horizon, future)
         xs = ExogScaler().fit(history).transform(rows)
         bad = [panel.keys[i] for i, x in enumerate(xs) if not np.isfinite(x).all()]
         if bad:
@@ -717,13 +703,8 @@ class GlobalForecaster:
                              "pass data (and client) to predict()")
         panel = fitted["panel"] if data is None else as_panel(data, exog=names if is_frame(data) else ())
         future = None
-        if names:
+        if names and X_df is not None:  # (without X_df, _distribution names the series lacking future values)
             self._check_exog_panel(fitted, panel)
-            if X_df is None:
-                raise ValueError(
-                    f"this model was fitted with the exogenous regressors {names}: pass their {self.horizon} future "
-                    f"values per series as X_df, a DataFrame with columns unique_id, ds, {', '.join(names)}"
-                )
             future = future_exog(X_df, panel, names, self.horizon)
         return self._forecast(fitted, panel, levels, future)
 
@@ -784,10 +765,8 @@ class GlobalForecaster:
             ``y``, ``yhat`` and ``yhat-lo-L``/``yhat-hi-L`` per level: a DataFrame for a
             DataFrame, else a dict of equal-length 1-D arrays (``ds`` and ``cutoff`` positions).
         """
-        if is_frame(data):  # the regressors are read here: every window's cut keeps their future rows
+        if is_frame(data) or exog:  # regressors read here: each window's cut keeps their future rows (arrays: refused)
             data = as_panel(data, exog=exog)
-        elif exog:
-            as_panel(data, exog=exog)  # refuses regressors with arrays, naming them
         return _cross_validation(self, data, n_windows, step_size, level, progress)
 
     # ------------------------------------------------------------------ save / load

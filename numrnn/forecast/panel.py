@@ -11,8 +11,8 @@ import numpy as np
 
 from numrnn import _validation as check
 
-__all__ = ["Panel", "all_dates", "as_panel", "future_dates", "future_exog", "is_frame", "level_name", "pandas",
-           "season_from_offset"]
+__all__ = ["Panel", "all_dates", "as_panel", "exog_columns", "exog_rows", "future_dates", "future_exog", "is_frame",
+           "level_name", "pandas", "season_from_offset"]
 
 #: The columns of a long DataFrame that are not exogenous regressors.
 KEY_COLUMNS = ("unique_id", "ds", "y")
@@ -354,6 +354,42 @@ def _ordinals(starts, offset):
         epoch = pd.Timestamp("1970-01-01", tz=starts[0].tz).value
         return [(t.value - epoch) // width for t in starts]
     return None
+
+
+def exog_rows(panel, horizon, future=None):
+    """Each series' regressor rows: its history, and its history followed by its ``horizon`` future rows.
+
+    Parameters
+    ----------
+    panel : Panel
+        With regressors.
+    horizon : int
+    future : list of ndarray, shape (horizon, m), optional
+        The future rows (:func:`future_exog`); None takes the ``horizon`` rows of ``panel.exog``
+        after each history (a rolling-origin cut's, see :meth:`Panel.subset`).
+
+    Returns
+    -------
+    history : list of ndarray, shape (n_i, m)
+    rows : list of ndarray, shape (n_i + horizon, m)
+
+    Raises
+    ------
+    ValueError
+        When ``future`` is None and a series has fewer future rows, naming the series.
+    """
+    n = [len(v) for v in panel.values]
+    history = [x[:k] for x, k in zip(panel.exog, n)]
+    if future is None:
+        short = [panel.keys[i] for i, (x, k) in enumerate(zip(panel.exog, n)) if len(x) < k + horizon]
+        if short:
+            raise ValueError(
+                f"this model was fitted with the exogenous regressors {panel.exog_names}: pass their {horizon} future "
+                f"values per series as X_df, a DataFrame with columns unique_id, ds, {', '.join(panel.exog_names)} "
+                f"(none for unique_id {short[:5]})"
+            )
+        future = [x[k : k + horizon] for x, k in zip(panel.exog, n)]
+    return history, [np.concatenate([x, f]) for x, f in zip(history, future)]
 
 
 def future_exog(x_df, panel, names, horizon, name="X_df"):
