@@ -106,7 +106,7 @@ def cross_validation(gf, data, n_windows=3, step_size=None, level=None, progress
             raise ValueError(f"cross-validation window {w} leaves no series: every series has at most {back} values")
         model = type(gf)(**gf.get_params())
         model.fit(part, progress=progress)
-        q = model._distribution(model._fitted, part, [0.5] + [p for lv in levels for p in (0.5 - lv / 200, 0.5 + lv / 200)])
+        q = model._quantiles(model._fitted, part, levels)  # the calibrated intervals, as predict() gives
         index = {k: i for i, k in enumerate(panel.keys)}
         for s, key in enumerate(part.keys):
             i = index[key]

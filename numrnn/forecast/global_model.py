@@ -711,9 +711,12 @@ class GlobalForecaster:
     def _forecast(self, fitted, panel, levels, future=None):
         """Forecasts of every series of ``panel`` in :meth:`predict`'s output format (``future``:
         the regressors of the forecast steps, see :meth:`_distribution`)."""
-        probs = _interval_probs(fitted.get("calibration"), levels)
-        q = self._distribution(fitted, panel, probs, future)
-        return self._format(panel, q, levels)
+        return self._format(panel, self._quantiles(fitted, panel, levels, future), levels)
+
+    def _quantiles(self, fitted, panel, levels, future=None):
+        """The median and each level's calibrated bounds, (1 + 2 len(levels), S, h) in original
+        units: ``[median, lo_1, hi_1, lo_2, hi_2, ...]`` (``future`` as for :meth:`_distribution`)."""
+        return self._distribution(fitted, panel, _interval_probs(fitted.get("calibration"), levels), future)
 
     def _format(self, panel, q, levels):
         h = self.horizon

@@ -269,6 +269,19 @@ def test_cross_validation_arrays(fitted):
     assert np.all(cv["ds"] > cv["cutoff"])
 
 
+def test_cross_validation_intervals_are_predicts_calibrated_ones(fitted):
+    gf, _ = fitted
+    data = panel(4, seed=2, low=30, high=40)
+    cv = gf.cross_validation(data, n_windows=1, level=[80])
+    model = type(gf)(**gf.get_params()).fit({k: y[:-gf.horizon] for k, y in data.items()}, progress=False)
+    assert model.calibration_ is not None and model.calibration_ != 1.0
+    out = model.predict(level=[80])
+    for k in data:
+        rows = cv["unique_id"] == k
+        np.testing.assert_array_equal(cv["yhat-lo-80"][rows], out[k]["lo-80"])
+        np.testing.assert_array_equal(cv["yhat-hi-80"][rows], out[k]["hi-80"])
+
+
 # ---------------------------------------------------------------------------------- DataFrame path
 
 
