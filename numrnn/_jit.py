@@ -59,12 +59,17 @@ logger = logging.getLogger("numrnn")
 _FAMILIES = (("lstm_", "LSTM"), ("gru_", "GRU"), ("rnn_", "RNN"), ("checked_step", "step()"), ("checked_stack_step", "step()"))
 
 
+#: Modules of the products every cell family calls (the input projection, the weight
+#: gradients): no notice of their own, the cell's kernels compiled with them give it.
+_SHARED_MODULES = frozenset({"numrnn.backends.cpu.linalg"})
+
+
 def _kernel_label(dispatcher, args):
     """``"LSTM float32"`` for a numrnn CPU kernel compiled for ``args``, None for
     anything else (user code, CUDA kernels)."""
     func = getattr(dispatcher, "py_func", None)
     module = getattr(func, "__module__", None) or ""
-    if not module.startswith("numrnn.") or "cuda" in module:
+    if not module.startswith("numrnn.") or "cuda" in module or module in _SHARED_MODULES:
         return None
     name = func.__name__
     family = next((label for prefix, label in _FAMILIES if name.startswith(prefix)), name)

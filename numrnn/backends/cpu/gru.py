@@ -10,7 +10,7 @@ import numpy as np
 from numrnn.backends.protocol import FamilyKernels
 from numrnn._jit import cpu_function, cpu_kernel
 from numrnn.backends.cpu import activations  # noqa: F401  (registers the float32 activations)
-from numrnn.backends.cpu.linalg import column_sums, copy_block, copy_into, input_gradient, matmul_nt_into, matmul_tn, project_inputs, step_product, step_projections, step_weights, weight_gradients, zero_padding
+from numrnn.backends.cpu.linalg import column_sums, copy_block, input_gradient, matmul_nt_into, matmul_tn, project_inputs, step_product, step_projections, step_weights, weight_gradients, zero_padding
 from numrnn.backends.cpu.threads import block_bounds, time_index
 from numrnn.cells import gru as gru_cell
 
@@ -95,18 +95,19 @@ def gru_forward_rows(lo, hi, pre_x, lengths, reverse, reset_after, w_rec_t, w_hn
 
 
 @cpu_kernel(parallel=True)
-def gru_forward(x, lengths, reverse, reset_after, w_ih, w_hh, b_ih, b_hh, h0, y, blocks, gates, h_prev_seq, aux_seq):
-    """GRU over a sequence, either form (see :mod:`numrnn.cells.gru`); outputs go to ``y``.
+def gru_forward(gates, lengths, reverse, reset_after, w_hh, b_hn, h0, y, blocks, h_prev_seq, aux_seq):
+    """GRU over a sequence, either form (see :mod:`numrnn.cells.gru`), from the input
+    projection in ``gates`` (T, B, 3H) with the folded bias (made by
+    :func:`project_inputs` before: see :func:`layer_forward`); ``b_hn`` (H,) is the
+    candidate's recurrent bias.  Outputs go to ``y``.
 
-    Returns ``h_n``.  Saved for backward, in caller-owned buffers: ``gates`` (T, B, 3H),
-    r, z, n (first the input projection, overwritten in place); ``h_prev_seq`` and
-    ``aux_seq`` (T, B, H), the latter ``W_hn h + b_hn`` (``reset_after``) or
-    ``r * h_prev`` (Cho form), whichever backward needs.
+    Returns ``h_n``.  Saved for backward, in caller-owned buffers: ``gates``, r, z, n
+    (overwriting the projection in place); ``h_prev_seq`` and ``aux_seq`` (T, B, H),
+    the latter ``W_hn h + b_hn`` (``reset_after``) or ``r * h_prev`` (Cho form),
+    whichever backward needs.
     """
-    batch = x.shape[1]
+    batch = gates.shape[1]
     hidden = h0.shape[1]
-    bias, b_hn = gru_fold_biases(b_ih, b_hh)
-    project_inputs(x, w_ih, bias, gates)
     pre_x = gates
     # reset_after: one product for all three blocks; Cho form: r, z first, n after the reset
     w_rec_t = step_weights(np.ascontiguousarray(w_hh.T) if reset_after else np.ascontiguousarray(w_hh[: 2 * hidden].T))
@@ -188,13 +189,12 @@ def gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh
 
 
 @cpu_kernel(parallel=True)
-def gru_backward(x, lengths, reverse, reset_after, w_ih, w_hh, dy, dh_n, gates, h_prev_seq, aux_seq, blocks):
-    """Backward of :func:`gru_forward`; consumes ``gates`` and ``aux_seq`` (see
-    :func:`gru_backward_rows`).
-
-    Returns ``(dx, dh0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
+def gru_backward(gates, lengths, reverse, reset_after, w_hh, dy, dh_n, h_prev_seq, aux_seq, blocks):
+    """Backward of :func:`gru_forward` through time; consumes ``gates`` and ``aux_seq``
+    (see :func:`gru_backward_rows`), from which :func:`layer_backward` then takes
+    ``dx`` and the weight gradients.  Returns ``dh0``.
     """
-    steps, batch, _ = x.shape
+    batch = gates.shape[1]
     hidden = dh_n.shape[1]
     zero_padding(gates, lengths)  # padded rows enter the products below
     dh0 = np.empty_like(dh_n)
@@ -203,20 +203,7 @@ def gru_backward(x, lengths, reverse, reset_after, w_ih, w_hh, dy, dh_n, gates, 
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
         gru_backward_rows(lo, hi, lengths, reverse, reset_after, w_rec, w_hn, dy, dh_n, gates, h_prev_seq, aux_seq, dh0)
-    d_pre_x = gates
-    dx = input_gradient(d_pre_x, w_ih)
-    d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre_x)
-    rows = steps * batch
-    aux_rows = aux_seq.reshape(rows, hidden)
-    if reset_after:
-        # the n rows of the h side: gradient dA_n * r (now in aux_seq) against h_prev
-        copy_block(matmul_tn(aux_rows, h_prev_seq.reshape(rows, hidden)), d_w_hh, 2 * hidden)
-        copy_into(column_sums(aux_rows), d_b_hh[2 * hidden :])
-    else:
-        # Cho form: the n rows of W_hh multiply r * h_prev (saved in aux_seq), not h_prev
-        d_n_rows = np.ascontiguousarray(d_pre_x[:, :, 2 * hidden :]).reshape(rows, hidden)
-        copy_block(matmul_tn(d_n_rows, aux_rows), d_w_hh, 2 * hidden)
-    return dx, dh0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
+    return dh0
 
 
 @cpu_kernel
@@ -237,15 +224,37 @@ def gru_step(x, reset_after, w_ih, w_hh, b_ih, b_hh, h0):
     return h
 
 
+# The products over all T*B rows are called from here, not from inside the drivers
+# (a cold-start cost: see the note in numrnn.backends.cpu.lstm).
+
+
 def layer_forward(variant, x, lengths, reverse, weights, state0, y, buffer, blocks):
-    hidden = weights[1].shape[1]
-    buffers = (buffer("gates", 3 * hidden), buffer("h_prev", hidden), buffer("aux", hidden))
-    return (gru_forward(x, lengths, reverse, variant, *weights, state0[0], y, blocks, *buffers),), buffers
+    w_ih, w_hh, b_ih, b_hh = weights
+    hidden = w_hh.shape[1]
+    buffers = gates, h_prev_seq, aux_seq = (buffer("gates", 3 * hidden), buffer("h_prev", hidden), buffer("aux", hidden))
+    bias, b_hn = gru_cell.fold_biases(b_ih, b_hh)  # the cell's formula, on NumPy arrays
+    project_inputs(x, w_ih, bias, gates)
+    return (gru_forward(gates, lengths, reverse, variant, w_hh, b_hn, state0[0], y, blocks, h_prev_seq, aux_seq),), buffers
 
 
 def layer_backward(variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate_n, blocks):
-    dx, dh0, *grads = gru_backward(x, lengths, reverse, variant, w_ih, w_hh, dy, dstate_n[0], *buffers, blocks)
-    return dx, (dh0,), tuple(grads)
+    gates, h_prev_seq, aux_seq = buffers
+    dh0 = gru_backward(gates, lengths, reverse, variant, w_hh, dy, dstate_n[0], h_prev_seq, aux_seq, blocks)
+    d_pre_x = gates  # dA now
+    dx = input_gradient(d_pre_x, w_ih)
+    d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre_x)
+    steps, batch, hidden = aux_seq.shape
+    rows = steps * batch
+    aux_rows = aux_seq.reshape(rows, hidden)
+    if variant:  # reset_after
+        # the n rows of the h side: gradient dA_n * r (now in aux_seq) against h_prev
+        d_w_hh[2 * hidden :] = matmul_tn(aux_rows, h_prev_seq.reshape(rows, hidden))
+        d_b_hh[2 * hidden :] = column_sums(aux_rows)
+    else:
+        # Cho form: the n rows of W_hh multiply r * h_prev (saved in aux_seq), not h_prev
+        d_n_rows = np.ascontiguousarray(d_pre_x[:, :, 2 * hidden :]).reshape(rows, hidden)
+        d_w_hh[2 * hidden :] = matmul_tn(d_n_rows, aux_rows)
+    return dx, (dh0,), (d_w_ih, d_w_hh, d_b_ih, d_b_hh)
 
 
 def layer_step(variant, x, weights, state0):

@@ -68,16 +68,17 @@ def lstm_forward_rows(lo, hi, pre_x, lengths, reverse, w_hh_t, h0, c0, y, c_seq,
 
 
 @cpu_kernel(parallel=True)
-def lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, h0, c0, y, blocks, gates, c_seq, h_prev_seq):
-    """LSTM over a sequence; outputs go to ``y``. Returns ``(h_n, c_n)``.
+def lstm_forward(gates, lengths, reverse, w_hh, h0, c0, y, blocks, c_seq, h_prev_seq):
+    """LSTM over a sequence, from the input projection in ``gates`` (T, B, 4H) (made
+    by :func:`project_inputs` before: see :func:`layer_forward`); outputs go to
+    ``y``. Returns ``(h_n, c_n)``.
 
-    Saved for backward, in caller-owned buffers: ``gates`` (T, B, 4H), the activated
-    i, f, g, o blocks (first the input projection, overwritten in place); ``c_seq``
-    and ``h_prev_seq`` (T, B, H).  (Backward reads ``c_{t-1}`` from ``c_seq`` and
-    ``c0``: a saved copy would cost a quarter of the forward's stores.)
+    Saved for backward, in caller-owned buffers: ``gates``, the activated i, f, g, o
+    blocks (overwriting the projection in place); ``c_seq`` and ``h_prev_seq``
+    (T, B, H).  (Backward reads ``c_{t-1}`` from ``c_seq`` and ``c0``: a saved copy
+    would cost a quarter of the forward's stores.)
     """
-    batch = x.shape[1]
-    project_inputs(x, w_ih, b_ih + b_hh, gates)
+    batch = gates.shape[1]
     pre_x = gates
     w_hh_t = step_weights(np.ascontiguousarray(w_hh.T))
     # c_seq is read only where written; h_prev_seq enters the
@@ -189,22 +190,19 @@ def lstm_backward_rows(lo, hi, lengths, reverse, w_hh, dy, dh_n, dc_n, gates, c_
 
 
 @cpu_kernel(parallel=True)
-def lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dh_n, dc_n, gates, c_seq, h_prev_seq, c0, blocks):
-    """Backward of :func:`lstm_forward`; consumes ``gates`` (overwritten with dA).
-
-    Returns ``(dx, dh0, dc0, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh)``.
+def lstm_backward(gates, lengths, reverse, w_hh, dy, dh_n, dc_n, c_seq, c0, blocks):
+    """Backward of :func:`lstm_forward` through time; consumes ``gates`` (overwritten
+    with the pre-activation gradients dA, from which :func:`layer_backward` then
+    takes ``dx`` and the weight gradients).  Returns ``(dh0, dc0)``.
     """
-    steps, batch, _ = x.shape
+    batch = gates.shape[1]
     dh0 = np.empty_like(dh_n)
     dc0 = np.empty_like(dc_n)
     w_step = step_weights(w_hh)
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
         lstm_backward_rows(lo, hi, lengths, reverse, w_step, dy, dh_n, dc_n, gates, c_seq, c0, dh0, dc0)
-    d_pre = gates
-    dx = input_gradient(d_pre, w_ih)
-    d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre)
-    return dx, dh0, dc0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
+    return dh0, dc0
 
 
 @cpu_kernel
@@ -289,17 +287,30 @@ def _lstm_step_units_overload(a_x, a_h, b_ih, b_hh, c_prev, h, c):
     return lambda a_x, a_h, b_ih, b_hh, c_prev, h, c: _lstm_step_units_from(a_x, a_h, b_ih, b_hh, c_prev, h, c, np.intp(0))
 
 
+# The products over all T*B rows (the input projection before the time loop, dx and
+# the weight gradients after it) are kernels of their own, called from here rather
+# than from inside the drivers: Numba links every kernel a kernel calls into its
+# module and optimises the whole again, so called from inside, the product kernels'
+# code was compiled again in every cell's forward and backward (a cold-start cost
+# of several seconds per cell family; their own parallel loops and results are the
+# same either way).
+
+
 def layer_forward(variant, x, lengths, reverse, weights, state0, y, buffer, blocks):
     w_ih, w_hh, b_ih, b_hh = weights
     hidden = w_hh.shape[1]
-    buffers = (buffer("gates", 4 * hidden), buffer("c_seq", hidden), buffer("h_prev", hidden))
-    state_n = lstm_forward(x, lengths, reverse, w_ih, w_hh, b_ih, b_hh, state0[0], state0[1], y, blocks, *buffers)
-    return state_n, buffers + (state0[1].copy(),)  # c0, from which backward starts (the caller may change its own)
+    gates, c_seq, h_prev_seq = buffer("gates", 4 * hidden), buffer("c_seq", hidden), buffer("h_prev", hidden)
+    project_inputs(x, w_ih, b_ih + b_hh, gates)
+    state_n = lstm_forward(gates, lengths, reverse, w_hh, state0[0], state0[1], y, blocks, c_seq, h_prev_seq)
+    # c0, from which backward starts (the caller may change its own)
+    return state_n, (gates, c_seq, h_prev_seq, state0[1].copy())
 
 
 def layer_backward(variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate_n, blocks):
-    dx, dh0, dc0, *grads = lstm_backward(x, lengths, reverse, w_ih, w_hh, dy, dstate_n[0], dstate_n[1], *buffers, blocks)
-    return dx, (dh0, dc0), tuple(grads)
+    gates, c_seq, h_prev_seq, c0 = buffers
+    dh0, dc0 = lstm_backward(gates, lengths, reverse, w_hh, dy, dstate_n[0], dstate_n[1], c_seq, c0, blocks)
+    dx = input_gradient(gates, w_ih)  # gates holds dA now
+    return dx, (dh0, dc0), weight_gradients(x, h_prev_seq, gates)
 
 
 def layer_step(variant, x, weights, state0):

@@ -51,15 +51,14 @@ def rnn_forward_rows(lo, hi, y, lengths, reverse, relu, w_hh_t, h0, h_prev_seq, 
 
 
 @cpu_kernel(parallel=True)
-def rnn_forward(x, lengths, reverse, relu, w_ih, w_hh, b_ih, b_hh, h0, y, blocks, h_prev_seq):
-    """Elman RNN over a sequence; outputs go to ``y``, saved inputs of each step to
-    the buffer ``h_prev_seq`` (T, B, H). Returns ``h_n``.
-
-    The input projection is written into ``y`` itself, each step's output over its
-    own pre-activation (read first): no (T, B, H) scratch.
+def rnn_forward(y, lengths, reverse, relu, w_hh, h0, blocks, h_prev_seq):
+    """Elman RNN over a sequence, from the input projection in ``y`` (T, B, H) (made
+    by :func:`project_inputs` before: see :func:`layer_forward`); outputs go to ``y``,
+    each step's output over its own pre-activation (read first): no (T, B, H)
+    scratch.  Saved inputs of each step go to the buffer ``h_prev_seq`` (T, B, H).
+    Returns ``h_n``.
     """
-    batch = x.shape[1]
-    project_inputs(x, w_ih, b_ih + b_hh, y)
+    batch = y.shape[1]
     w_hh_t = step_weights(np.ascontiguousarray(w_hh.T))
     zero_padding(h_prev_seq, lengths)
     h_n = np.empty_like(h0)
@@ -110,25 +109,23 @@ def rnn_backward_rows(lo, hi, lengths, reverse, relu, w_hh, dy, dh_n, h_prev_seq
 
 
 @cpu_kernel(parallel=True)
-def rnn_backward(x, lengths, reverse, relu, w_ih, w_hh, dy, dh_n, h_prev_seq, h_last, d_pre, blocks):
-    """Backward of :func:`rnn_forward` (``h_last`` is a copy of its final state); the
-    pre-activation gradients go to the buffer ``d_pre`` (T, B, H).
+def rnn_backward(d_pre, lengths, reverse, relu, w_hh, dy, dh_n, h_prev_seq, h_last, blocks):
+    """Backward of :func:`rnn_forward` through time (``h_last`` is a copy of its final
+    state); the pre-activation gradients go to the buffer ``d_pre`` (T, B, H).
+    Returns ``dh0``.
 
     The weight gradients are products over all ``T*B`` rows after the time loop
-    (:func:`weight_gradients`), as for the other cells, so their summation order
-    depends on the shapes only.  Returns ``(dx, dh0, d_weight_ih, d_weight_hh,
-    d_bias_ih, d_bias_hh)``.
+    (:func:`weight_gradients`, called by :func:`layer_backward`), as for the other
+    cells, so their summation order depends on the shapes only.
     """
-    batch = x.shape[1]
+    batch = d_pre.shape[1]
     dh0 = np.empty_like(dh_n)
     w_step = step_weights(w_hh)
     zero_padding(d_pre, lengths)
     for block in numba.prange(blocks):
         lo, hi = block_bounds(block, blocks, batch)
         rnn_backward_rows(lo, hi, lengths, reverse, relu, w_step, dy, dh_n, h_prev_seq, h_last, dh0, d_pre)
-    dx = input_gradient(d_pre, w_ih)
-    d_w_ih, d_w_hh, d_b_ih, d_b_hh = weight_gradients(x, h_prev_seq, d_pre)
-    return dx, dh0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
+    return dh0
 
 
 @cpu_kernel
@@ -141,17 +138,24 @@ def rnn_step(x, relu, w_ih, w_hh, b_ih, b_hh, h0):
     return h
 
 
+# The products over all T*B rows are called from here, not from inside the drivers
+# (a cold-start cost: see the note in numrnn.backends.cpu.lstm).
+
+
 def layer_forward(variant, x, lengths, reverse, weights, state0, y, buffer, blocks):
-    hidden = weights[1].shape[1]
+    w_ih, w_hh, b_ih, b_hh = weights
+    hidden = w_hh.shape[1]
     h_prev_seq = buffer("h_prev", hidden)
-    h_n = rnn_forward(x, lengths, reverse, variant, *weights, state0[0], y, blocks, h_prev_seq)
+    project_inputs(x, w_ih, b_ih + b_hh, y)
+    h_n = rnn_forward(y, lengths, reverse, variant, w_hh, state0[0], blocks, h_prev_seq)
     # h_n is returned: the caller may change it; backward's scratch for dA
     return (h_n,), (h_prev_seq, h_n.copy(), buffer("d_pre", hidden))
 
 
 def layer_backward(variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate_n, blocks):
-    dx, dh0, *grads = rnn_backward(x, lengths, reverse, variant, w_ih, w_hh, dy, dstate_n[0], *buffers, blocks)
-    return dx, (dh0,), tuple(grads)
+    h_prev_seq, h_last, d_pre = buffers
+    dh0 = rnn_backward(d_pre, lengths, reverse, variant, w_hh, dy, dstate_n[0], h_prev_seq, h_last, blocks)
+    return input_gradient(d_pre, w_ih), (dh0,), weight_gradients(x, h_prev_seq, d_pre)
 
 
 def layer_step(variant, x, weights, state0):
