@@ -484,7 +484,7 @@ def matvec_into(m, v, out):
     rows, inner = m.shape
     width = lane_count(v)
     if inner < width:  # rows too short for lanes: LLVM vectorises this loop across rows
-        _dot_rows(m, v, out, np.intp(0))
+        _dot_rows(m, v, out, 0)  # a literal 0 on purpose: this specialisation is the faster step
         return
     grouped = rows - rows % width
     full = inner - inner % width
