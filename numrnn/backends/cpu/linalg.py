@@ -109,18 +109,21 @@ def matmul_rows(a, b, out, bias=None):
     whole panels, else :func:`product_into`."""
     rows = a.shape[0]
     chunks = 1 if rows * a.shape[1] * b.shape[1] < PARALLEL_PRODUCT_MIN_WORK else min(PRODUCT_CHUNKS, rows)
-    if packs_evenly(b):
-        panels = pack_panels(b)
-        blocks = (rows + PACKED_ROW_BLOCK - 1) // PACKED_ROW_BLOCK
-        for chunk in numba.prange(chunks):
+    weights = step_weights(b)
+    panels = weights[1]
+    packed = panels.shape[0] > 0
+    blocks = (rows + PACKED_ROW_BLOCK - 1) // PACKED_ROW_BLOCK
+    # one parallel loop for both cases: each prange loop is a further function
+    # (gufunc) for Numba to compile
+    for chunk in numba.prange(chunks):
+        if packed:
             first, last = block_bounds(chunk, chunks, blocks)
             for block in range(first, last):
                 lo, hi = block * PACKED_ROW_BLOCK, min(rows, (block + 1) * PACKED_ROW_BLOCK)
                 matmul_packed_into(a[lo:hi], panels, out[lo:hi], bias)
-        return
-    for chunk in numba.prange(chunks):
-        lo, hi = block_bounds(chunk, chunks, rows)
-        product_into(a[lo:hi], b, out[lo:hi], bias)
+        else:
+            lo, hi = block_bounds(chunk, chunks, rows)
+            product_into(a[lo:hi], b, out[lo:hi], bias)
 
 
 @cpu_kernel(parallel=True)
