@@ -501,3 +501,14 @@ def check_levels(level, name="level"):
             raise ValueError(f"{name} must lie strictly between 0 and 100, got {v:g}")
         out.append(v)
     return sorted(set(out))
+
+
+def expect_array(arrays, name, shape, dtype):
+    """``arrays[name]``, which must exist with this ``shape`` and ``dtype`` (a loaded file's entry
+    checked against what its config implies); ``ValueError`` naming the entry otherwise."""
+    arr = arrays.get(name)
+    if arr is None:
+        raise ValueError(f"array {name!r} is missing")
+    if arr.shape != shape or arr.dtype != dtype:
+        raise ValueError(f"array {name!r} is {arr.dtype}{arr.shape}, its config implies {dtype}{shape}")
+    return arr

@@ -50,6 +50,7 @@ from numpy.lib import format as npy_format
 
 from numrnn import _validation as check
 from numrnn.cells import FAMILIES
+from numrnn.optim import serialization
 
 __all__ = ["save_npz", "load_npz", "save", "load", "FORMAT_VERSION"]
 
@@ -384,7 +385,7 @@ def save(path, obj, optimizer=None):
     arrays = {f"model/{k}": np.asarray(v) for k, v in obj.state_dict().items()}
     config = {"module": spec, "optimizer": None}
     if optimizer is not None:
-        opt_config, opt_arrays = _optimizer_to_arrays(optimizer)
+        opt_config, opt_arrays = serialization.optimizer_to_arrays(optimizer)
         config["optimizer"] = opt_config
         arrays.update(opt_arrays)
     save_npz(path, "module", config, arrays)
@@ -453,7 +454,7 @@ def load(path, classes=None):
         expected = set(params)
         if config.get("optimizer") is not None:
             keyed = {name[len("model/"):]: arr for name, arr in params.items()}
-            expected |= _check_optimizer(config["optimizer"], keyed, arrays, "optim")
+            expected |= serialization.check_optimizer_arrays(config["optimizer"], keyed, arrays, "optim")
         unexpected = sorted(set(arrays) - expected)
         if unexpected:
             raise ValueError(f"unexpected arrays {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
@@ -466,7 +467,7 @@ def load(path, classes=None):
         module.load_state_dict({name[len("model/"):]: arr for name, arr in params.items()})
         optimizer = None
         if config.get("optimizer") is not None:
-            optimizer = _optimizer_from_arrays(config["optimizer"], arrays)
+            optimizer = serialization.optimizer_from_arrays(config["optimizer"], arrays)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"cannot load {os.fspath(path)!r}: the saved model does not fit its config ({exc})") from None
     return module, optimizer
@@ -652,16 +653,6 @@ _GATES = {family.layer: family.gates for family in FAMILIES.values()}
 _PARAMETERLESS = ("LastStep", "Dropout", "Flatten", "Tanh", "ReLU", "Sigmoid")
 
 
-def _expect(arrays, name, shape, dtype):
-    """``arrays[name]``, which must exist with this shape and dtype."""
-    arr = arrays.get(name)
-    if arr is None:
-        raise ValueError(f"array {name!r} is missing")
-    if arr.shape != shape or arr.dtype != dtype:
-        raise ValueError(f"array {name!r} is {arr.dtype}{arr.shape}, its config implies {dtype}{shape}")
-    return arr
-
-
 def _check_module(spec, arrays, prefix, user_nodes=None):
     """Check that ``arrays`` hold every parameter the :func:`numrnn.nn.module_spec` ``spec`` implies.
 
@@ -703,7 +694,7 @@ def _check_module(spec, arrays, prefix, user_nodes=None):
         return check.check_positive_int(config.get(key), prefix + key)
 
     def expect_all(shapes):
-        return {prefix + k: _expect(arrays, prefix + k, shape, dtype) for k, shape in shapes.items()}
+        return {prefix + k: check.expect_array(arrays, prefix + k, shape, dtype) for k, shape in shapes.items()}
 
     if kind == "Embedding":
         return expect_all({"weight": (size("num_embeddings"), size("embedding_dim"))})
@@ -734,78 +725,5 @@ def _check_module(spec, arrays, prefix, user_nodes=None):
                 shapes.update(bias_ih=(gates,), bias_hh=(gates,))
             for key, shape in shapes.items():
                 name = f"{prefix}{key}{suffix}"
-                found[name] = _expect(arrays, name, shape, dtype)
+                found[name] = check.expect_array(arrays, name, shape, dtype)
     return found
-
-
-def _check_optimizer(config, params, arrays, prefix):
-    """Check an optimiser's saved config and state arrays before it is built.
-
-    Each state array must belong to one of ``params`` (``state_dict`` name -> array) and have its
-    shape and dtype.  Returns the names of the state arrays.
-    """
-    if not isinstance(config, dict):
-        raise ValueError(f"the optimiser config must be a dict, got {type(config).__name__}")
-    if config.get("type") not in [c.__name__ for c in _loadable_optimizers()]:
-        raise ValueError(f"unknown optimiser type {config.get('type')!r}")
-    if not isinstance(config.get("config"), dict):
-        raise ValueError(f"the optimiser's config must be a dict, got {type(config.get('config')).__name__}")
-    steps = config.get("steps")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"the optimiser's steps must be an int >= 0, got {steps!r}")
-    slots = config.get("slots")
-    if not isinstance(slots, dict):
-        raise ValueError(f"the optimiser's slots must be a dict, got {type(slots).__name__}")
-    names = set()
-    for key, slot_names in slots.items():
-        if key not in params:
-            raise ValueError(f"the optimiser has state for {key!r}, which the model does not have")
-        if not isinstance(slot_names, list) or not all(isinstance(slot, str) for slot in slot_names):
-            raise ValueError(f"the optimiser's slot names must be str, got {slot_names!r} for {key!r}")
-        for slot in slot_names:
-            name = f"{prefix}/{slot}/{key}"
-            _expect(arrays, name, params[key].shape, params[key].dtype)
-            names.add(name)
-    return names
-
-
-def _loadable_optimizers():
-    """The optimiser classes :func:`load` rebuilds (imported lazily: optim imports io's users)."""
-    from numrnn import optim
-
-    return (optim.SGD, optim.Adam, optim.AdamW)
-
-
-def _optimizer_to_arrays(optimizer, prefix="optim"):
-    """Split an optimiser's state_dict into a JSON part and named arrays.
-
-    Only the optimisers that :func:`load` rebuilds (SGD, Adam, AdamW) are saved: any other
-    is refused here, so that no file is written that cannot be loaded back.
-    """
-    if type(optimizer) not in _loadable_optimizers():
-        names = ", ".join(c.__name__ for c in _loadable_optimizers())
-        raise TypeError(
-            f"optimizer must be one of {names} (the optimisers io.load rebuilds) or None, got "
-            f"{type(optimizer).__name__}; save the model alone with optimizer=None"
-        )
-    sd = optimizer.state_dict()
-    arrays = {}
-    slots = {}
-    for key, st in sd["state"].items():
-        slots[key] = sorted(st)
-        for slot, arr in st.items():
-            arrays[f"{prefix}/{slot}/{key}"] = arr
-    config = {"type": sd["type"], "config": sd["config"], "steps": sd["steps"], "slots": slots}
-    return config, arrays
-
-
-def _optimizer_from_arrays(config, arrays, prefix="optim"):
-    cls = {c.__name__: c for c in _loadable_optimizers()}.get(config["type"])
-    if cls is None:
-        raise ValueError(f"unknown optimiser type {config['type']!r}")
-    state = {}
-    for key, slots in config["slots"].items():
-        state[key] = {slot: arrays[f"{prefix}/{slot}/{key}"] for slot in slots}
-    opt = cls(**config["config"])
-    opt.load_state_dict({"type": config["type"], "config": config["config"], "steps": config["steps"], "state": state})
-    return opt

@@ -134,13 +134,13 @@ pandas is imported only when a DataFrame is passed or returned.
 from __future__ import annotations
 
 import inspect
-import math
 
 import numpy as np
 
 from numrnn import _validation as check
 from numrnn.forecast import persistence
 from numrnn.forecast.backtest import cross_validation as _cross_validation
+from numrnn.forecast.calibration import calibrate_spread, interval_probs
 from numrnn.forecast.network import CELLS, encoder_head_specs
 from numrnn.forecast.panel import (
     KEY_COLUMNS,
@@ -163,70 +163,9 @@ __all__ = ["GlobalForecaster", "calibrate_spread"]
 #: Most validation windows per epoch (a seeded subsample of the series beyond this many).
 _MAX_VALIDATION = 1024
 _QUIET = dict(over="ignore", invalid="ignore", divide="ignore", under="ignore")
-#: The levels whose split-conformal factors make the calibration factor (geometric mean).
-CALIBRATION_LEVELS = (0.5, 0.8, 0.95)
-#: The range the calibration factor is clipped to.
-CALIBRATION_RANGE = (0.05, 20.0)
-
-
 def _gaussians(outputs, h):
     """Means and standard deviations (each (..., h)) from head outputs (..., 2h) (float64)."""
     return outputs[..., :h], np.exp(0.5 * np.clip(outputs[..., h:], -30.0, 30.0))
-
-
-def _mixture_cdf(mu, sigma, y):
-    """CDF of equal-weight Gaussian mixtures at ``y``: mu, sigma (M, ...), y (...) -> (...)."""
-    from scipy.special import ndtr
-
-    return np.mean(ndtr((y[None] - mu) / sigma), axis=0)
-
-
-def calibrate_spread(mu, sigma, target):
-    r"""The calibration factor of the mixtures ``(mu, sigma)`` on held-out ``target`` values.
-
-    Parameters
-    ----------
-    mu, sigma : ndarray, shape (M, V, h)
-        The members' means and standard deviations on the validation windows (normalised units).
-    target : ndarray, shape (V, h)
-        The held-out values there (normalised, relative to the seasonal anchor).
-
-    Returns
-    -------
-    float
-        :math:`c = (\prod_\lambda c_\lambda)^{1/3}`, the split-conformal factors
-        :math:`c_\lambda` of the probit-scale residuals at the levels ``CALIBRATION_LEVELS``,
-        clipped to ``CALIBRATION_RANGE`` (see the module docstring, step 7).
-    """
-    from scipy.special import ndtri
-
-    with np.errstate(**_QUIET):
-        central = np.abs(2.0 * _mixture_cdf(mu, sigma, target) - 1.0).ravel()
-    central = np.clip(np.where(np.isfinite(central), central, 1.0), 0.0, 1.0 - 2.0**-52)
-    e = np.sort(ndtri(0.5 * (1.0 + central)))
-    n = e.size
-    logs = []
-    for lam in CALIBRATION_LEVELS:
-        rank = min(n, int(math.ceil((n + 1) * lam)))
-        factor = e[rank - 1] / ndtri(0.5 * (1.0 + lam))
-        logs.append(math.log(min(max(factor, CALIBRATION_RANGE[0]), CALIBRATION_RANGE[1])))
-    return float(min(max(math.exp(sum(logs) / len(logs)), CALIBRATION_RANGE[0]), CALIBRATION_RANGE[1]))
-
-
-def _interval_probs(calibration, levels):
-    """The mixture probabilities [0.5, lo_1, hi_1, lo_2, hi_2, ...] of the requested ``levels``
-    (percent) under the calibration factor (None: 1, the mixture's own intervals)."""
-    probs = [0.5]
-    if calibration is None:
-        for lv in levels:
-            probs += [0.5 - lv / 200.0, 0.5 + lv / 200.0]
-        return probs
-    from scipy.special import ndtr, ndtri
-
-    for lv in levels:
-        z = calibration * float(ndtri(0.5 + lv / 200.0))
-        probs += [float(ndtr(-z)), float(ndtr(z))]
-    return probs
 
 
 def _mixture_quantiles(mu, sigma, probs, iters=80):
@@ -714,9 +653,8 @@ class GlobalForecaster:
         return self._format(panel, self._quantiles(fitted, panel, levels, future), levels)
 
     def _quantiles(self, fitted, panel, levels, future=None):
-        """The median and each level's calibrated bounds, (1 + 2 len(levels), S, h) in original
-        units: ``[median, lo_1, hi_1, lo_2, hi_2, ...]`` (``future`` as for :meth:`_distribution`)."""
-        return self._distribution(fitted, panel, _interval_probs(fitted.get("calibration"), levels), future)
+        """``[median, lo_1, hi_1, ...]`` (1 + 2 len(levels), S, h), the intervals calibrated."""
+        return self._distribution(fitted, panel, interval_probs(fitted.get("calibration"), levels), future)
 
     def _format(self, panel, q, levels):
         h = self.horizon

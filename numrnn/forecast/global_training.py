@@ -14,7 +14,7 @@ gradients summed in a fixed order).  A trainer has
 * ``has_validation`` (bool) and ``validation_loss(net)`` (float);
 * optionally ``validation_outputs(net)``: ``(outputs, target)``, the network's outputs (V, 2h)
   and the targets (V, h) of the validation windows, float64, for the interval calibration
-  (:func:`numrnn.forecast.global_model.calibrate_spread`); a trainer without it leaves the
+  (:func:`numrnn.forecast.calibration.calibrate_spread`); a trainer without it leaves the
   intervals uncalibrated;
 * ``run_steps(net, opt, draws, check_loss)``: one optimiser step per ``(series, origin)`` pair of
   ``draws`` (in order), calling ``check_loss(value)`` before each step is applied; returns the

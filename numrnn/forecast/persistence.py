@@ -17,10 +17,11 @@ import numpy as np
 
 from numrnn import _validation as check
 from numrnn import io as nio
+from numrnn.forecast.calibration import CALIBRATION_RANGE
 from numrnn.forecast.network import PaddedNet
 from numrnn.forecast.panel import Panel, pandas
 from numrnn.forecast.preprocessing import ColumnScaler
-from numrnn.optim import OPTIMIZERS
+from numrnn.optim import OPTIMIZERS, serialization
 
 __all__ = ["FORECASTER_KIND", "GLOBAL_KIND", "load_forecaster", "load_global_forecaster", "save_forecaster",
            "save_global_forecaster"]
@@ -40,7 +41,7 @@ def save_forecaster(f, fitted, path):
         if opt is None:
             optimizers.append(None)
         else:
-            opt_config, opt_arrays = nio._optimizer_to_arrays(opt, prefix=f"optim{j}")
+            opt_config, opt_arrays = serialization.optimizer_to_arrays(opt, prefix=f"optim{j}")
             optimizers.append(opt_config)
             arrays.update(opt_arrays)
 
@@ -78,7 +79,7 @@ def load_forecaster(cls, path):
         f = saved["forecaster"]
         # built only now, from checked configs and arrays: optimisers first (no network yet)
         optimizers = [
-            None if opt_config is None else nio._optimizer_from_arrays(opt_config, arrays, prefix=f"optim{j}")
+            None if opt_config is None else serialization.optimizer_from_arrays(opt_config, arrays, prefix=f"optim{j}")
             for j, opt_config in enumerate(saved["optimizers"])
         ]
         members = []
@@ -188,7 +189,7 @@ def _check_saved(cls, config, arrays):
                     f"config['optimizers'][{j}] must be the state of an {wanted_optimizer} optimiser "
                     f"(optimizer={f.optimizer!r}), got type {got!r}"
                 )
-            expected |= nio._check_optimizer(opt_config, state, arrays, f"optim{j}")
+            expected |= serialization.check_optimizer_arrays(opt_config, state, arrays, f"optim{j}")
         members.append(state)
     unexpected = sorted(set(arrays) - expected)
     if unexpected:
@@ -285,7 +286,7 @@ def _check_exog(config, arrays, n_values):
         raise ValueError(f"config['exog'] must be a list of distinct column names, got {names!r}")
     if not names:
         return names, None
-    x = nio._expect(arrays, _EXOG, (n_values, len(names)), "float64")
+    x = check.expect_array(arrays, _EXOG, (n_values, len(names)), "float64")
     if not np.isfinite(x).all():
         raise ValueError(f"array {_EXOG!r} is not finite")
     return names, x
@@ -302,9 +303,8 @@ def _check_calibration(config, arrays):
         raise ValueError(f"config['calibrated'] must be true or false, got {calibrated!r}")
     if not calibrated:
         return None
-    from numrnn.forecast.global_model import CALIBRATION_RANGE
 
-    c = float(nio._expect(arrays, _CALIBRATION, (), "float64"))
+    c = float(check.expect_array(arrays, _CALIBRATION, (), "float64"))
     if not CALIBRATION_RANGE[0] <= c <= CALIBRATION_RANGE[1]:  # False for NaN too
         raise ValueError(f"array {_CALIBRATION!r} must be a factor in {list(CALIBRATION_RANGE)}, got {c!r}")
     return c
@@ -346,7 +346,7 @@ def _from_saved(cls, config, arrays):
     lengths = arrays.get("data/lengths")
     if lengths is None or lengths.dtype != np.int64 or lengths.shape != (len(keys),) or (lengths < 1).any():
         raise ValueError("array 'data/lengths' must hold one positive int64 per key")
-    values = nio._expect(arrays, "data/values", (int(lengths.sum()),), "float64")
+    values = check.expect_array(arrays, "data/values", (int(lengths.sum()),), "float64")
     if not np.isfinite(values).all():
         raise ValueError("array 'data/values' is not finite")
     splits = np.split(values, np.cumsum(lengths)[:-1])

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from numrnn import io as nio
+from numrnn import _validation as check
 
 __all__ = ["SERIES_TRANSFORMS", "TRANSFORMS", "ColumnScaler", "ExogScaler", "SeriesScaler", "safe_location_scale"]
 
@@ -173,11 +173,11 @@ class ColumnScaler:
             Naming the array that is missing or wrong.
         """
         k, m = n_targets, n_exog
-        log = nio._expect(arrays, f"{prefix}log", (k,), "uint8")
+        log = check.expect_array(arrays, f"{prefix}log", (k,), "uint8")
         state = {
-            "scale": nio._expect(arrays, f"{prefix}scale", (k,), "float64"),
-            "exog_mean": nio._expect(arrays, f"{prefix}exog_mean", (m,), "float64"),
-            "exog_std": nio._expect(arrays, f"{prefix}exog_std", (m,), "float64"),
+            "scale": check.expect_array(arrays, f"{prefix}scale", (k,), "float64"),
+            "exog_mean": check.expect_array(arrays, f"{prefix}exog_mean", (m,), "float64"),
+            "exog_std": check.expect_array(arrays, f"{prefix}exog_std", (m,), "float64"),
         }
         if not np.isin(log, (0, 1)).all():
             raise ValueError(f"array '{prefix}log' must hold 0 and 1, got {log.tolist()}")

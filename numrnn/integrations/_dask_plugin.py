@@ -22,7 +22,7 @@ def warm_up(cells, dtypes):
     import numba
 
     import numrnn
-    from numrnn.integrations.dask import tune_worker_malloc
+    from numrnn.integrations._malloc import tune_worker_malloc
 
     threshold = tune_worker_malloc()
     start = time.perf_counter()

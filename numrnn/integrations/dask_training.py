@@ -264,7 +264,7 @@ class ShardTrainer:
     """
 
     def __init__(self, shard):
-        from numrnn.integrations.dask import tune_worker_malloc
+        from numrnn.integrations._malloc import tune_worker_malloc
 
         tune_worker_malloc()  # Dask's MALLOC_TRIM_THRESHOLD_ costs the kernels 1.5x otherwise
         self.shard = shard

@@ -102,7 +102,7 @@ def test_intervals_ordered_at_every_level_after_calibration(fitted):
 
 
 def test_calibration_factor_is_finite_and_positive(fitted):
-    from numrnn.forecast.global_model import CALIBRATION_RANGE
+    from numrnn.forecast.calibration import CALIBRATION_RANGE
 
     c = fitted[0].calibration_
     assert isinstance(c, float) and np.isfinite(c) and CALIBRATION_RANGE[0] <= c <= CALIBRATION_RANGE[1]
@@ -124,17 +124,17 @@ def _mixtures(n_windows, h, members=3, seed=0):
 
 def _served_coverage(c, mu, sigma, target, level):
     """Share of ``target`` inside the central ``level`` % intervals of the mixtures under factor ``c``."""
-    from numrnn.forecast.global_model import _interval_probs, _mixture_cdf
+    from numrnn.forecast.calibration import interval_probs, mixture_cdf
 
-    _, lo, hi = _interval_probs(c, [level])
-    f = _mixture_cdf(mu, sigma, target)
+    _, lo, hi = interval_probs(c, [level])
+    f = mixture_cdf(mu, sigma, target)
     return np.mean((f >= lo) & (f <= hi))
 
 
 @pytest.mark.parametrize("spread", [0.5, 1.0, 2.0])
 def test_calibrate_spread_recovers_the_spread_and_nominal_coverage(spread):
     # targets drawn with `spread` times the mixtures' own spread: too wide, right and too narrow
-    from numrnn.forecast.global_model import calibrate_spread
+    from numrnn.forecast.calibration import calibrate_spread
 
     rng, mu, sigma = _mixtures(400, 6)
     member = rng.integers(0, 3, (400, 6))
@@ -150,11 +150,11 @@ def test_calibrate_spread_recovers_the_spread_and_nominal_coverage(spread):
 
 
 def test_interval_probs_without_and_with_a_unit_factor():
-    from numrnn.forecast.global_model import _interval_probs
+    from numrnn.forecast.calibration import interval_probs
 
-    assert _interval_probs(None, [80, 95]) == [0.5, 0.5 - 80 / 200, 0.5 + 80 / 200, 0.5 - 95 / 200, 0.5 + 95 / 200]
-    np.testing.assert_allclose(_interval_probs(1.0, [80, 95]), [0.5, 0.1, 0.9, 0.025, 0.975], rtol=1e-12)
-    wide = _interval_probs(1.5, [80, 95])
+    assert interval_probs(None, [80, 95]) == [0.5, 0.5 - 80 / 200, 0.5 + 80 / 200, 0.5 - 95 / 200, 0.5 + 95 / 200]
+    np.testing.assert_allclose(interval_probs(1.0, [80, 95]), [0.5, 0.1, 0.9, 0.025, 0.975], rtol=1e-12)
+    wide = interval_probs(1.5, [80, 95])
     assert 0 < wide[3] < wide[1] < 0.1 and 0.9 < wide[2] < wide[4] < 1
 
 
