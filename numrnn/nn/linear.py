@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
 
 from numrnn import _validation as check
+from numrnn.backends.cpu.threads import single_threaded_blas
 from numrnn.nn.module import USED, Module
 
 __all__ = ["Linear"]
+
+#: GEMMs of fewer multiply-adds than this run on one BLAS thread.  OpenBLAS's workers
+#: busy-wait after each multi-threaded call and then hold the cores Numba's threads need for
+#: the recurrent kernels next to it: the character LM of ``asv_benchmarks/compare_char_lm.py``
+#: (B=8, H=128, a (280, 128) x (128, 40) head) took 13.8 ms a step on two cores, 1.5 ms with
+#: its head's GEMMs on one thread.  Larger products keep BLAS's threads.
+BLAS_THREADS_MIN_WORK = 2**24
+
+
+def _gemm_threads(rows, inner, cols):
+    """The context a (rows, inner) x (inner, cols) product runs in (see :data:`BLAS_THREADS_MIN_WORK`)."""
+    return single_threaded_blas() if rows * inner * cols < BLAS_THREADS_MIN_WORK else contextlib.nullcontext()
 
 class Linear(Module):
     r"""Dense layer over the last axis, :math:`y = x W^T + b` (as ``torch.nn.Linear``).
@@ -77,7 +91,8 @@ class Linear(Module):
         if arr is x or not arr.flags.owndata:
             arr = arr.copy()  # not a fresh array: the caller may change theirs before backward reads it
         x2 = arr.reshape(-1, self.in_features)  # 2-D: one GEMM, not NumPy's stacked matmul
-        y = x2 @ self.params["weight"].T
+        with _gemm_threads(x2.shape[0], self.in_features, self.out_features):
+            y = x2 @ self.params["weight"].T
         if self.bias:
             y += self.params["bias"]
         self._save_for_backward((x2, arr.shape))
@@ -98,11 +113,13 @@ class Linear(Module):
         dy = check.as_float_array(dy, "dy", self.dtype)
         check.check_shape(dy, shape[:-1] + (self.out_features,), "dy")
         dy2 = dy.reshape(-1, self.out_features)
-        self.grads["weight"] += dy2.T @ x2
+        with _gemm_threads(dy2.shape[0], self.in_features, self.out_features):
+            self.grads["weight"] += dy2.T @ x2
+            dx = dy2 @ self.params["weight"]
         if self.bias:
             self.grads["bias"] += dy2.sum(axis=0, dtype=np.float64)  # float64: the rows are summed one by one
         self._saved = USED
-        return (dy2 @ self.params["weight"]).reshape(shape)
+        return dx.reshape(shape)
 
     def config(self):
         return {

@@ -161,3 +161,27 @@ def test_linear_seed_is_drawn_and_recorded():
 
 
 # ---------------------------------------------------------------- Embedding, LayerNorm, Dropout, Flatten, activations
+
+
+def test_small_gemms_run_on_one_blas_thread(monkeypatch):
+    """A small layer's products run under single_threaded_blas (OpenBLAS's spinning workers held
+    the cores Numba's kernels needed); a large one keeps BLAS's threads."""
+    import contextlib
+
+    import numrnn.nn.linear as linear_module
+
+    entered = []
+
+    @contextlib.contextmanager
+    def recording():
+        entered.append(True)
+        yield
+
+    monkeypatch.setattr(linear_module, "single_threaded_blas", recording)
+    small = linear_module.Linear(16, 8, seed=0)
+    small(np.ones((4, 16), np.float32))
+    small.backward(np.ones((4, 8), np.float32))
+    assert len(entered) == 2  # forward, and backward's two products
+    monkeypatch.setattr(linear_module, "BLAS_THREADS_MIN_WORK", 4 * 16 * 8)  # the same layer is now "large"
+    small(np.ones((4, 16), np.float32))
+    assert len(entered) == 2
