@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-r"""numrnn inference against ONNX Runtime (CPU, 2 threads), side by side in one process.
+r"""numrnn inference against ONNX Runtime (CPU, 2 threads), side by side.
 
 Usage::
 
@@ -20,8 +20,13 @@ Single step
     ``session.run`` of the graph exported with ``state_inputs=True`` on a (1, 1, 1) input, the
     state fed back on both sides.
 
-Timing: after a warm-up call each (Numba compile or cache load, ONNX Runtime's first run), the
-two are timed in alternation (A B, B A, ...) by :func:`compare_torch.interleaved`: each sample a
+Timing: by default each framework is timed in a child process of its own, the two run in
+alternation three times (A B, B A, A B); in one process, ONNX Runtime's spinning intra-op
+threads and numrnn's (Numba's OpenMP) took each other's cores: numrnn's forward measured 599 us
+there against 171 us alone at (64, 32, 1, 32), 6.41 ms against 3.18 ms at (100, 64, 16, 128).
+``--same-process`` times both in this process.  In each process, after a warm-up call
+(Numba compile or cache load, ONNX Runtime's first run), calls are timed by
+:func:`compare_torch.interleaved`: each sample a
 block of calls lasting at least ``min_sample`` seconds after a 10 ms pause and one untimed
 call; the table shows the median per call and ratio = ONNX Runtime time / numrnn time (> 1:
 numrnn is faster); the ratio of the two fastest samples is shown too, being less sensitive to
@@ -77,8 +82,8 @@ def build(cell, input_size, hidden):
     return cls(input_size, hidden, dtype=np.float32, seed=0).eval()
 
 
-def forward_case(cell, size, folder, repeats, min_sample):
-    """(numrnn s, onnxruntime s, max abs difference) for one forward call at ``size``."""
+def forward_case(cell, size, folder, check=True):
+    """``(numrnn call, onnxruntime call, max abs difference or None)`` for one forward at ``size``."""
     import numrnn
 
     steps, batch, input_size, hidden = size
@@ -87,9 +92,11 @@ def forward_case(cell, size, folder, repeats, min_sample):
     numrnn.to_onnx(layer, path)
     sess = session(path)
     x = np.random.default_rng(0).normal(size=(steps, batch, input_size)).astype(np.float32)
-    with numrnn.no_grad():
-        y, _ = layer(x)
-    err = float(np.max(np.abs(sess.run(["y"], {"x": x})[0] - y)))
+    err = None
+    if check:
+        with numrnn.no_grad():
+            y, _ = layer(x)
+        err = float(np.max(np.abs(sess.run(["y"], {"x": x})[0] - y)))
 
     def ours():
         with numrnn.no_grad():
@@ -98,7 +105,7 @@ def forward_case(cell, size, folder, repeats, min_sample):
     def theirs():
         sess.run(None, {"x": x})
 
-    return _timed(ours, theirs, repeats, min_sample) + (err,)
+    return ours, theirs, err
 
 
 def _timed(ours, theirs, repeats, min_sample):
@@ -108,8 +115,8 @@ def _timed(ours, theirs, repeats, min_sample):
     return times["numrnn"], times["onnxruntime"], minima["numrnn"], minima["onnxruntime"]
 
 
-def step_case(cell, folder, repeats, min_sample):
-    """(numrnn s, onnxruntime s, max abs difference) for one streaming step, B = 1."""
+def step_case(cell, folder, check=True):
+    """``(numrnn call, onnxruntime call, max abs difference or None)`` for one streaming step, B = 1."""
     import numrnn
 
     input_size, hidden = STEP_SIZE
@@ -123,9 +130,10 @@ def step_case(cell, folder, repeats, min_sample):
     zeros = np.zeros((1, 1, hidden), np.float32)
     ours_state = [(zeros, zeros) if cell == "lstm" else zeros]
     feed = [dict.fromkeys(names, zeros)]
-    y_t, state = layer.step(x_t, ours_state[0])
-    out = sess.run(None, {"x": x_seq, **feed[0]})
-    err = float(np.max(np.abs(out[0][0] - y_t)))
+    err = None
+    if check:
+        y_t, _ = layer.step(x_t, ours_state[0])
+        err = float(np.max(np.abs(sess.run(None, {"x": x_seq, **feed[0]})[0][0] - y_t)))
 
     def ours():
         ours_state[0] = layer.step(x_t, ours_state[0])[1]
@@ -134,7 +142,43 @@ def step_case(cell, folder, repeats, min_sample):
         out = sess.run(None, {"x": x_seq, **feed[0]})
         feed[0] = dict(zip(names, out[1:]))
 
-    return _timed(ours, theirs, repeats, min_sample) + (err,)
+    return ours, theirs, err
+
+
+def make_case(cell, case, folder, check=True):
+    """The calls of ``case`` (a size name of :data:`SIZES`, or ``"step"``) for ``cell``."""
+    if case == "step":
+        return step_case(cell, folder, check)
+    return forward_case(cell, SIZES[case], folder, check)
+
+
+def child(framework, cell, case, repeats, min_sample):
+    """In a child process: time one framework's call alone; prints ``median min`` (s per call)."""
+    import threadpoolctl
+
+    with threadpoolctl.threadpool_limits(THREADS), tempfile.TemporaryDirectory() as folder:
+        ours, theirs, _ = make_case(cell, case, folder, check=False)
+        minima = {}
+        median = interleaved({framework: ours if framework == "numrnn" else theirs}, repeats, min_sample,
+                             minima=minima)[framework]
+    print(median, minima[framework])
+
+
+def separate(cell, case, repeats, min_sample, rounds=3):
+    """(numrnn median, ORT median, numrnn fastest, ORT fastest): each framework timed in its own
+    child process, ``rounds`` times in alternation; medians of the children's medians."""
+    import subprocess
+    import statistics
+
+    got = {"numrnn": [], "onnxruntime": []}
+    for r in range(rounds):
+        for framework in ("numrnn", "onnxruntime") if r % 2 == 0 else ("onnxruntime", "numrnn"):
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", framework, cell, case,
+                                  str(repeats), str(min_sample)], capture_output=True, text=True, check=True)
+            got[framework].append([float(v) for v in out.stdout.split()[-2:]])
+    med = {k: statistics.median(v[0] for v in vals) for k, vals in got.items()}
+    low = {k: min(v[1] for v in vals) for k, vals in got.items()}
+    return med["numrnn"], med["onnxruntime"], low["numrnn"], low["onnxruntime"]
 
 
 def fmt_time(seconds):
@@ -150,7 +194,13 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None, help="samples per framework (default 15, quick 3)")
     parser.add_argument("--min-sample", type=float, default=None, help="seconds per sample (default 0.05)")
     parser.add_argument("--out", default=None, help="also write the table (Markdown) here")
+    parser.add_argument("--same-process", action="store_true",
+                        help="time both in this process, alternating (their idle thread pools then compete)")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        framework, cell, case, repeats, min_sample = args.child
+        return child(framework, cell, case, int(repeats), float(min_sample))
     repeats = args.repeats or (3 if args.quick else 15)
     min_sample = args.min_sample or (0.01 if args.quick else 0.05)
     cells = [c for c in args.cells.split(",") if c]
@@ -171,21 +221,24 @@ def main(argv=None):
     rows = []
     with threadpoolctl.threadpool_limits(THREADS), tempfile.TemporaryDirectory() as folder:
         for cell in cells:
-            for size_name in sizes:
-                rows.append((cell.upper(), f"forward {SIZES[size_name]}",
-                             *forward_case(cell, SIZES[size_name], folder, repeats, min_sample)))
-                ours, theirs = rows[-1][2:4]
-                print(*rows[-1][:2], fmt_time(ours), fmt_time(theirs), f"{theirs / ours:.2f}x", flush=True)
-            if not args.no_step:
-                rows.append((cell.upper(), f"step B=1 I={STEP_SIZE[0]} H={STEP_SIZE[1]}",
-                             *step_case(cell, folder, repeats, min_sample)))
+            for case in sizes + ([] if args.no_step else ["step"]):
+                ours, theirs, err = make_case(cell, case, folder)  # outputs checked here, in any mode
+                if args.same_process:
+                    times = _timed(ours, theirs, repeats, min_sample)
+                else:
+                    times = separate(cell, case, repeats, min_sample)
+                label = f"step B=1 I={STEP_SIZE[0]} H={STEP_SIZE[1]}" if case == "step" else f"forward {SIZES[case]}"
+                rows.append((cell.upper(), label, *times, err))
                 ours, theirs = rows[-1][2:4]
                 print(*rows[-1][:2], fmt_time(ours), fmt_time(theirs), f"{theirs / ours:.2f}x", flush=True)
 
     lines = [
         f"numrnn {numrnn.__version__} (Numba {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads) vs "
         f"ONNX Runtime {onnxruntime.__version__} ({THREADS} intra-op threads); {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs; median of {repeats} alternating samples of >= {min_sample} s",
+        f"{os.cpu_count()} CPUs; "
+        + (f"median of {repeats} alternating samples of >= {min_sample} s in one process" if args.same_process else
+           f"each framework in its own process, 3 alternating runs of {repeats} samples of >= {min_sample} s; "
+           "medians of the runs' medians"),
         "",
         "| cell | case (T, B, I, H) | numrnn | ONNX Runtime | ratio (ORT / numrnn) | fastest samples: ratio "
         "| max abs diff |",
