@@ -143,7 +143,6 @@ from numrnn.forecast.backtest import cross_validation as _cross_validation
 from numrnn.forecast.calibration import calibrate_spread, interval_probs
 from numrnn.forecast.network import CELLS, encoder_head_specs
 from numrnn.forecast.panel import (
-    KEY_COLUMNS,
     as_panel,
     exog_rows,
     future_dates,
@@ -196,21 +195,6 @@ def _mixture_quantiles(mu, sigma, probs, iters=80):
         out.append(0.5 * (lo + hi))
     return np.stack(out)
 
-
-
-def _refuse_dask_exog(data, exog):
-    """ValueError when a fit on Dask workers would have exogenous regressors (not supported yet):
-    ``exog`` names some, or (None) ``data`` has columns besides unique_id, ds, y."""
-    if exog is None:
-        names = [c for c in getattr(data, "columns", ()) if c not in KEY_COLUMNS]
-    else:
-        names = [exog] if isinstance(exog, str) else list(exog)
-    if names:
-        raise ValueError(
-            f"fit(client=...) does not support exogenous regressors yet: data has the regressor column(s) "
-            f"{[str(c) for c in names]} (every column besides unique_id, ds and y is one); fit without a client, or "
-            f"drop them (exog=[] fits without regressors)"
-        )
 
 
 # ---------------------------------------------------------------------------------- the forecaster
@@ -431,7 +415,7 @@ class GlobalForecaster:
             naming them); a list takes those columns (other extra columns are ignored); ``[]``
             none.  Regressors are dynamic: known in the future, so :meth:`predict` needs their
             future values (``X_df``).  Each is standardised per series on the series' training
-            part (module docstring, step 3).  Not supported with ``client`` yet.
+            part (module docstring, step 3), also with ``client``.
         client : distributed.Client, optional
             Train data-parallel on its workers
             (:func:`numrnn.integrations.dask_training.fit_on_dask`): the series stay on the
@@ -466,11 +450,10 @@ class GlobalForecaster:
         """
         progress = check.check_bool(progress, "progress")
         if client is not None:
-            _refuse_dask_exog(data, exog)
             from numrnn.integrations.dask_training import fit_on_dask
 
             self._fitted = fit_on_dask(self, data, client, shards=shards, local_steps=local_steps, timeout=timeout,
-                                       progress=progress)
+                                       progress=progress, exog=exog)
             return self
         if shards is not None or local_steps != 1:
             raise ValueError(

@@ -99,42 +99,51 @@ class Shard:
     def __sizeof__(self):
         """Bytes held (what Dask's ``sizeof`` reports): the scheduler then keeps each step's task
         on the worker holding the shard instead of moving a shard it would think tiny."""
-        arrays = [self.packed.zn, self.packed.n, self.packed.off]
+        arrays = [self.packed.zn, self.packed.n, self.packed.off] + [a for a in (self.packed.xn,) if a is not None]
         arrays += [a for a in (self.validation or ()) if a is not None]
         return object.__sizeof__(self) + sum(a.nbytes for a in arrays)
 
 
-def _load_partition(part):
-    """A pandas partition (``unique_id`` a column or the index) as a Panel; None when empty."""
+def _load_partition(part, exog=()):
+    """A pandas partition (``unique_id`` a column or the index) as a Panel with the regressors
+    ``exog`` selects (:func:`~numrnn.forecast.panel.as_panel`); None when empty."""
     if "unique_id" not in part.columns and part.index.name == "unique_id":
         part = part.reset_index()
     if len(part) == 0:
         return None
-    return as_panel(part, name="a partition of data")
+    return as_panel(part, name="a partition of data", exog=exog)
 
 
 def _describe(panel):
     """What the driver needs of a shard: keys, lengths and its dates' frequency."""
     if panel is None:
-        return {"keys": [], "n": np.zeros(0, dtype=np.int64), "dates": None}
+        return {"keys": [], "n": np.zeros(0, dtype=np.int64), "dates": None, "exog": []}
     dates = panel.dates
     return {"keys": list(panel.keys), "n": np.array([len(v) for v in panel.values], dtype=np.int64),
             "dates": {"kind": dates["kind"], "freq": dates["freq"],
-                      "ordinal0": None if dates["ordinal0"] is None else True}}
+                      "ordinal0": None if dates["ordinal0"] is None else True},
+            "exog": list(panel.exog_names) if panel.exog is not None else []}
 
 
 def _pack(panel, horizon, transform, settings, dtype, val_local):
-    """Scale and pack a shard's series (as the single-process fit does) and its validation windows."""
-    from numrnn.forecast.preprocessing import SeriesScaler
+    """Scale and pack a shard's series and regressors (as the single-process fit does) and its
+    validation windows."""
+    from numrnn.forecast.preprocessing import ExogScaler, SeriesScaler
     from numrnn.forecast.windows import Packed, batch
 
     season, lookback, calendar = settings
     n = np.array([len(v) for v in panel.values], dtype=np.int64)
     train_n = np.where(n >= 2 * horizon + 1, n - horizon, n)
     packs = SeriesScaler(transform).fit(panel.values, train_n).transform_values(panel.values)
-    packed = Packed(packs, panel.dates["ordinal0"] if calendar else None)
+    xs = None
+    if panel.exog is not None and panel.exog_names:
+        history = [x[:k] for x, k in zip(panel.exog, n.tolist())]
+        xs = ExogScaler().fit(history, train_n).transform(history)
+    packed = Packed(packs, panel.dates["ordinal0"] if calendar else None, xs)
     if not np.isfinite(packed.zn).all():
         raise ValueError("the series' values are too large to normalise (near the float64 limit?)")
+    if xs is not None and not np.isfinite(packed.xn).all():
+        raise ValueError("the exogenous regressors are too large to normalise (near the float64 limit?)")
     window = (lookback, horizon, season, calendar, dtype)
     validation = None
     if len(val_local):
@@ -515,16 +524,17 @@ def _blocks(panel, count):
         if panel.dates is not None:
             d = panel.dates
             dates = {**d, "start": d["start"][a:b], "ordinal0": None if d["ordinal0"] is None else d["ordinal0"][a:b]}
-        out.append(Panel(panel.keys[a:b], panel.values[a:b], panel.source, dates))
+        exog = None if panel.exog is None else panel.exog[a:b]
+        out.append(Panel(panel.keys[a:b], panel.values[a:b], panel.source, dates, exog, panel.exog_names))
     return out
 
 
-def _sources(data, client, shards, timeout, placement):
+def _sources(data, client, shards, timeout, placement, exog=()):
     """The shards' series (Panels here, or futures of Panels on the workers), their descriptions,
-    and the driver's panel (None for a dask DataFrame)."""
+    and the driver's panel (None for a dask DataFrame); ``exog`` as for :func:`as_panel`."""
     if is_frame(data):
         count = DEFAULT_SHARDS if shards is None else check.check_int(shards, "shards", 1)
-        panel = as_panel(data)
+        panel = as_panel(data, exog=exog)
         blocks = _blocks(panel, min(count, len(panel.keys)))
         return blocks, [_describe(b) for b in blocks], panel
     import dask.dataframe as dd
@@ -541,7 +551,7 @@ def _sources(data, client, shards, timeout, placement):
     from distributed import wait
 
     parts = client.compute(data.to_delayed(), **placement)
-    panels = client.map(_load_partition, parts, pure=False, **placement)
+    panels = client.map(_load_partition, parts, exog=exog, pure=False, **placement)
     described = client.map(_describe, panels, pure=False, **placement)
     wait(described, timeout=timeout)
     metas = client.gather(described)
@@ -575,7 +585,17 @@ def _check_whole_series(metas):
             seen[key] = i
 
 
-def fit_on_dask(gf, data, client, shards=None, local_steps=1, timeout=300.0, progress=False, workers=None):
+def _common_exog(metas):
+    """The regressors' names, the same in every shard; ValueError naming the partitions otherwise."""
+    first = metas[0]["exog"]
+    for i, m in enumerate(metas[1:], 1):
+        if m["exog"] != first:
+            raise ValueError(f"the partitions of data disagree on the exogenous regressors: partition 0 has {first}, "
+                             f"partition {i} has {m['exog']} (pass exog=[...] to choose them)")
+    return first
+
+
+def fit_on_dask(gf, data, client, shards=None, local_steps=1, timeout=300.0, progress=False, workers=None, exog=None):
     """Fit ``gf`` data-parallel on ``client``'s workers; returns its fitted state.
 
     Called by :meth:`GlobalForecaster.fit` with a ``client`` (see the module docstring for the
@@ -599,6 +619,10 @@ def fit_on_dask(gf, data, client, shards=None, local_steps=1, timeout=300.0, pro
     workers : list of str, optional
         Worker addresses to run on (only these: ``allow_other_workers=False``); None lets
         Dask place the shards on any worker.
+    exog : None or list of str, default None
+        The exogenous regressors, as :meth:`GlobalForecaster.fit` takes them (None: every
+        column besides ``unique_id``, ``ds`` and ``y``); each shard standardises its series'
+        regressors on their training part, as the single-process fit does.
 
     Returns
     -------
@@ -623,7 +647,7 @@ def fit_on_dask(gf, data, client, shards=None, local_steps=1, timeout=300.0, pro
         if not isinstance(workers, (list, tuple)) or not workers or not all(isinstance(w, str) for w in workers):
             raise TypeError(f"workers must be a non-empty list of worker addresses, got {workers!r}")
         placement = {"workers": list(workers), "allow_other_workers": False}
-    sources, metas, panel = _sources(data, client, shards, timeout, placement)
+    sources, metas, panel = _sources(data, client, shards, timeout, placement, exog)
     if not metas:
         raise ValueError("data is an empty DataFrame: every series needs at least one value")
     _check_whole_series(metas)
@@ -643,7 +667,8 @@ def fit_on_dask(gf, data, client, shards=None, local_steps=1, timeout=300.0, pro
         val_local = val_idx[(val_idx >= starts[s]) & (val_idx < starts[s + 1])] - starts[s]
         futures.append(client.submit(_pack, source, h, gf.transform, settings, gf.dtype, val_local, pure=False,
                                      **wheres[s]))
-    specs = gf._specs(settings[2])
+    names = _common_exog(metas)
+    specs = gf._specs(settings[2], len(names))
     val_shards = [s for s in range(len(futures)) if ((val_idx >= starts[s]) & (val_idx < starts[s + 1])).any()]
     trainer = DaskTrainer(client, futures, starts, trainable, train_n[trainable] - h, val_shards, specs, h,
                           gf.clip_norm, local_steps, timeout, wheres, present)
@@ -653,7 +678,8 @@ def fit_on_dask(gf, data, client, shards=None, local_steps=1, timeout=300.0, pro
         calibration = gf._calibration(trainer, members)
     finally:
         trainer.close()
-    fitted = gf._record(members, history, specs, panel, keys, train_n, validated, settings, seed, calibration)
+    fitted = gf._record(members, history, specs, panel, keys, train_n, validated, settings, seed, calibration,
+                        names)
     fitted["round_trips"] = trainer.round_trips
     return fitted
 

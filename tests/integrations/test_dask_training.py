@@ -121,6 +121,25 @@ def test_dask_frame_in_and_out(cluster):
     assert not os.path.exists("never-written.npz")
 
 
+def test_exogenous_regressors_on_dask_equal_the_single_process_fit(cluster):
+    _, client = cluster
+    df = _frame().sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    df["promo"] = (np.random.default_rng(4).random(len(df)) < 0.3).astype(np.float64)
+    local = GlobalForecaster(horizon=HORIZON, **TINY).fit(df, progress=False)
+    two = GlobalForecaster(horizon=HORIZON, **TINY).fit(df, client=client, shards=3, progress=False)
+    assert two.exog_names_ == local.exog_names_ == ["promo"]
+    _assert_close(local, two, 1e-6)  # each shard standardised its series' regressors as one process does
+    ddf = dd.from_pandas(df.set_index("unique_id"), npartitions=2, sort=True)
+    ddf = ddf.repartition(divisions=["s0", "s3", "s6", "s7"])  # the pandas fit's 3 shards
+    from_dask = GlobalForecaster(horizon=HORIZON, **TINY).fit(ddf, client=client, progress=False)
+    _assert_bitwise(two, from_dask)
+    none = GlobalForecaster(horizon=HORIZON, **TINY).fit(df, client=client, shards=3, progress=False, exog=[])
+    assert none.exog_names_ == []
+    future = df.groupby("unique_id").tail(HORIZON).assign(ds=lambda f: f["ds"] + pd.DateOffset(months=HORIZON))
+    np.testing.assert_allclose(two.predict(X_df=future)["yhat"].to_numpy(), local.predict(X_df=future)["yhat"].to_numpy(),
+                               rtol=1e-4)
+
+
 def test_local_steps(cluster):
     _, client = cluster
     df = _frame()
