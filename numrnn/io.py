@@ -52,7 +52,7 @@ from numrnn import _validation as check
 from numrnn.cells import FAMILIES
 from numrnn.optim import serialization
 
-__all__ = ["save_npz", "load_npz", "save", "load", "FORMAT_VERSION"]
+__all__ = ["save_npz", "load_npz", "save", "load", "write_atomically", "FORMAT_VERSION"]
 
 #: Version of the on-disk layout; bumped on incompatible changes.
 FORMAT_VERSION = 1
@@ -135,6 +135,22 @@ def save_npz(path, kind, config, arrays):
     except (TypeError, ValueError) as exc:
         raise TypeError(f"config must be JSON-serialisable (finite floats, str keys): {exc}") from None
 
+    write_atomically(path, lambda fh: np.savez(fh, **{_META: np.array(text)}, **clean))
+
+
+def write_atomically(path, write):
+    """Write a file so that it is never half-written: ``write(fh)`` fills a temporary file in
+    ``path``'s folder (named with this host and pid), which is flushed, ``fsync``-ed and renamed
+    over ``path``; on failure the temporary is removed and the previous file is left as it was.
+    Temporaries of dead writers of the same path are removed afterwards.
+
+    Parameters
+    ----------
+    path : str
+        Destination; its folder must exist (``FileNotFoundError`` otherwise).
+    write : callable
+        Called with the open binary file.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"folder {folder!r} for path does not exist")
@@ -142,7 +158,7 @@ def save_npz(path, kind, config, arrays):
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **{_META: np.array(text)}, **clean)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -37,9 +37,6 @@ layer, the last module's output ``y`` for a :class:`~numrnn.nn.Sequential` or a 
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 
 __all__ = ["to_onnx", "OPSET"]
@@ -269,7 +266,7 @@ def to_onnx(model, path, state_inputs=False):
         ) from exc
     from numrnn import _validation as check
     from numrnn import nn
-    from numrnn.io import _check_path
+    from numrnn.io import _check_path, write_atomically
 
     path = _check_path(path)
     state_inputs = check.check_bool(state_inputs, "state_inputs")
@@ -320,25 +317,6 @@ def to_onnx(model, path, state_inputs=False):
     proto = helper.make_model(onnx_graph, producer_name="numrnn", opset_imports=[helper.make_opsetid("", OPSET)])
     proto.ir_version = _IR_VERSION
     onnx.checker.check_model(proto)
-    _write_atomically(path, proto.SerializeToString())
+    data = proto.SerializeToString()
+    write_atomically(path, lambda fh: fh.write(data))
     return proto
-
-
-def _write_atomically(path, data):
-    """Write ``data`` to a temporary file next to ``path`` and rename it over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"folder {folder!r} for path does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
