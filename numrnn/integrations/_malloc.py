@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -20,6 +21,7 @@ MMAP_THRESHOLD = 32 * 2**20
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 
 
+@functools.cache  # once per process: the environment it reads is the process's start-up one
 def tune_worker_malloc():
     """Raise glibc's mmap threshold in this process when Dask's ``MALLOC_TRIM_THRESHOLD_`` fixed it.
 
@@ -28,7 +30,7 @@ def tune_worker_malloc():
     it grow, so each NumPy array above it is a fresh ``mmap`` and its pages fault in on every
     allocation; the kernels' work buffers then cost 1.5x.  This calls
     ``mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)``, leaving the trim threshold (Dask's memory
-    release) as it is.  Idempotent and cheap.
+    release) as it is.  Done once per process; later calls return the first result.
 
     Returns
     -------
