@@ -212,13 +212,18 @@ def with_globals(fn, namespace):
 
 
 def compile_scalar(fn, target):
-    """Compile a plain scalar function of :mod:`numrnn.cells` for ``target`` ("cpu" or "cuda").
+    """Compile a plain scalar function of :mod:`numrnn.cells` for ``target`` ("cpu",
+    "cuda" or "numpy").
 
     Cell functions call each other (``lstm.forward`` calls ``activations.sigmoid``) as
     ordinary Python.  To compile one, we rebuild it over a copy of its globals in which
     every other cell function it names is replaced by that function's compiled form
     for the same target, recursively.  The Python originals stay untouched, so the
     formulas exist once and serve the CPU, the GPU and plain-Python tests alike.
+
+    ``"numpy"`` compiles nothing: the rebuilt function stays Python, with the
+    activations replaced by their NumPy array forms (:func:`override_scalar`), so the
+    same formula runs elementwise on whole arrays (:mod:`numrnn.backends.cpu.numpy_kernels`).
     """
     key = (target, fn)
     if key in _compiled_scalars:
@@ -241,8 +246,10 @@ def compile_scalar(fn, target):
         from numba import cuda
 
         compiled = cuda.jit(device=True)(clone)
+    elif target == "numpy":
+        compiled = clone
     else:
-        raise ValueError(f"target must be 'cpu' or 'cuda', got {target!r}")
+        raise ValueError(f"target must be 'cpu', 'cuda' or 'numpy', got {target!r}")
     _compiled_scalars[key] = compiled
     return compiled
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import types
 
 import numba
+import numpy as np
 import pytest
 
 from numrnn import _jit
@@ -63,7 +64,7 @@ def test_with_globals_rebinds_names_only_in_the_copy():
 def test_unknown_target_is_a_value_error():
     namespace = {}
     fn = _cell_function("def ident(x):\n    return x\n", "ident", namespace)
-    with pytest.raises(ValueError, match="target must be 'cpu' or 'cuda', got 'tpu'"):
+    with pytest.raises(ValueError, match="target must be 'cpu', 'cuda' or 'numpy', got 'tpu'"):
         _jit.compile_scalar(fn, "tpu")
 
 
@@ -73,3 +74,31 @@ def test_one_set_of_cpu_options():
     assert "nsz" not in _jit.FASTMATH  # see the thread-count/cache bit-identity tests
     assert _jit.CPU_OPTIONS["error_model"] == "numpy" and _jit.CPU_OPTIONS["nogil"]
     assert "cache" not in _jit.OVERLOAD_OPTIONS
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_target_runs_each_formula_on_whole_arrays(dtype):
+    """The "numpy" target compiles nothing: the cell formulas, with array activations,
+    give elementwise what the Python scalar functions give (NaN and the tails too)."""
+    from numrnn.backends.cpu import numpy_kernels  # noqa: F401  (registers the array activations)
+    from numrnn.cells import gru, lstm, rnn
+
+    values = np.array([-1e30, -40.0, -1.5, 0.0, 0.7, 40.0, np.nan], dtype=dtype)
+    for fn, arity in ((lstm.forward, 5), (lstm.backward, 8), (gru.gates, 2), (gru.candidate_update, 3),
+                      (rnn.relu_forward, 1), (rnn.relu_backward, 2), (rnn.tanh_backward, 2)):
+        on_arrays = _jit.compile_scalar(fn, "numpy")
+        assert on_arrays is not fn and on_arrays.__code__ is fn.__code__  # the same formula
+        rolled = [np.roll(values, k) for k in range(arity)]
+        with np.errstate(all="ignore"):
+            got = on_arrays(*rolled)
+            got = got if isinstance(got, tuple) else (got,)
+            for index in range(values.size):
+                want = fn(*(r[index] for r in rolled))
+                want = want if isinstance(want, tuple) else (want,)
+                for g, w in zip(got, want):
+                    assert g.dtype == dtype
+                    # float32 sigmoid is (1 + tanh(x / 2)) / 2, as in the compiled float32 kernels (0
+                    # below -17); and in plain Python, float32 ONE + math.exp(...) is float32 even for
+                    # float64 input, so this holds both to float32 rounding (float64 exactness of the
+                    # array forms: tests/backends/cpu/test_numpy_kernels.py, to 1e-12)
+                    np.testing.assert_allclose(g[index], w, rtol=1e-6, atol=1e-7)
