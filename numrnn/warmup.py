@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from numrnn import _jit
+from numrnn.backends.cpu import first_use
 
 __all__ = ["CELLS", "DTYPES", "WarmupReport", "warmup"]
 
@@ -89,9 +90,7 @@ def cache_dir():
     resolves it (``NUMBA_CACHE_DIR`` if set, else the ``__pycache__`` next to
     :mod:`numrnn.backends.cpu` if writable, else a user-wide directory), or None
     when caching is off (``NUMRNN_NO_CACHE=1``)."""
-    from numrnn.backends import cpu
-
-    return cpu.lstm_forward.stats.cache_path
+    return first_use.cache_dir()
 
 
 class WarmupReport:
@@ -210,7 +209,9 @@ def warmup(cells=CELLS, dtypes=DTYPES, progress=True):
                 bar.set_postfix_str(f"{cell} {dtype}", refresh=True)
             del events[:]
             start = time.perf_counter()
+            first_use.use_compiled(cell, dtype)  # (in "background" mode the NumPy kernels would answer)
             _exercise(cell, dtype)
+            first_use.mark_compiled(cell, dtype)  # for later processes on this cache
             seconds[(cell, dtype)] = time.perf_counter() - start
             compiled[(cell, dtype)] = bool(events)
             if bar is not None:

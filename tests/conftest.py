@@ -21,6 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Layers built without an explicit backend use "auto", which picks a GPU where there is
 # one; the CPU tests must test the CPU wherever they run (tests/backends/cuda names its backend).
 os.environ.setdefault("NUMRNN_BACKEND", "cpu")
+# The suite tests the compiled kernels: no NumPy first-use tier and no background compile
+# processes here (tests/backends/cpu/test_first_use.py sets the mode where it tests it).
+os.environ.setdefault("NUMRNN_FIRST_USE", "compile")
 
 try:
     from hypothesis import HealthCheck, settings

@@ -3,8 +3,8 @@
 
 The subprocess tests share one empty ``NUMBA_CACHE_DIR`` (module fixture), so the whole
 file compiles the RNN float64 kernels once, in two processes (a forward, then the
-warm-up of the rest); every other subprocess loads from that cache or fails on its
-arguments before compiling.
+background compile of the default first use, which warms up the rest); every other
+subprocess loads from that cache or fails on its arguments before compiling.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ FORWARD = textwrap.dedent(
 )
 
 
-def _run(args, cache, timeout=600):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def _run(args, cache, timeout=600, env=()):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **dict(env))
     env.pop("NUMRNN_NO_CACHE", None)
     return subprocess.run([sys.executable, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
@@ -67,6 +67,46 @@ def test_compile_notice_once_then_silent_on_the_filled_cache(cache):
     assert second.returncode == 0, second.stderr
     assert "forward done" in second.stdout
     assert _notices(second.stderr) == [], second.stderr
+
+
+BACKGROUND = textwrap.dedent(
+    """
+    import logging, os
+    logging.basicConfig(level=logging.INFO, format="LOG %(name)s %(levelname)s %(message)s")
+    import numpy as np
+    import numrnn
+    from numrnn.backends.cpu import first_use
+    x = np.random.default_rng(0).standard_normal((3, 2, 2))
+    layer = numrnn.RNN(2, 3, dtype=np.float64, backend="cpu", seed=0)
+    y_numpy, _ = layer(x)
+    dx_numpy, _ = layer.backward(np.ones_like(y_numpy))
+    print("numpy tier:", not first_use.ready("rnn", np.float64))
+    print("background exit:", first_use._launched[("rnn", "float64")].wait(timeout=600))
+    y_compiled, _ = layer(x)
+    dx_compiled, _ = layer.backward(np.ones_like(y_compiled))
+    print("compiled tier:", first_use.ready("rnn", np.float64))
+    print("agree:", np.allclose(y_numpy, y_compiled, rtol=1e-12, atol=0), np.allclose(dx_numpy, dx_compiled, rtol=1e-12, atol=1e-15))
+    print("marker:", os.path.exists(first_use.marker_path("rnn", np.float64)))
+    with open(os.path.join(first_use.cache_dir(), "numrnn-compile-rnn-float64.log")) as log:
+        print("log:", "background compile of rnn float64:" in log.read())
+    """
+)
+
+
+@pytest.mark.slow
+def test_background_first_use_answers_on_numpy_then_switches(cache):
+    """The default first use, in a fresh process on a cache without the RNN float64
+    warm-up: NumPy answers at once, one line says so, a background process compiles the
+    rest, and the same process then runs the compiled kernels without compiling."""
+    result = _run(["-c", BACKGROUND], cache, env={"NUMRNN_FIRST_USE": "background"})
+    assert result.returncode == 0, result.stderr
+    for line in ("numpy tier: True", "background exit: 0", "compiled tier: True", "agree: True True", "marker: True",
+                 "log: True"):
+        assert line in result.stdout, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if "not compiled yet" in line]
+    assert len(lines) == 1 and lines[0].startswith("LOG numrnn WARNING numrnn: RNN float64 kernels are not compiled yet")
+    assert _notices(result.stderr) == [], result.stderr  # the compiled kernels came from the cache
+    assert "ready; using them from now on" in result.stderr
 
 
 @pytest.mark.slow

@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from numrnn.backends.cpu import gru, lstm, rnn
+from numrnn.backends.cpu import first_use, gru, lstm, numpy_kernels, rnn
 from numrnn.backends.host_arrays import HostArrays
 from numrnn.cells import cell_family
 
@@ -166,11 +166,19 @@ KERNELS = {}
 
 
 def family_kernels(family):
-    """The :class:`~numrnn.backends.protocol.FamilyKernels` of ``family`` on the CPU."""
+    """The compiled :class:`~numrnn.backends.protocol.FamilyKernels` of ``family`` on the CPU."""
     kernels = KERNELS.get(family.kernel)
     if kernels is None:
         kernels = KERNELS[family.kernel] = family.backend_module("cpu").KERNELS
     return kernels
+
+
+def kernels_now(family, dtype):
+    """The kernels that run ``family`` in ``dtype`` now: the compiled ones, or, on first
+    use before they are compiled, the NumPy ones (:mod:`numrnn.backends.cpu.first_use`)."""
+    if first_use.ready(family.kernel, dtype):
+        return family_kernels(family)
+    return numpy_kernels.KERNELS[family.kernel]
 
 
 class CPUBackend(HostArrays):
@@ -219,9 +227,9 @@ class CPUBackend(HostArrays):
         family = cell_family(cell)
         steps, batch = x.shape[:2]
         buffer = _Workspace(workspace, (steps, batch), x.dtype)
-        forward = family_kernels(family).forward
-        state_n, buffers = forward(family.variant, x, lengths, reverse, weights, state0, y, buffer, batch_blocks(batch))
-        return state_n, (family, x, lengths, reverse, weights[0], weights[1], buffers)
+        kernels = kernels_now(family, x.dtype)
+        state_n, buffers = kernels.forward(family.variant, x, lengths, reverse, weights, state0, y, buffer, batch_blocks(batch))
+        return state_n, (family, kernels, x, lengths, reverse, weights[0], weights[1], buffers)
 
     def layer_step(self, cell, x, weights, state0):
         """One timestep for every row, saving nothing.
@@ -241,11 +249,14 @@ class CPUBackend(HostArrays):
             The new state; ``state[0]`` is also the layer's output.
         """
         family = cell_family(cell)
-        return family_kernels(family).step(family.variant, x, weights, state0)
+        return kernels_now(family, x.dtype).step(family.variant, x, weights, state0)
 
     def step_kernel(self, dtype, layers=None):
         """The streaming fast path: :func:`step_kernel` (``layers`` None, a
-        single layer with biases) or :func:`stack_step_kernel`."""
+        single layer with biases) or :func:`stack_step_kernel`; None on first use
+        before it is compiled (:func:`first_use.step_ready`)."""
+        if not first_use.step_ready(dtype):
+            return None
         return step_kernel(dtype) if layers is None else stack_step_kernel(dtype, layers)
 
     def layer_backward(self, saved, dy, dstate_n):
@@ -255,9 +266,8 @@ class CPUBackend(HostArrays):
         Returns ``(dx (T, B, I), dstate0 (tuple of (B, H)), (d_weight_ih, d_weight_hh,
         d_bias_ih, d_bias_hh))``.
         """
-        family, x, lengths, reverse, w_ih, w_hh, buffers = saved
-        backward = family_kernels(family).backward
-        return backward(family.variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate_n, batch_blocks(x.shape[1]))
+        family, kernels, x, lengths, reverse, w_ih, w_hh, buffers = saved  # the forward's kernels, compiled or NumPy
+        return kernels.backward(family.variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate_n, batch_blocks(x.shape[1]))
 
 
 class _Workspace:

@@ -1,0 +1,280 @@
+r"""First use of the CPU backend: NumPy kernels answer while the compiled ones compile.
+
+Numba compiles a cell family's kernels the first time they meet a dtype: about 16 CPU
+seconds for a float32 LSTM forward and backward on a 2-core machine, after which they
+load from Numba's on-disk cache in well under a second.  So that a fresh install
+answers at once, the CPU backend has two tiers:
+
+* the **compiled kernels** (:mod:`numrnn.backends.cpu`), used once they are in the
+  cache, or compiled in this process;
+* the **NumPy kernels** (:mod:`numrnn.backends.cpu.numpy_kernels`), the same formulas
+  with Python once per timestep, several times slower but with nothing to compile.
+
+Modes (the environment variable ``NUMRNN_FIRST_USE``, or :func:`set_mode`):
+
+``"background"`` (the default)
+    A cell family and dtype whose kernels are not known to be compiled run on the
+    NumPy kernels, and numrnn starts one background process (low priority, one thread)
+    that compiles them into the cache: ``python -m numrnn.backends.cpu.first_use CELL
+    DTYPE``, which runs :func:`numrnn.warmup.warmup` for that pair.  When it is done,
+    the next call (of this process and of any later one on the same cache) uses the
+    compiled kernels.  One line through the ``"numrnn"`` logger says so, once per cell
+    family and dtype.  Processes that share a cache (Dask workers) compile one pair
+    at a time between them (a lock file), and a pair already compiled is not compiled
+    again.
+``"compile"``
+    Compile in the calling process on first use (it then waits, as Numba does).  Also
+    what happens with caching off (``NUMRNN_NO_CACHE=1``): a background process could
+    not hand its kernels over.
+
+"Known to be compiled" means: :func:`numrnn.warmup.warmup` finished for that pair,
+in this process or in any process on the same cache (it leaves a marker file there,
+:func:`marker_path`, named for the numrnn sources, the Numba version and the CPU), or
+the mode is ``"compile"``.
+
+Reproducibility: the two tiers agree to rounding (1e-5 relative in float32, 1e-12 in
+float64), not bit for bit.  Same data and seed give the same bits on the same tier;
+for bit-for-bit equal results from the very first run, run ``python -m numrnn warmup``
+first (or use ``"compile"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+
+__all__ = ["MODES", "marker_path", "mode", "ready", "set_mode", "step_ready"]
+
+#: The modes of :func:`set_mode` (see the module docstring).
+MODES = ("background", "compile")
+
+_ENV = "NUMRNN_FIRST_USE"
+
+#: Cell kernel families and dtypes this module tiers (the NumPy kernels' families).
+KERNEL_FAMILIES = ("rnn", "lstm", "gru")
+DTYPES = ("float32", "float64")
+
+logger = logging.getLogger("numrnn")
+
+_lock = threading.Lock()
+_ready: set = set()  # (kernel family, dtype name) whose compiled kernels this process uses
+_launched: dict = {}  # (kernel family, dtype name) -> the background process compiling them
+_stamp = None
+
+
+def _mode_from_environment():
+    value = os.environ.get(_ENV, "background").strip().lower() or "background"
+    if value not in MODES:
+        raise ValueError(f"the environment variable {_ENV} must be one of {MODES}, got {value!r}")
+    return value
+
+
+_mode = _mode_from_environment()
+
+
+def mode() -> str:
+    """The current mode: ``"background"`` or ``"compile"``."""
+    return _mode
+
+
+def set_mode(value: str) -> str:
+    """Set the first-use mode (see the module docstring); returns the previous one.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For anything but one of :data:`MODES`.
+    """
+    global _mode
+    if not isinstance(value, str):
+        raise TypeError(f"mode must be a str, one of {MODES}, got {type(value).__name__}")
+    if value not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {value!r}")
+    previous, _mode = _mode, value
+    return previous
+
+
+def cache_dir():
+    """Where Numba keeps numrnn's compiled CPU kernels, or None with caching off."""
+    from numrnn.backends.cpu.lstm import lstm_forward
+
+    return lstm_forward.stats.cache_path
+
+
+def _source_stamp():
+    """A short hash of what decides whether cached kernels fit this process: the numrnn
+    sources they are compiled from (sizes and modification times), the Numba version,
+    and the CPU and its features (Numba's own cache key)."""
+    global _stamp
+    if _stamp is None:
+        import numba
+        from numba.core.registry import cpu_target
+
+        package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        digest = hashlib.sha1(numba.__version__.encode())
+        digest.update(repr(cpu_target.target_context.codegen().magic_tuple()).encode())
+        for folder in ("backends/cpu", "cells", ""):
+            directory = os.path.join(package, folder)
+            for name in sorted(os.listdir(directory)):
+                if name.endswith(".py") and (folder or name == "_jit.py"):
+                    info = os.stat(os.path.join(directory, name))
+                    digest.update(f"{folder}/{name}:{info.st_size}:{info.st_mtime_ns};".encode())
+        _stamp = digest.hexdigest()[:16]
+    return _stamp
+
+
+def marker_path(kernel: str, dtype) -> str | None:
+    """The file that says the compiled kernels of ``kernel`` ("rnn", "lstm", "gru") in
+    ``dtype`` are in the cache, or None with caching off."""
+    where = cache_dir()
+    if where is None:
+        return None
+    return os.path.join(where, f"numrnn-compiled-{kernel}-{np.dtype(dtype).name}-{_source_stamp()}")
+
+
+def mark_compiled(kernel: str, dtype) -> None:
+    """Record that the compiled kernels of ``kernel`` / ``dtype`` are ready: this process
+    uses them from now on, and the marker file tells other processes on the same cache
+    (:func:`numrnn.warmup.warmup` calls this after compiling a pair)."""
+    key = (kernel, np.dtype(dtype).name)
+    _ready.add(key)
+    path = marker_path(*key)
+    if path is None:
+        return
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:  # a read-only cache still serves this process
+        logger.debug("numrnn: could not write %s: %s", path, exc)
+
+
+def use_compiled(kernel: str, dtype) -> None:
+    """Make this process use the compiled kernels of ``kernel`` / ``dtype`` (compiling
+    them where needed), whatever the mode: :func:`numrnn.warmup.warmup` calls it."""
+    _ready.add((kernel, np.dtype(dtype).name))
+
+
+def ready(kernel: str, dtype) -> bool:
+    """Whether calls of ``kernel`` in ``dtype`` run the compiled kernels now.
+
+    False only in ``"background"`` mode for a pair not known to be compiled; that call
+    also starts the background compile of the pair (once) and logs the one line.
+    """
+    key = (kernel, dtype.name if isinstance(dtype, np.dtype) else np.dtype(dtype).name)
+    if key in _ready:
+        return True
+    if _mode == "compile" or kernel not in KERNEL_FAMILIES or key[1] not in DTYPES:
+        _ready.add(key)
+        return True
+    path = marker_path(*key)
+    if path is None:  # caching is off: a background process could not hand its kernels over
+        _ready.add(key)
+        return True
+    if os.path.exists(path):
+        _ready.add(key)
+        if key in _launched:
+            logger.info("numrnn: compiled %s %s kernels are ready; using them from now on", kernel.upper(), key[1])
+        return True
+    with _lock:
+        process = _launched.get(key)
+        if process is None:
+            _launch(key, path)
+        elif process is not False and process.poll() not in (None, 0):
+            logger.warning(
+                "numrnn: the background compile of %s %s kernels failed (exit status %s, log in %s); "
+                "compiling them in this process instead", kernel.upper(), key[1], process.returncode, _log_path(key))
+            _ready.add(key)
+            return True
+    return key in _ready
+
+
+def step_ready(dtype) -> bool:
+    """Whether ``step()``'s compiled fast path may be used in ``dtype``: it is one kernel
+    for every cell family, compiled (and cached) by the warm-up of any of them."""
+    name = np.dtype(dtype).name
+    if _mode == "compile" or cache_dir() is None:
+        return True
+    for kernel in KERNEL_FAMILIES:
+        if (kernel, name) in _ready:
+            return True
+        path = marker_path(kernel, name)
+        if path is not None and os.path.exists(path):
+            return True
+    return False
+
+
+def _log_path(key):
+    return os.path.join(cache_dir(), f"numrnn-compile-{key[0]}-{key[1]}.log")
+
+
+def _launch(key, marker):
+    """Start the background process compiling ``key``; on failure, compile here."""
+    kernel, dtype = key
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    env = dict(os.environ)
+    env.update({_ENV: "compile", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    command = [sys.executable, "-m", "numrnn.backends.cpu.first_use", kernel, dtype]
+    try:
+        log = open(_log_path(key), "ab")
+        try:
+            process = subprocess.Popen(
+                command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True)
+        finally:
+            log.close()
+    except (OSError, ValueError) as exc:
+        logger.warning("numrnn: compiling %s %s kernels (first use only; could not start a background "
+                       "compile: %s)", kernel.upper(), dtype, exc)
+        _launched[key] = False
+        _ready.add(key)
+        return
+    _launched[key] = process
+    logger.log(
+        logging.WARNING,
+        "numrnn: %s %s kernels are not compiled yet: NumPy kernels (slower) answer meanwhile, while a "
+        "background process compiles them into %s (first use only; `python -m numrnn warmup` compiles "
+        "ahead of time, NUMRNN_FIRST_USE=compile waits for them instead)", kernel.upper(), dtype, os.path.dirname(marker))
+
+
+def _compile(kernel, dtype):
+    """The background process: compile ``kernel`` / ``dtype`` into the cache, one
+    process at a time per cache (a lock file), unless it is there already."""
+    try:
+        os.nice(10)
+    except (AttributeError, OSError):
+        pass
+    marker = marker_path(kernel, dtype)
+    if marker is None:
+        return 0
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, at worst two processes compile one pair
+        fcntl = None
+    with open(os.path.join(os.path.dirname(marker), "numrnn-compile.lock"), "a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(marker):
+            from numrnn.warmup import warmup
+
+            print(warmup(cells=(kernel,), dtypes=(dtype,), progress=False), flush=True)
+    try:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        print(f"background compile of {kernel} {dtype}: {usage.ru_utime + usage.ru_stime:.2f} CPU s", flush=True)
+    except ImportError:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in KERNEL_FAMILIES or sys.argv[2] not in DTYPES:
+        sys.exit(f"usage: python -m numrnn.backends.cpu.first_use {{{','.join(KERNEL_FAMILIES)}}} {{{','.join(DTYPES)}}}")
+    sys.exit(_compile(sys.argv[1], sys.argv[2]))
