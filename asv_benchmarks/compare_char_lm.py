@@ -18,6 +18,10 @@ import argparse
 import statistics
 import time
 
+import os
+
+os.environ.setdefault("NUMRNN_FIRST_USE", "compile")  # time the compiled kernels (on first use they compile here)
+
 import numpy as np
 
 

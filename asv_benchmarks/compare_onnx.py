@@ -49,6 +49,8 @@ import tempfile
 THREADS = 2
 os.environ.setdefault("NUMBA_NUM_THREADS", str(THREADS))  # before numba is imported
 
+os.environ.setdefault("NUMRNN_FIRST_USE", "compile")  # time the compiled kernels (on first use they compile here)
+
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

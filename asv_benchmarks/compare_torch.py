@@ -75,6 +75,8 @@ import subprocess
 import sys
 import time
 
+os.environ.setdefault("NUMRNN_FIRST_USE", "compile")  # time the compiled kernels (on first use they compile here)
+
 import numpy as np
 
 SIZES = {

@@ -22,6 +22,8 @@ import os
 import statistics
 import time
 
+os.environ.setdefault("NUMRNN_FIRST_USE", "compile")  # time the compiled kernels (on first use they compile here)
+
 import numpy as np
 
 

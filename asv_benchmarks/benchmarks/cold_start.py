@@ -8,7 +8,12 @@ What a new process costs before its first useful call:
   cache, as every process after the first one does (``setup`` fills the cache);
 * ``ColdStartSuite.timeraw_compile_train_step``: the same with caching off
   (``NUMRNN_NO_CACHE=1``), so Numba compiles every kernel the step runs: what the first run
-  after an install costs.
+  after an install cost before the NumPy first-use tier, and what ``NUMRNN_FIRST_USE=compile``
+  costs;
+* ``ColdStartSuite.timeraw_fresh_install_train_step``: the same on an empty cache in the
+  default first-use mode (:mod:`numrnn.backends.cpu.first_use`): the NumPy kernels answer, and
+  the background compile they start is stopped when the step is done, so that it does not
+  run into the next sample.
 
 The statement a ``timeraw_`` method returns is run by asv in a new ``python`` process and timed
 there; the child's setup string (not timed) only sets the environment before numba is imported.
@@ -34,10 +39,20 @@ def _train_step_code(cell, size="small"):
                               steps=steps, batch=batch)
 
 
-def _environment(no_cache):
-    lines = ["import os", "os.environ['NUMRNN_BACKEND'] = 'cpu'"]
+_STOP_BACKGROUND = """
+from numrnn.backends.cpu import first_use
+for process in first_use._launched.values():
+    if process:
+        process.kill()
+"""
+
+
+def _environment(no_cache, first_use="compile"):
+    lines = ["import os", "os.environ['NUMRNN_BACKEND'] = 'cpu'", f"os.environ['NUMRNN_FIRST_USE'] = {first_use!r}"]
     if no_cache:
         lines.append("os.environ['NUMRNN_NO_CACHE'] = '1'")
+    if first_use == "background":  # an empty cache of its own per sample
+        lines += ["import tempfile", "os.environ['NUMBA_CACHE_DIR'] = tempfile.mkdtemp(prefix='numrnn-asv-cold-')"]
     return "\n".join(lines)
 
 
@@ -73,3 +88,6 @@ class ColdStartSuite:
 
     def timeraw_compile_train_step(self, cell):
         return _train_step_code(cell), _environment(no_cache=True)
+
+    def timeraw_fresh_install_train_step(self, cell):
+        return _train_step_code(cell) + _STOP_BACKGROUND, _environment(no_cache=False, first_use="background")
