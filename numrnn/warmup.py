@@ -130,22 +130,25 @@ class WarmupReport:
         return "\n".join(lines)
 
 
-def _exercise(cell, dtype):
-    """Every CPU kernel a typical training and streaming run of ``cell`` in ``dtype``
-    uses, on tiny sizes (a kernel is compiled per argument types, not sizes): forward
-    and backward with lengths for one layer and for two bidirectional layers (the
-    reverse direction and a second layer reuse the same kernels), the full-path step
-    and the fast-path step for one layer and for a stack of two."""
+def _exercise(cell, dtype, part):
+    """Every CPU kernel a typical training (``part`` "layers") or streaming ("step") run
+    of ``cell`` in ``dtype`` uses, on tiny sizes (a kernel is compiled per argument
+    types, not sizes): forward and backward with lengths for one layer and for two
+    bidirectional layers (the reverse direction and a second layer reuse the same
+    kernels); the full-path step and the fast-path step for one layer and for a stack
+    of two."""
     from numrnn.nn.recurrent import GRU, LSTM, RNN
 
     cls = {"lstm": LSTM, "gru": GRU, "rnn": RNN}[cell]
     dtype = np.dtype(dtype)
     x = np.random.default_rng(0).standard_normal((3, 2, 2)).astype(dtype)
     lengths = np.array([3, 2])
-    for options in ({}, {"num_layers": 2, "bidirectional": True}):
-        layer = cls(2, 3, dtype=dtype, backend="cpu", seed=0, **options)
-        y, _ = layer(x, lengths=lengths)
-        layer.backward(np.ones_like(y))
+    if part == "layers":
+        for options in ({}, {"num_layers": 2, "bidirectional": True}):
+            layer = cls(2, 3, dtype=dtype, backend="cpu", seed=0, **options)
+            y, _ = layer(x, lengths=lengths)
+            layer.backward(np.ones_like(y))
+        return
     for layers in (1, 2):
         layer = cls(2, 3, num_layers=layers, dtype=dtype, backend="cpu", seed=0).eval()
         _, state = layer.step(x[0])  # the full path, which plans the fast path
@@ -210,8 +213,9 @@ def warmup(cells=CELLS, dtypes=DTYPES, progress=True):
             del events[:]
             start = time.perf_counter()
             first_use.use_compiled(cell, dtype)  # (in "background" mode the NumPy kernels would answer)
-            _exercise(cell, dtype)
-            first_use.mark_compiled(cell, dtype)  # for later processes on this cache
+            for part in first_use.PARTS:
+                _exercise(cell, dtype, part)
+                first_use.mark_compiled(cell, dtype, part)  # for the processes on this cache
             seconds[(cell, dtype)] = time.perf_counter() - start
             compiled[(cell, dtype)] = bool(events)
             if bar is not None:

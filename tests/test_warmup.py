@@ -86,7 +86,7 @@ BACKGROUND = textwrap.dedent(
     dx_compiled, _ = layer.backward(np.ones_like(y_compiled))
     print("compiled tier:", first_use.ready("rnn", np.float64))
     print("agree:", np.allclose(y_numpy, y_compiled, rtol=1e-12, atol=0), np.allclose(dx_numpy, dx_compiled, rtol=1e-12, atol=1e-15))
-    print("marker:", os.path.exists(first_use.marker_path("rnn", np.float64)))
+    print("marker:", all(os.path.exists(first_use.marker_path("rnn", np.float64, part)) for part in first_use.PARTS))
     with open(os.path.join(first_use.cache_dir(), "numrnn-compile-rnn-float64.log")) as log:
         print("log:", "background compile of rnn float64:" in log.read())
     """

@@ -173,10 +173,11 @@ def family_kernels(family):
     return kernels
 
 
-def kernels_now(family, dtype):
+def kernels_now(family, dtype, part="layers"):
     """The kernels that run ``family`` in ``dtype`` now: the compiled ones, or, on first
-    use before they are compiled, the NumPy ones (:mod:`numrnn.backends.cpu.first_use`)."""
-    if first_use.ready(family.kernel, dtype):
+    use before they are compiled, the NumPy ones (:mod:`numrnn.backends.cpu.first_use`;
+    ``part`` "layers" for forward and backward, "step" for :meth:`CPUBackend.layer_step`)."""
+    if first_use.ready(family.kernel, dtype, part):
         return family_kernels(family)
     return numpy_kernels.KERNELS[family.kernel]
 
@@ -249,7 +250,8 @@ class CPUBackend(HostArrays):
             The new state; ``state[0]`` is also the layer's output.
         """
         family = cell_family(cell)
-        return kernels_now(family, x.dtype).step(family.variant, x, weights, state0)
+        # compiled with the step() kernels (the stack's step runs those once they are ready)
+        return kernels_now(family, x.dtype, "step").step(family.variant, x, weights, state0)
 
     def step_kernel(self, dtype, layers=None):
         """The streaming fast path: :func:`step_kernel` (``layers`` None, a

@@ -27,10 +27,11 @@ Modes (the environment variable ``NUMRNN_FIRST_USE``, or :func:`set_mode`):
     what happens with caching off (``NUMRNN_NO_CACHE=1``): a background process could
     not hand its kernels over.
 
-"Known to be compiled" means: :func:`numrnn.warmup.warmup` finished for that pair,
-in this process or in any process on the same cache (it leaves a marker file there,
+"Known to be compiled" means: :func:`numrnn.warmup.warmup` compiled them, in this
+process or in any process on the same cache (it leaves a marker file there,
 :func:`marker_path`, named for the numrnn sources, the Numba version and the CPU), or
-the mode is ``"compile"``.
+the mode is ``"compile"``.  The warm-up compiles forward and backward first and marks
+them, then ``step()``'s kernels (:data:`PARTS`), so training switches over halfway.
 
 Reproducibility: the two tiers agree to rounding (1e-5 relative in float32, 1e-12 in
 float64), not bit for bit.  Same data and seed give the same bits on the same tier;
@@ -60,10 +61,13 @@ _ENV = "NUMRNN_FIRST_USE"
 KERNEL_FAMILIES = ("rnn", "lstm", "gru")
 DTYPES = ("float32", "float64")
 
+#: What the background compile makes ready, in order: forward and backward, then ``step()``.
+PARTS = ("layers", "step")
+
 logger = logging.getLogger("numrnn")
 
 _lock = threading.Lock()
-_ready: set = set()  # (kernel family, dtype name) whose compiled kernels this process uses
+_ready: set = set()  # (part, kernel family, dtype name) whose compiled kernels this process uses
 _launched: dict = {}  # (kernel family, dtype name) -> the background process compiling them
 _stamp = None
 
@@ -129,22 +133,25 @@ def _source_stamp():
     return _stamp
 
 
-def marker_path(kernel: str, dtype) -> str | None:
+def marker_path(kernel: str, dtype, part: str = "layers") -> str | None:
     """The file that says the compiled kernels of ``kernel`` ("rnn", "lstm", "gru") in
-    ``dtype`` are in the cache, or None with caching off."""
+    ``dtype`` are in the cache, or None with caching off.  ``part`` (:data:`PARTS`):
+    ``"layers"``, forward and backward; ``"step"``, the streaming ``step()`` kernels,
+    which the warm-up compiles after those (so training switches over sooner)."""
     where = cache_dir()
     if where is None:
         return None
-    return os.path.join(where, f"numrnn-compiled-{kernel}-{np.dtype(dtype).name}-{_source_stamp()}")
+    prefix = "numrnn-compiled-" if part == "layers" else f"numrnn-compiled-{part}-"
+    return os.path.join(where, f"{prefix}{kernel}-{np.dtype(dtype).name}-{_source_stamp()}")
 
 
-def mark_compiled(kernel: str, dtype) -> None:
-    """Record that the compiled kernels of ``kernel`` / ``dtype`` are ready: this process
-    uses them from now on, and the marker file tells other processes on the same cache
-    (:func:`numrnn.warmup.warmup` calls this after compiling a pair)."""
-    key = (kernel, np.dtype(dtype).name)
+def mark_compiled(kernel: str, dtype, part: str = "layers") -> None:
+    """Record that the compiled ``part`` kernels of ``kernel`` / ``dtype`` are ready: this
+    process uses them from now on, and the marker file tells other processes on the same
+    cache (:func:`numrnn.warmup.warmup` calls this after compiling each part)."""
+    key = (part, kernel, np.dtype(dtype).name)
     _ready.add(key)
-    path = marker_path(*key)
+    path = marker_path(kernel, dtype, part)
     if path is None:
         return
     try:
@@ -157,54 +164,57 @@ def mark_compiled(kernel: str, dtype) -> None:
 def use_compiled(kernel: str, dtype) -> None:
     """Make this process use the compiled kernels of ``kernel`` / ``dtype`` (compiling
     them where needed), whatever the mode: :func:`numrnn.warmup.warmup` calls it."""
-    _ready.add((kernel, np.dtype(dtype).name))
+    for part in PARTS:
+        _ready.add((part, kernel, np.dtype(dtype).name))
 
 
-def ready(kernel: str, dtype) -> bool:
-    """Whether calls of ``kernel`` in ``dtype`` run the compiled kernels now.
+def ready(kernel: str, dtype, part: str = "layers") -> bool:
+    """Whether calls of ``kernel``'s ``part`` kernels in ``dtype`` run compiled now.
 
-    False only in ``"background"`` mode for a pair not known to be compiled; that call
-    also starts the background compile of the pair (once) and logs the one line.
+    False only in ``"background"`` mode for kernels not known to be compiled; that call
+    also starts the background compile of the pair (once, both parts) and logs the line.
     """
-    key = (kernel, dtype.name if isinstance(dtype, np.dtype) else np.dtype(dtype).name)
+    name = dtype.name if isinstance(dtype, np.dtype) else np.dtype(dtype).name
+    key = (part, kernel, name)
     if key in _ready:
         return True
-    if _mode == "compile" or kernel not in KERNEL_FAMILIES or key[1] not in DTYPES:
+    if _mode == "compile" or kernel not in KERNEL_FAMILIES or name not in DTYPES:
         _ready.add(key)
         return True
-    path = marker_path(*key)
+    path = marker_path(kernel, name, part)
     if path is None:  # caching is off: a background process could not hand its kernels over
         _ready.add(key)
         return True
+    pair = (kernel, name)
     if os.path.exists(path):
         _ready.add(key)
-        if key in _launched:
-            logger.info("numrnn: compiled %s %s kernels are ready; using them from now on", kernel.upper(), key[1])
+        if pair in _launched:
+            logger.info("numrnn: compiled %s %s kernels (%s) are ready; using them from now on", kernel.upper(), name, part)
         return True
     with _lock:
-        process = _launched.get(key)
+        process = _launched.get(pair)
         if process is None:
-            _launch(key, path)
+            _launch(pair, path)
         elif process is not False and process.poll() not in (None, 0):
             logger.warning(
                 "numrnn: the background compile of %s %s kernels failed (exit status %s, log in %s); "
-                "compiling them in this process instead", kernel.upper(), key[1], process.returncode, _log_path(key))
-            _ready.add(key)
-            return True
+                "compiling them in this process instead", kernel.upper(), name, process.returncode, _log_path(pair))
+            use_compiled(kernel, name)
     return key in _ready
 
 
 def step_ready(dtype) -> bool:
-    """Whether ``step()``'s compiled fast path may be used in ``dtype``: it is one kernel
-    for every cell family, compiled (and cached) by the warm-up of any of them."""
+    """Whether ``step()``'s compiled fast path may be used in ``dtype``: one kernel for
+    every cell family, compiled (and cached) by the warm-up of any of them."""
     name = np.dtype(dtype).name
     if _mode == "compile" or cache_dir() is None:
         return True
     for kernel in KERNEL_FAMILIES:
-        if (kernel, name) in _ready:
+        if ("step", kernel, name) in _ready:
             return True
-        path = marker_path(kernel, name)
+        path = marker_path(kernel, name, "step")
         if path is not None and os.path.exists(path):
+            _ready.add(("step", kernel, name))
             return True
     return False
 
@@ -214,7 +224,8 @@ def _log_path(key):
 
 
 def _launch(key, marker):
-    """Start the background process compiling ``key``; on failure, compile here."""
+    """Start the background process compiling the pair ``key`` (kernel family, dtype
+    name); where it cannot start, compile here."""
     kernel, dtype = key
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     env = dict(os.environ)
@@ -233,7 +244,7 @@ def _launch(key, marker):
         logger.warning("numrnn: compiling %s %s kernels (first use only; could not start a background "
                        "compile: %s)", kernel.upper(), dtype, exc)
         _launched[key] = False
-        _ready.add(key)
+        use_compiled(kernel, dtype)
         return
     _launched[key] = process
     logger.log(
@@ -250,7 +261,7 @@ def _compile(kernel, dtype):
         os.nice(10)
     except (AttributeError, OSError):
         pass
-    marker = marker_path(kernel, dtype)
+    marker = marker_path(kernel, dtype, PARTS[-1])  # the last part the warm-up marks
     if marker is None:
         return 0
     try:

@@ -38,7 +38,8 @@ def fresh(monkeypatch, tmp_path):
     monkeypatch.setattr(first_use, "_ready", set())
     monkeypatch.setattr(first_use, "_launched", {})
     monkeypatch.setattr(first_use, "_launch", launch)
-    monkeypatch.setattr(first_use, "marker_path", lambda kernel, dtype: str(tmp_path / f"marker-{kernel}-{np.dtype(dtype).name}"))
+    monkeypatch.setattr(first_use, "marker_path",
+                        lambda kernel, dtype, part="layers": str(tmp_path / f"marker-{part}-{kernel}-{np.dtype(dtype).name}"))
     return asked
 
 
@@ -53,13 +54,18 @@ def test_a_pair_not_compiled_runs_on_numpy_and_asks_once(fresh):
 def test_the_marker_switches_to_the_compiled_kernels(fresh, tmp_path, caplog):
     family = cell_family("gru_reset_before")
     assert cpu.kernels_now(family, np.dtype(np.float64)) is numpy_kernels.KERNELS["gru"]
-    (tmp_path / "marker-gru-float64").touch()  # what the background warmup leaves when done
+    (tmp_path / "marker-layers-gru-float64").touch()  # what the background warm-up leaves halfway
     with caplog.at_level(logging.INFO, logger="numrnn"):
         assert cpu.kernels_now(family, np.dtype(np.float64)) is cpu.family_kernels(family)
-    assert any("compiled GRU float64 kernels are ready" in r.getMessage() for r in caplog.records)
-    assert first_use.step_ready(np.float64)  # the warm-up of any family compiles step()'s kernel
+    assert any("compiled GRU float64 kernels (layers) are ready" in r.getMessage() for r in caplog.records)
+    # step() still runs on NumPy until the step kernels are marked too
+    assert cpu.kernels_now(family, np.dtype(np.float64), "step") is numpy_kernels.KERNELS["gru"]
+    assert not first_use.step_ready(np.float64)
+    (tmp_path / "marker-step-gru-float64").touch()
+    assert first_use.step_ready(np.float64)  # the warm-up of any family compiles step()'s one kernel
+    assert cpu.kernels_now(family, np.dtype(np.float64), "step") is cpu.family_kernels(family)
     assert not first_use.step_ready(np.float32)
-    assert fresh == [("gru", "float64")]
+    assert fresh == [("gru", "float64")]  # one background compile for both parts
 
 
 def test_compile_mode_and_caching_off_use_the_compiled_kernels(fresh, monkeypatch):
@@ -67,7 +73,7 @@ def test_compile_mode_and_caching_off_use_the_compiled_kernels(fresh, monkeypatc
     assert first_use.ready("rnn", np.float32) and first_use.step_ready(np.float32)
     monkeypatch.setattr(first_use, "_mode", "background")
     monkeypatch.setattr(first_use, "_ready", set())
-    monkeypatch.setattr(first_use, "marker_path", lambda kernel, dtype: None)
+    monkeypatch.setattr(first_use, "marker_path", lambda kernel, dtype, part="layers": None)
     monkeypatch.setattr(first_use, "cache_dir", lambda: None)
     assert first_use.ready("lstm", np.float64) and first_use.step_ready(np.float64)
     assert fresh == []
@@ -138,3 +144,5 @@ def test_markers_are_named_for_cell_dtype_and_sources():
     assert os.path.dirname(path) == first_use.cache_dir()
     name = os.path.basename(path)
     assert name.startswith("numrnn-compiled-lstm-float32-") and len(name.rsplit("-", 1)[1]) == 16
+    step = os.path.basename(first_use.marker_path("lstm", np.float32, "step"))
+    assert step == name.replace("numrnn-compiled-", "numrnn-compiled-step-")

@@ -32,7 +32,8 @@ def tier(monkeypatch, tmp_path):
     launched = {}
     monkeypatch.setattr(first_use, "_launched", launched)
     monkeypatch.setattr(first_use, "_launch", lambda key, marker: launched.__setitem__(key, _Pending()))
-    monkeypatch.setattr(first_use, "marker_path", lambda kernel, dtype: str(tmp_path / f"{kernel}-{np.dtype(dtype).name}"))
+    monkeypatch.setattr(first_use, "marker_path",
+                        lambda kernel, dtype, part="layers": str(tmp_path / f"{part}-{kernel}-{np.dtype(dtype).name}"))
 
     def switch(name):
         monkeypatch.setattr(first_use, "_mode", "background" if name == "numpy" else "compile")
