@@ -150,7 +150,7 @@ def _project(x, w_ih, bias, out):
     """``out (T, B, F) = x W_ih^T + bias``: the input projection of every timestep."""
     steps, batch, features = x.shape
     rows = out.reshape(steps * batch, out.shape[2])
-    np.matmul(x.reshape(steps * batch, features), w_ih.T, out=rows)
+    np.dot(x.reshape(steps * batch, features), w_ih.T, out=rows)  # (np.matmul: 4x slower at I = 1)
     rows += bias
 
 
