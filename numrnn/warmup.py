@@ -1,11 +1,15 @@
 """Compile numrnn's CPU kernels ahead of time: :func:`warmup`.
 
 numrnn's kernels are compiled by Numba the first time each cell family meets a dtype
-(measured on a 2-core machine: a float32 LSTM + GRU forward and backward, about 50
-CPU seconds; the warm-up of everything an LSTM uses, streaming included, about 70 s), then kept in Numba's on-disk cache, from which later processes
-load them in well under a second.  :func:`warmup` does that first compilation now,
-e.g. while building a container image or in a set-up step, so that the first training
-or streaming call does not pause::
+(measured on a 2-core machine: a float32 LSTM + GRU forward and backward, about 32
+CPU seconds; the warm-up of everything an LSTM uses, streaming included, about 40 s),
+then kept in Numba's on-disk cache, from which later processes load them in well under
+a second.  Until then NumPy kernels answer while a background process runs this
+warm-up (:mod:`numrnn.backends.cpu.first_use`).  :func:`warmup` does that first
+compilation now, e.g. while building a container image or in a set-up step, so that
+the compiled kernels serve from the first call (and give the same bits from the first
+run on); it leaves a marker per cell family and dtype in the cache that tells every
+process on that cache to use them::
 
     >>> from numrnn.warmup import warmup
     >>> report = warmup(cells=("lstm",), dtypes=("float32",))  # doctest: +SKIP
