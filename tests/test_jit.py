@@ -102,3 +102,30 @@ def test_numpy_target_runs_each_formula_on_whole_arrays(dtype):
                     # float64 input, so this holds both to float32 rounding (float64 exactness of the
                     # array forms: tests/backends/cpu/test_numpy_kernels.py, to 1e-12)
                     np.testing.assert_allclose(g[index], w, rtol=1e-6, atol=1e-7)
+
+
+def test_numrnn_kernels_are_cached_under_the_digest_of_every_kernel_source():
+    """A cached kernel is stale when any kernel source changed, not only its own file."""
+    from numrnn.backends import cpu
+
+    locator = cpu.lstm_forward._cache._impl.locator
+    assert isinstance(locator, _jit.KernelSourcesLocator)
+    inner_stamp, digest = locator.get_source_stamp()
+    assert digest == _jit.kernel_sources_digest()
+    assert locator.get_cache_path() == cpu.lstm_forward.stats.cache_path
+    sources = _jit.kernel_sources()
+    for name in ("_jit.py", "cells/lstm.py", "backends/cpu/step.py", "nn/cell_kernels.py"):
+        assert any(path.endswith(name) for path in sources), name
+    # a function of another file keeps Numba's own locator
+    assert _jit.KernelSourcesLocator.from_function(test_one_set_of_cpu_options, __file__) is None
+
+
+def test_the_kernel_sources_digest_follows_their_contents(tmp_path, monkeypatch):
+    source = tmp_path / "formula.py"
+    source.write_text("def f(x):\n    return x + 1\n")
+    monkeypatch.setattr(_jit, "kernel_sources", lambda: [str(source)])
+    monkeypatch.setattr(_jit, "_sources_digest", None)
+    before = _jit.kernel_sources_digest()
+    source.write_text("def f(x):\n    return x + 2\n")
+    monkeypatch.setattr(_jit, "_sources_digest", None)
+    assert _jit.kernel_sources_digest() != before

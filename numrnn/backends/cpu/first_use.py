@@ -113,22 +113,19 @@ def cache_dir():
 
 def _source_stamp():
     """A short hash of what decides whether cached kernels fit this process: the numrnn
-    sources they are compiled from (sizes and modification times), the Numba version,
-    and the CPU and its features (Numba's own cache key)."""
+    sources they are compiled from (:func:`numrnn._jit.kernel_sources_digest`, which
+    Numba's cache entries carry too), the Numba version, and the CPU and its features
+    (Numba's own cache key)."""
     global _stamp
     if _stamp is None:
         import numba
         from numba.core.registry import cpu_target
 
-        package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from numrnn._jit import kernel_sources_digest
+
         digest = hashlib.sha1(numba.__version__.encode())
         digest.update(repr(cpu_target.target_context.codegen().magic_tuple()).encode())
-        for folder in ("backends/cpu", "cells", ""):
-            directory = os.path.join(package, folder)
-            for name in sorted(os.listdir(directory)):
-                if name.endswith(".py") and (folder or name == "_jit.py"):
-                    info = os.stat(os.path.join(directory, name))
-                    digest.update(f"{folder}/{name}:{info.st_size}:{info.st_mtime_ns};".encode())
+        digest.update(kernel_sources_digest().encode())
         _stamp = digest.hexdigest()[:16]
     return _stamp
 
