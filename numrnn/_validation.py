@@ -179,11 +179,12 @@ def check_choice(value, name, choices, ignore_case=True):
     return key
 
 
-def _all_finite_numpy(array):
+def all_finite_numpy(array):
+    """Whether every value of ``array`` is finite (NumPy: nothing to compile)."""
     return bool(np.isfinite(array).all())
 
 
-def check_params(params, shapes, dtype, owner, all_finite=_all_finite_numpy, is_device=None):
+def check_params(params, shapes, dtype, owner, all_finite=all_finite_numpy, is_device=None):
     """Raise unless ``params`` holds, for each ``name: shape`` of ``shapes``, what the kernels take.
 
     Each entry must be present, a NumPy array of ``dtype`` and its shape, C-contiguous and

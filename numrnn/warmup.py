@@ -135,18 +135,24 @@ class WarmupReport:
 
 
 def _exercise(cell, dtype, part):
-    """Every CPU kernel a typical training (``part`` "layers") or streaming ("step") run
-    of ``cell`` in ``dtype`` uses, on tiny sizes (a kernel is compiled per argument
-    types, not sizes): forward and backward with lengths for one layer and for two
-    bidirectional layers (the reverse direction and a second layer reuse the same
-    kernels); the full-path step and the fast-path step for one layer and for a stack
-    of two."""
+    """Every CPU kernel a typical training (``part`` "layers"), streaming ("step") or
+    trainable-cell ("cells") run of ``cell`` in ``dtype`` uses, on tiny sizes (a kernel
+    is compiled per argument types, not sizes): forward and backward with lengths for one
+    layer and for two bidirectional layers (the reverse direction and a second layer
+    reuse the same kernels); the full-path step and the fast-path step for one layer and
+    for a stack of two; two chained calls of the cell and their backward."""
+    from numrnn.nn.cells import GRUCell, LSTMCell, RNNCell
     from numrnn.nn.recurrent import GRU, LSTM, RNN
 
     cls = {"lstm": LSTM, "gru": GRU, "rnn": RNN}[cell]
     dtype = np.dtype(dtype)
     x = np.random.default_rng(0).standard_normal((3, 2, 2)).astype(dtype)
     lengths = np.array([3, 2])
+    if part == "cells":
+        trainable = {"lstm": LSTMCell, "gru": GRUCell, "rnn": RNNCell}[cell](2, 3, dtype=dtype, seed=0)
+        trainable(x[1], trainable(x[0]))
+        trainable.backward_all(np.ones((2,) + x.shape[1:2] + (3,), dtype=dtype))
+        return
     if part == "layers":
         for options in ({}, {"num_layers": 2, "bidirectional": True}):
             layer = cls(2, 3, dtype=dtype, backend="cpu", seed=0, **options)
@@ -164,6 +170,7 @@ def warmup(cells=CELLS, dtypes=DTYPES, progress=True):
 
     Covers what a typical training and streaming run uses: forward and backward
     (one layer and stacked, uni- and bidirectional, with or without ``lengths``),
+    the trainable cell's calls and backward (:class:`numrnn.nn.LSTMCell`, ...),
     ``step()``'s full path and its fast path (one layer, and the stacked-layer
     kernel for two layers; other depths compile their own, in under a second).
     Not covered: the CUDA backend, and :class:`numrnn.nn.Embedding`'s kernel.

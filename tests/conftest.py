@@ -44,3 +44,33 @@ def rng(request):
     """A NumPy generator seeded from the test's name, so every test is reproducible."""
     seed = sum(ord(ch) * (k + 1) for k, ch in enumerate(request.node.nodeid)) % (2**32)
     return np.random.default_rng(seed)
+
+
+class _PendingCompile:
+    """Stands for a background compile that never ends (the suite starts no process)."""
+
+    returncode = None
+
+    def poll(self):
+        return None
+
+
+@pytest.fixture
+def first_use_tier(monkeypatch, tmp_path):
+    """``first_use_tier(name)`` switches the CPU backend and the cells to "numpy" (a first
+    use: nothing compiled, no process started) or "compiled"; returns the pairs that
+    asked for a background compile, so tests can check that the NumPy kernels ran."""
+    from numrnn.backends.cpu import first_use
+
+    launched = {}
+    monkeypatch.setattr(first_use, "_launched", launched)
+    monkeypatch.setattr(first_use, "_launch", lambda key, marker: launched.__setitem__(key, _PendingCompile()))
+    monkeypatch.setattr(first_use, "marker_path",
+                        lambda kernel, dtype, part="layers": str(tmp_path / f"{part}-{kernel}-{np.dtype(dtype).name}"))
+
+    def switch(name):
+        monkeypatch.setattr(first_use, "_mode", "background" if name == "numpy" else "compile")
+        monkeypatch.setattr(first_use, "_ready", set())
+        return launched
+
+    return switch

@@ -81,7 +81,7 @@ import numpy as np
 
 from numrnn._exclusive import ExclusiveUse
 from numrnn import _validation as check
-from numrnn.backends.cpu import all_finite, single_threaded_blas
+from numrnn.backends.cpu import all_finite, first_use, numpy_kernels, single_threaded_blas
 from numrnn.cells import cell_family, gru_family, rnn_family
 from numrnn.nn.cell_kernels import (
     BLAS_MIN_ROWS,  # noqa: F401 - re-exported: numrnn.nn.cells.BLAS_MIN_ROWS
@@ -98,6 +98,10 @@ from numrnn.nn.module import is_grad_enabled
 __all__ = ["CellBase", "RNNCell", "LSTMCell", "GRUCell"]
 
 _PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+#: First entry of what a call saved when the NumPy kernels ran it (first use, before the
+#: cells' compiled kernels exist: :mod:`numrnn.backends.cpu.first_use`).
+_ON_NUMPY = "numpy kernels"
 
 
 class _Call:
@@ -305,7 +309,8 @@ class CellBase(ExclusiveUse):
         """Raise unless every entry of :attr:`params` is what the kernels take: present, a
         NumPy array of the cell's dtype and shape, C-contiguous and finite
         (:func:`numrnn._validation.check_params`)."""
-        check.check_params(self.params, self._shapes, self.dtype, "cell", all_finite=all_finite)
+        finite = all_finite if self._compiled_now() else check.all_finite_numpy  # (compiled: a compiled scan)
+        check.check_params(self.params, self._shapes, self.dtype, "cell", all_finite=finite)
 
     def _array(self, value, name):
         """``value`` as a C-contiguous, finite array of the cell's dtype (TypeError/ValueError
@@ -314,6 +319,7 @@ class CellBase(ExclusiveUse):
             type(value) is np.ndarray
             and value.dtype is self.dtype
             and value.flags.c_contiguous
+            and self._compiled_now()  # (on first use, as_float_array's NumPy check: nothing to compile)
             and all_finite(value)
         ):
             return value
@@ -422,7 +428,7 @@ class CellBase(ExclusiveUse):
                 )
             weights = self._weights()
             with self._blas_context(batch):
-                state_n, saved = self._run(x_arr, weights, state0)
+                state_n, saved = self._run_now(x_arr, weights, state0)
             outputs = self._present(state_n, batched)
             if record:
                 if x_arr is x or not x_arr.flags.owndata:
@@ -473,11 +479,40 @@ class CellBase(ExclusiveUse):
         check.check_shape(array, shape, name)
         return array.reshape(call.batch, self.hidden_size)
 
+    def _compiled_now(self):
+        """Whether the cell's compiled kernels (:mod:`numrnn.nn.cell_kernels`) run its calls
+        now; on first use, before they are compiled, the NumPy kernels do."""
+        return first_use.ready(self._family.kernel, self.dtype, "cells")
+
+    def _run_now(self, x, weights, state0):
+        """:meth:`_run` (the compiled kernel of the family), or on first use the NumPy
+        kernels' forward over a sequence of one step: ``(state_n, saved)``."""
+        if self._compiled_now():
+            return self._run(x, weights, state0)
+        family, batch = self._family, x.shape[0]
+        y = np.zeros((1, batch, self.hidden_size), dtype=self.dtype)
+        state_n, buffers = numpy_kernels.KERNELS[family.kernel].forward(
+            family.variant, x[None], np.ones(batch, dtype=np.int64), False, weights, state0, y,
+            lambda name, features: np.empty((1, batch, features), dtype=self.dtype), None)
+        return state_n, (_ON_NUMPY, buffers)
+
+    def _back_numpy(self, x, weights, buffers, dstate):
+        """Backward of a call the NumPy kernels ran: ``dstate`` reaches the one step's state."""
+        family, batch = self._family, x.shape[0]
+        no_output_gradient = np.zeros((1, batch, self.hidden_size), dtype=self.dtype)
+        dx, dstate0, grads = numpy_kernels.KERNELS[family.kernel].backward(
+            family.variant, x[None], np.ones(batch, dtype=np.int64), False, weights[0], weights[1], buffers,
+            no_output_gradient, dstate, None)
+        return dx[0], dstate0, grads
+
     def _backward_call(self, call, dstate):
         """Backward of one saved call (already popped): accumulates the parameter
         gradients; returns ``(dx (B, I), dstate0 tuple)``."""
         x, weights, *saved = call.saved
-        dx, dstate0, grads = self._back(x, weights, saved, dstate)
+        if saved[0] is _ON_NUMPY:
+            dx, dstate0, grads = self._back_numpy(x, weights, saved[1], dstate)
+        else:
+            dx, dstate0, grads = self._back(x, weights, saved, dstate)
         for name, grad in zip(_PARAM_NAMES, grads):
             if name in self.grads:
                 self.grads[name] += grad

@@ -700,3 +700,49 @@ def test_bad_constructor_arguments():
         nn.LSTMCell(2, 3, seed=-1)
     with pytest.raises(ValueError, match="max_saved"):
         nn.LSTMCell(2, 3, max_saved=0)
+
+
+# --------------------------------------------------------------------------- first use
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=IDS)
+@pytest.mark.parametrize("batch", [None, 3], ids=["unbatched", "B3"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_first_use_numpy_kernels_equal_the_compiled_kernels(family, batch, bias, first_use_tier, rng):
+    """Before the cells' kernels are compiled the NumPy kernels run the calls and their
+    backward (per call, and backward_all): the same results to rounding."""
+    _, cls, kwargs, _ = family
+    steps, inputs, hidden = 3, 3, 5
+    shape = (steps, inputs) if batch is None else (steps, batch, inputs)
+    xs = rng.normal(size=shape)
+    g_h = rng.normal(size=shape[:-1] + (hidden,))
+    params = make_cell(cls, kwargs, inputs, hidden, rng, bias=bias).state_dict()
+    for dtype, rtol in ((np.float64, 1e-12), (np.float32, 2e-5)):
+        results = {}
+        for tier in ("compiled", "numpy"):
+            launched = first_use_tier(tier)
+            asked_before = len(launched)
+            cell = cls(inputs, hidden, bias=bias, dtype=dtype, seed=0, **kwargs)
+            cell.load_state_dict(params)
+            outs = []
+            for backward_all in (False, True):
+                state = None
+                for t in range(steps):
+                    state = cell(xs[t].astype(dtype), state)
+                    outs += state_parts(state)
+                if backward_all:
+                    dx, dstate = cell.backward_all(g_h.astype(dtype))
+                    outs += [dx] + state_parts(dstate)
+                else:
+                    dh = dc = None
+                    for t in reversed(range(steps)):
+                        dh = g_h[t].astype(dtype) + (0 if dh is None else dh)
+                        dx, dstate = cell.backward(dh, dc) if is_lstm(cell) else cell.backward(dh)
+                        dh, dc = (dstate if is_lstm(cell) else (dstate, None))
+                        outs += [dx, dh]
+            outs += [cell.grads[name] for name in sorted(cell.grads)]
+            results[tier] = outs
+            assert (len(launched) > asked_before) == (tier == "numpy")  # the NumPy kernels ran, and only then
+        for k, (on_numpy, compiled) in enumerate(zip(results["numpy"], results["compiled"])):
+            assert on_numpy.dtype == dtype
+            assert_rel_close(on_numpy, compiled, rtol, f"output {k} {np.dtype(dtype).name}")

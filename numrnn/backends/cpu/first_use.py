@@ -30,8 +30,9 @@ Modes (the environment variable ``NUMRNN_FIRST_USE``, or :func:`set_mode`):
 "Known to be compiled" means: :func:`numrnn.warmup.warmup` compiled them, in this
 process or in any process on the same cache (it leaves a marker file there,
 :func:`marker_path`, named for the numrnn sources, the Numba version and the CPU), or
-the mode is ``"compile"``.  The warm-up compiles forward and backward first and marks
-them, then ``step()``'s kernels (:data:`PARTS`), so training switches over halfway.
+the mode is ``"compile"``.  The warm-up compiles and marks the layers' forward and
+backward first, then ``step()``'s kernels, then the trainable cells' (:data:`PARTS`), so
+training switches over before the background compile is done.
 
 Reproducibility: the two tiers agree to rounding (1e-5 relative in float32, 1e-12 in
 float64), not bit for bit.  Same data and seed give the same bits on the same tier;
@@ -61,8 +62,9 @@ _ENV = "NUMRNN_FIRST_USE"
 KERNEL_FAMILIES = ("rnn", "lstm", "gru")
 DTYPES = ("float32", "float64")
 
-#: What the background compile makes ready, in order: forward and backward, then ``step()``.
-PARTS = ("layers", "step")
+#: What the background compile makes ready, in order: the layers' forward and backward,
+#: ``step()``, then the trainable cells' one-step kernels (:mod:`numrnn.nn.cell_kernels`).
+PARTS = ("layers", "step", "cells")
 
 logger = logging.getLogger("numrnn")
 

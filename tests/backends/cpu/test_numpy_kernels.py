@@ -10,37 +10,8 @@ import pytest
 
 import helpers
 import naive
-from numrnn.backends.cpu import first_use
 
 GRID = helpers.option_grid()
-
-
-class _Pending:
-    """Stands for a background compile that never ends (the suite starts no process)."""
-
-    returncode = None
-
-    def poll(self):
-        return None
-
-
-@pytest.fixture
-def tier(monkeypatch, tmp_path):
-    """``tier(name)`` switches the CPU backend to "numpy" (first use, nothing compiled,
-    no process started) or "compiled"; returns the pairs that asked for a background
-    compile, so tests can check the NumPy kernels really ran."""
-    launched = {}
-    monkeypatch.setattr(first_use, "_launched", launched)
-    monkeypatch.setattr(first_use, "_launch", lambda key, marker: launched.__setitem__(key, _Pending()))
-    monkeypatch.setattr(first_use, "marker_path",
-                        lambda kernel, dtype, part="layers": str(tmp_path / f"{part}-{kernel}-{np.dtype(dtype).name}"))
-
-    def switch(name):
-        monkeypatch.setattr(first_use, "_mode", "background" if name == "numpy" else "compile")
-        monkeypatch.setattr(first_use, "_ready", set())
-        return launched
-
-    return switch
 
 
 def _run(case, dtype, params, inputs):
@@ -57,13 +28,13 @@ def _run(case, dtype, params, inputs):
 
 
 @pytest.mark.parametrize("case", GRID, ids=[c.id() for c in GRID])
-def test_numpy_tier_equals_the_compiled_kernels(case, tier, rng):
+def test_numpy_tier_equals_the_compiled_kernels(case, first_use_tier, rng):
     params = helpers.random_params(case, rng)
     inputs = helpers.random_inputs(case, rng)
     family = helpers.make_layer(case).family.kernel
     for dtype, rtol in ((np.float64, 1e-12), (np.float32, 2e-5)):
-        compiled = (tier("compiled"), _run(case, dtype, params, inputs))[1]
-        launched = tier("numpy")
+        compiled = (first_use_tier("compiled"), _run(case, dtype, params, inputs))[1]
+        launched = first_use_tier("numpy")
         on_numpy = _run(case, dtype, params, inputs)
         assert (family, np.dtype(dtype).name) in launched  # the NumPy kernels answered
         assert on_numpy.keys() == compiled.keys()
@@ -73,8 +44,8 @@ def test_numpy_tier_equals_the_compiled_kernels(case, tier, rng):
 
 
 @pytest.mark.parametrize("case", [c for c in GRID if c.lengths and c.bidirectional][:5], ids=lambda c: c.id())
-def test_numpy_tier_forward_matches_the_naive_reference(case, tier, rng):
-    tier("numpy")
+def test_numpy_tier_forward_matches_the_naive_reference(case, first_use_tier, rng):
+    first_use_tier("numpy")
     params = helpers.random_params(case, rng)
     inputs = helpers.random_inputs(case, rng)
     layer = helpers.make_layer(case)
@@ -92,9 +63,9 @@ MODE_CASES = [helpers.Case(mode, num_layers=2, bidirectional=True, lengths=True,
 
 
 @pytest.mark.parametrize("case", MODE_CASES, ids=[c.id() for c in MODE_CASES])
-def test_numpy_tier_gradients_match_central_differences(case, tier, rng):
+def test_numpy_tier_gradients_match_central_differences(case, first_use_tier, rng):
     """Every input and state gradient, and sampled entries of every weight gradient."""
-    tier("numpy")
+    first_use_tier("numpy")
     params = helpers.random_params(case, rng)
     inputs = helpers.random_inputs(case, rng)
     layer = helpers.make_layer(case)
@@ -130,13 +101,13 @@ def test_numpy_tier_gradients_match_central_differences(case, tier, rng):
 
 @pytest.mark.parametrize("mode", ["lstm", "gru", "gru_cho", "rnn_relu"])
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_step_on_the_numpy_tier_equals_the_compiled_fast_path(mode, num_layers, tier, rng):
+def test_step_on_the_numpy_tier_equals_the_compiled_fast_path(mode, num_layers, first_use_tier, rng):
     case = helpers.Case(mode, num_layers=num_layers, input_size=3, hidden_size=5)
     params = helpers.random_params(case, rng)
     x = rng.normal(size=(4, 2, 3)).astype(np.float32)
     runs = {}
     for name in ("compiled", "numpy"):
-        tier(name)
+        first_use_tier(name)
         layer = helpers.make_layer(case, dtype=np.float32).eval()
         helpers.set_params(layer, params)
         state, outputs = None, []
