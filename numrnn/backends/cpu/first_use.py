@@ -69,7 +69,7 @@ PARTS = ("layers", "step", "cells")
 logger = logging.getLogger("numrnn")
 
 _lock = threading.Lock()
-_ready: set = set()  # (part, kernel family, dtype name) whose compiled kernels this process uses
+_ready: set = set()  # (part, kernel family, np.dtype) whose compiled kernels this process uses
 _launched: dict = {}  # (kernel family, dtype name) -> the background process compiling them
 _stamp = None
 
@@ -148,7 +148,7 @@ def mark_compiled(kernel: str, dtype, part: str = "layers") -> None:
     """Record that the compiled ``part`` kernels of ``kernel`` / ``dtype`` are ready: this
     process uses them from now on, and the marker file tells other processes on the same
     cache (:func:`numrnn.warmup.warmup` calls this after compiling each part)."""
-    key = (part, kernel, np.dtype(dtype).name)
+    key = (part, kernel, np.dtype(dtype))
     _ready.add(key)
     path = marker_path(kernel, dtype, part)
     if path is None:
@@ -164,7 +164,7 @@ def use_compiled(kernel: str, dtype) -> None:
     """Make this process use the compiled kernels of ``kernel`` / ``dtype`` (compiling
     them where needed), whatever the mode: :func:`numrnn.warmup.warmup` calls it."""
     for part in PARTS:
-        _ready.add((part, kernel, np.dtype(dtype).name))
+        _ready.add((part, kernel, np.dtype(dtype)))
 
 
 def ready(kernel: str, dtype, part: str = "layers") -> bool:
@@ -173,10 +173,12 @@ def ready(kernel: str, dtype, part: str = "layers") -> bool:
     False only in ``"background"`` mode for kernels not known to be compiled; that call
     also starts the background compile of the pair (once, both parts) and logs the line.
     """
-    name = dtype.name if isinstance(dtype, np.dtype) else np.dtype(dtype).name
-    key = (part, kernel, name)
+    # keyed on the dtype object: np.dtype.name builds a string on each call (1.5 us), as
+    # much as the rest of a cell call's checks
+    key = (part, kernel, dtype if isinstance(dtype, np.dtype) else np.dtype(dtype))
     if key in _ready:
         return True
+    name = key[2].name
     if _mode == "compile" or kernel not in KERNEL_FAMILIES or name not in DTYPES:
         _ready.add(key)
         return True
@@ -205,15 +207,15 @@ def ready(kernel: str, dtype, part: str = "layers") -> bool:
 def step_ready(dtype) -> bool:
     """Whether ``step()``'s compiled fast path may be used in ``dtype``: one kernel for
     every cell family, compiled (and cached) by the warm-up of any of them."""
-    name = np.dtype(dtype).name
+    dtype = np.dtype(dtype)
     if _mode == "compile" or cache_dir() is None:
         return True
     for kernel in KERNEL_FAMILIES:
-        if ("step", kernel, name) in _ready:
+        if ("step", kernel, dtype) in _ready:
             return True
-        path = marker_path(kernel, name, "step")
+        path = marker_path(kernel, dtype, "step")
         if path is not None and os.path.exists(path):
-            _ready.add(("step", kernel, name))
+            _ready.add(("step", kernel, dtype))
             return True
     return False
 
