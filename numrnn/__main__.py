@@ -42,6 +42,8 @@ def build_parser():
     warm.add_argument("--dtypes", type=_names("dtypes", DTYPES), default=DTYPES,
                       help=f"comma-separated dtypes (default: {','.join(DTYPES)})")
     warm.add_argument("--no-progress", action="store_true", help="no progress bar (log a line per compilation instead)")
+    # the background compile of a first use (numrnn.backends.cpu.first_use): one cell, one dtype
+    warm.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
     commands.add_parser("cache-dir", help="print where Numba keeps numrnn's compiled CPU kernels")
     return parser
 
@@ -53,6 +55,13 @@ def main(argv=None):
 
         where = cache_dir()
         print(where if where is not None else "caching is off (NUMRNN_NO_CACHE=1)")
+        return 0
+    if args.background:
+        if len(args.cells) != 1 or len(args.dtypes) != 1:
+            build_parser().error("--background takes one cell family (--cells) and one dtype (--dtypes)")
+        from numrnn.warmup import background_compile
+
+        background_compile(args.cells[0], args.dtypes[0])
         return 0
     if args.no_progress:
         import logging

@@ -49,8 +49,11 @@ CPU_OPTIONS = dict(cache=CACHE, fastmath=set(FASTMATH), error_model="numpy", nog
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 #: The sources numrnn's CPU kernels are compiled from (relative to the package), as
-#: ``(folder, file name or None for every .py in it)``.
+#: ``(folder, file name or None for every .py in it)``, less :data:`NOT_KERNEL_SOURCES`.
 KERNEL_SOURCES = (("", "_jit.py"), ("cells", None), (os.path.join("backends", "cpu"), None), ("nn", "cell_kernels.py"))
+
+#: Files of those folders that compile nothing (an edit to them keeps the cache).
+NOT_KERNEL_SOURCES = frozenset(os.path.join("backends", "cpu", name) for name in ("first_use.py", "numpy_kernels.py"))
 
 _sources_digest = None
 
@@ -61,7 +64,7 @@ def kernel_sources():
     for folder, name in KERNEL_SOURCES:
         directory = os.path.join(_PACKAGE, folder)
         names = [name] if name is not None else [n for n in os.listdir(directory) if n.endswith(".py")]
-        paths += [os.path.join(directory, n) for n in names]
+        paths += [os.path.join(directory, n) for n in names if os.path.join(folder, n) not in NOT_KERNEL_SOURCES]
     return sorted(paths)
 
 

@@ -99,8 +99,7 @@ __all__ = ["CellBase", "RNNCell", "LSTMCell", "GRUCell"]
 
 _PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
-#: First entry of what a call saved when the NumPy kernels ran it (first use, before the
-#: cells' compiled kernels exist: :mod:`numrnn.backends.cpu.first_use`).
+#: First entry of what a call saved when the NumPy kernels ran it (:mod:`numrnn.backends.cpu.first_use`).
 _ON_NUMPY = "numpy kernels"
 
 
@@ -479,12 +478,11 @@ class CellBase(ExclusiveUse):
         check.check_shape(array, shape, name)
         return array.reshape(call.batch, self.hidden_size)
 
-    _compiled = False  # True once the compiled kernels run this cell's calls (it stays so)
+    _compiled = False  # True once the compiled kernels run this cell's calls (a call asks 4 times)
 
     def _compiled_now(self):
-        """Whether the cell's compiled kernels (:mod:`numrnn.nn.cell_kernels`) run its calls
-        now; on first use, before they are compiled, the NumPy kernels do.  Once true it is
-        remembered on the cell: a call asks four times, and a cell call takes 26 us."""
+        """Whether the compiled kernels (:mod:`numrnn.nn.cell_kernels`) run the calls now;
+        on first use, before they are compiled, the NumPy kernels do."""
         if self._compiled:
             return True
         if first_use.ready(self._family.kernel, self.dtype, "cells"):
@@ -493,32 +491,20 @@ class CellBase(ExclusiveUse):
         return False
 
     def _run_now(self, x, weights, state0):
-        """:meth:`_run` (the compiled kernel of the family), or on first use the NumPy
-        kernels' forward over a sequence of one step: ``(state_n, saved)``."""
+        """:meth:`_run` (compiled), or on first use the NumPy kernels: ``(state_n, saved)``."""
         if self._compiled_now():
             return self._run(x, weights, state0)
-        family, batch = self._family, x.shape[0]
-        y = np.zeros((1, batch, self.hidden_size), dtype=self.dtype)
-        state_n, buffers = numpy_kernels.KERNELS[family.kernel].forward(
-            family.variant, x[None], np.ones(batch, dtype=np.int64), False, weights, state0, y,
-            lambda name, features: np.empty((1, batch, features), dtype=self.dtype), None)
+        forward = numpy_kernels.KERNELS[self._family.kernel].forward
+        state_n, buffers = numpy_kernels.one_step_forward(forward, self._family.variant, x, weights, state0)
         return state_n, (_ON_NUMPY, buffers)
-
-    def _back_numpy(self, x, weights, buffers, dstate):
-        """Backward of a call the NumPy kernels ran: ``dstate`` reaches the one step's state."""
-        family, batch = self._family, x.shape[0]
-        no_output_gradient = np.zeros((1, batch, self.hidden_size), dtype=self.dtype)
-        dx, dstate0, grads = numpy_kernels.KERNELS[family.kernel].backward(
-            family.variant, x[None], np.ones(batch, dtype=np.int64), False, weights[0], weights[1], buffers,
-            no_output_gradient, dstate, None)
-        return dx[0], dstate0, grads
 
     def _backward_call(self, call, dstate):
         """Backward of one saved call (already popped): accumulates the parameter
         gradients; returns ``(dx (B, I), dstate0 tuple)``."""
         x, weights, *saved = call.saved
         if saved[0] is _ON_NUMPY:
-            dx, dstate0, grads = self._back_numpy(x, weights, saved[1], dstate)
+            dx, dstate0, grads = numpy_kernels.one_step_backward(  # (a call the NumPy kernels ran)
+                numpy_kernels.KERNELS[self._family.kernel].backward, self._family.variant, x, *weights[:2], saved[1], dstate)
         else:
             dx, dstate0, grads = self._back(x, weights, saved, dstate)
         for name, grad in zip(_PARAM_NAMES, grads):

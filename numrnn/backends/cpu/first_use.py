@@ -232,7 +232,7 @@ def _launch(key, marker):
     env = dict(os.environ)
     env.update({_ENV: "compile", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-    command = [sys.executable, "-m", "numrnn.backends.cpu.first_use", kernel, dtype]
+    command = [sys.executable, "-m", "numrnn", "warmup", "--cells", kernel, "--dtypes", dtype, "--background"]
     try:
         log = open(_log_path(key), "ab")
         try:
@@ -253,40 +253,3 @@ def _launch(key, marker):
         "numrnn: %s %s kernels are not compiled yet: NumPy kernels (slower) answer meanwhile, while a "
         "background process compiles them into %s (first use only; `python -m numrnn warmup` compiles "
         "ahead of time, NUMRNN_FIRST_USE=compile waits for them instead)", kernel.upper(), dtype, os.path.dirname(marker))
-
-
-def _compile(kernel, dtype):
-    """The background process: compile ``kernel`` / ``dtype`` into the cache, one
-    process at a time per cache (a lock file), unless it is there already.
-
-    At normal priority: at ``nice 10`` it got a tenth of a core next to two busy Dask
-    workers on two cores, and the workers stayed on the NumPy kernels for a whole
-    second fit (31 s against 11 s compiled)."""
-    marker = marker_path(kernel, dtype, PARTS[-1])  # the last part the warm-up marks
-    if marker is None:
-        return 0
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, at worst two processes compile one pair
-        fcntl = None
-    with open(os.path.join(os.path.dirname(marker), "numrnn-compile.lock"), "a") as lock:
-        if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.path.exists(marker):
-            from numrnn.warmup import warmup
-
-            print(warmup(cells=(kernel,), dtypes=(dtype,), progress=False), flush=True)
-    try:
-        import resource
-
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        print(f"background compile of {kernel} {dtype}: {usage.ru_utime + usage.ru_stime:.2f} CPU s", flush=True)
-    except ImportError:
-        pass
-    return 0
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in KERNEL_FAMILIES or sys.argv[2] not in DTYPES:
-        sys.exit(f"usage: python -m numrnn.backends.cpu.first_use {{{','.join(KERNEL_FAMILIES)}}} {{{','.join(DTYPES)}}}")
-    sys.exit(_compile(sys.argv[1], sys.argv[2]))

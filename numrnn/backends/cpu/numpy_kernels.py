@@ -166,19 +166,78 @@ def _input_and_weight_gradients(x, d_pre, w_ih):
     return dx, d_rows.T @ _rows(x), d_rows.sum(axis=0)
 
 
-def _one_step(forward, variant, x, weights, state0):
-    """``step`` through ``forward`` on a sequence of one timestep: the new state."""
-    batch = x.shape[0]
-    hidden = weights[1].shape[1]
-    y = np.zeros((1, batch, hidden), dtype=x.dtype)
-    state_n, _ = forward(variant, x[None], np.ones(batch, dtype=np.int64), False, weights, state0, y,
-                         lambda name, features: np.empty((1, batch, features), dtype=x.dtype), None)
-    return state_n
-
-
 def _quiet():
     """The compiled kernels' error model: overflow to inf and NaN without warnings."""
     return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
+def _forward_driver(x, lengths, reverse, w_ih, bias, pre, state0, y, saved, step):
+    """The time loop of every family's forward.
+
+    ``pre`` (T, B, G*H) gets the input projection ``x W_ih^T + bias``; then, step by
+    step, ``step(pre_t, state) -> (new state tuple, writes)`` with ``pre_t`` the (B, G*H)
+    rows of the step and ``writes`` the ``(array, values)`` pairs to store at the step's
+    positions; ``y`` gets the new ``h``.  Padded positions of the ``saved`` arrays end as
+    zero.  Returns the final state.
+    """
+    steps = _Steps(lengths, x.shape[0], reverse)
+    state = tuple(s.copy() for s in state0)
+    with _quiet():
+        _project(x, w_ih, bias, pre)
+        for s in range(steps.count):
+            index, active = steps.at(s)
+            new_state, writes = step(pre[index], state)
+            steps.write(y, index, active, new_state[0])
+            for array, values in writes:
+                steps.write(array, index, active, values)
+            state = tuple(steps.keep(new, old, active) for new, old in zip(new_state, state))
+    steps.clear_padding(*saved)
+    return state
+
+
+def _backward_driver(x, lengths, reverse, dy, dstate_n, step):
+    """The time loop of every family's backward, last step first:
+    ``step(index, dh, dstate) -> (dstate before the step, writes)``, with ``dh`` the total
+    gradient reaching the step's ``h`` and ``index`` its positions (as in
+    :func:`_forward_driver`).  Returns the gradient of the initial state."""
+    steps = _Steps(lengths, x.shape[0], reverse)
+    dstate = tuple(d.copy() for d in dstate_n)
+    with _quiet():
+        for s in reversed(range(steps.count)):
+            index, active = steps.at(s)
+            new_dstate, writes = step(index, dstate[0] + dy[index], dstate)
+            for array, values in writes:
+                steps.write(array, index, active, values)
+            dstate = tuple(steps.keep(new, old, active) for new, old in zip(new_dstate, dstate))
+    return dstate
+
+
+def one_step_forward(forward, variant, x, weights, state0):
+    """``forward`` (a family's) on a sequence of one timestep ``x`` (B, I): what a cell
+    call or a ``step()`` runs on first use; returns ``(state_n, saved buffers)``."""
+    batch, hidden = x.shape[0], weights[1].shape[1]
+    y = np.zeros((1, batch, hidden), dtype=x.dtype)
+    return forward(variant, x[None], np.ones(batch, dtype=np.int64), False, weights, state0, y,
+                   lambda name, features: np.empty((1, batch, features), dtype=x.dtype), None)
+
+
+def one_step_backward(backward, variant, x, w_ih, w_hh, buffers, dstate):
+    """Backward of :func:`one_step_forward`, ``dstate`` reaching its state:
+    ``(dx (B, I), dstate0, (d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh))``."""
+    no_output_gradient = np.zeros((1, x.shape[0], w_hh.shape[1]), dtype=x.dtype)
+    dx, dstate0, grads = backward(variant, x[None], np.ones(x.shape[0], dtype=np.int64), False, w_ih, w_hh,
+                                  buffers, no_output_gradient, dstate, None)
+    return dx[0], dstate0, grads
+
+
+def _family_kernels(forward, backward):
+    """The :class:`FamilyKernels` of ``forward`` and ``backward``: ``step`` is the forward
+    of one timestep, saving nothing."""
+
+    def step(variant, x, weights, state0):
+        return one_step_forward(forward, variant, x, weights, state0)[0]
+
+    return FamilyKernels(forward, backward, step)
 
 
 # ------------------------------------------------------------------ LSTM
@@ -189,45 +248,36 @@ def lstm_forward(variant, x, lengths, reverse, weights, state0, y, buffer, block
     hidden = w_hh.shape[1]
     gates, c_seq = buffer("gates", 4 * hidden), buffer("c_seq", hidden)
     c_prev_seq, h_prev_seq = buffer("c_prev", hidden), buffer("h_prev", hidden)
-    steps = _Steps(lengths, x.shape[0], reverse)
-    h, c = state0[0].copy(), state0[1].copy()
-    with _quiet():
-        _project(x, w_ih, b_ih + b_hh, gates)
-        for s in range(steps.count):
-            index, active = steps.at(s)
-            a = gates[index] + h @ w_hh.T
-            i, f, g, o, c_new, h_new = lstm_pointwise(
-                a[:, :hidden], a[:, hidden : 2 * hidden], a[:, 2 * hidden : 3 * hidden], a[:, 3 * hidden :], c)
-            a[:, :hidden], a[:, hidden : 2 * hidden], a[:, 2 * hidden : 3 * hidden], a[:, 3 * hidden :] = i, f, g, o
-            for array, values in ((gates, a), (c_seq, c_new), (c_prev_seq, c), (h_prev_seq, h), (y, h_new)):
-                steps.write(array, index, active, values)
-            h, c = steps.keep(h_new, h, active), steps.keep(c_new, c, active)
-    steps.clear_padding(gates, c_seq, c_prev_seq, h_prev_seq)
-    return (h, c), (gates, c_seq, c_prev_seq, h_prev_seq)
+
+    def step(a_x, state):
+        h, c = state
+        a = a_x + h @ w_hh.T
+        i, f, g, o, c_new, h_new = lstm_pointwise(
+            a[:, :hidden], a[:, hidden : 2 * hidden], a[:, 2 * hidden : 3 * hidden], a[:, 3 * hidden :], c)
+        a[:, :hidden], a[:, hidden : 2 * hidden], a[:, 2 * hidden : 3 * hidden], a[:, 3 * hidden :] = i, f, g, o
+        return (h_new, c_new), ((gates, a), (c_seq, c_new), (c_prev_seq, c), (h_prev_seq, h))
+
+    saved = (gates, c_seq, c_prev_seq, h_prev_seq)
+    return _forward_driver(x, lengths, reverse, w_ih, b_ih + b_hh, gates, state0, y, saved, step), saved
 
 
 def lstm_backward(variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate_n, blocks):
     gates, c_seq, c_prev_seq, h_prev_seq = buffers
     hidden = w_hh.shape[1]
-    steps = _Steps(lengths, x.shape[0], reverse)
-    dh, dc = dstate_n[0].copy(), dstate_n[1].copy()
+
+    def step(index, dh, dstate):
+        g = gates[index]
+        d_i, d_f, d_g, d_o, dc_prev = lstm_pointwise_backward(
+            dh, dstate[1], g[:, :hidden], g[:, hidden : 2 * hidden], g[:, 2 * hidden : 3 * hidden],
+            g[:, 3 * hidden :], c_seq[index], c_prev_seq[index])
+        d_a = np.concatenate((d_i, d_f, d_g, d_o), axis=1)
+        return (d_a @ w_hh, dc_prev), ((gates, d_a),)  # gates holds dA from here on
+
+    dstate0 = _backward_driver(x, lengths, reverse, dy, dstate_n, step)
     with _quiet():
-        for s in reversed(range(steps.count)):
-            index, active = steps.at(s)
-            g = gates[index]
-            d_i, d_f, d_g, d_o, dc_prev = lstm_pointwise_backward(
-                dh + dy[index], dc, g[:, :hidden], g[:, hidden : 2 * hidden], g[:, 2 * hidden : 3 * hidden],
-                g[:, 3 * hidden :], c_seq[index], c_prev_seq[index])
-            d_a = np.concatenate((d_i, d_f, d_g, d_o), axis=1)
-            steps.write(gates, index, active, d_a)  # gates holds dA from here on
-            dh, dc = steps.keep(d_a @ w_hh, dh, active), steps.keep(dc_prev, dc, active)
         dx, d_w_ih, d_b = _input_and_weight_gradients(x, gates, w_ih)
         d_w_hh = _rows(gates).T @ _rows(h_prev_seq)
-    return dx, (dh, dc), (d_w_ih, d_w_hh, d_b, d_b.copy())
-
-
-def lstm_step(variant, x, weights, state0):
-    return _one_step(lstm_forward, variant, x, weights, state0)
+    return dx, dstate0, (d_w_ih, d_w_hh, d_b, d_b.copy())
 
 
 # ------------------------------------------------------------------ GRU
@@ -240,53 +290,47 @@ def gru_forward(variant, x, lengths, reverse, weights, state0, y, buffer, blocks
     gates, h_prev_seq, aux_seq = buffer("gates", 3 * hidden), buffer("h_prev", hidden), buffer("aux", hidden)
     bias, b_hn = gru_cell.fold_biases(b_ih, b_hh)
     w_rz, w_n = w_hh[: 2 * hidden], w_hh[2 * hidden :]
-    steps = _Steps(lengths, x.shape[0], reverse)
-    h = state0[0].copy()
-    with _quiet():
-        _project(x, w_ih, bias, gates)
-        for s in range(steps.count):
-            index, active = steps.at(s)
-            a = gates[index]  # (B, 3H): a copy where rows gather
-            a_h = h @ (w_hh if variant else w_rz).T
-            r, z = gru_gates(a[:, :hidden] + a_h[:, :hidden], a[:, hidden : 2 * hidden] + a_h[:, hidden : 2 * hidden])
-            if variant:
-                aux = a_h[:, 2 * hidden :] + b_hn  # W_hn h_prev + b_hn
-                a_n = gru_candidate_reset_after(a[:, 2 * hidden :], r, aux)
-            else:
-                aux = gru_reset_hidden(r, h)  # r * h_prev
-                a_n = gru_candidate_reset_before(a[:, 2 * hidden :], aux @ w_n.T, b_hn)
-            n, h_new = gru_candidate_update(a_n, z, h)
-            activated = np.concatenate((r, z, n), axis=1)
-            for array, values in ((gates, activated), (aux_seq, aux), (h_prev_seq, h), (y, h_new)):
-                steps.write(array, index, active, values)
-            h = steps.keep(h_new, h, active)
-    steps.clear_padding(gates, h_prev_seq, aux_seq)
-    return (h,), (gates, h_prev_seq, aux_seq)
+
+    def step(a, state):
+        h = state[0]
+        a_h = h @ (w_hh if variant else w_rz).T
+        r, z = gru_gates(a[:, :hidden] + a_h[:, :hidden], a[:, hidden : 2 * hidden] + a_h[:, hidden : 2 * hidden])
+        if variant:
+            aux = a_h[:, 2 * hidden :] + b_hn  # W_hn h_prev + b_hn
+            a_n = gru_candidate_reset_after(a[:, 2 * hidden :], r, aux)
+        else:
+            aux = gru_reset_hidden(r, h)  # r * h_prev
+            a_n = gru_candidate_reset_before(a[:, 2 * hidden :], aux @ w_n.T, b_hn)
+        n, h_new = gru_candidate_update(a_n, z, h)
+        return (h_new,), ((gates, np.concatenate((r, z, n), axis=1)), (aux_seq, aux), (h_prev_seq, h))
+
+    saved = (gates, h_prev_seq, aux_seq)
+    return _forward_driver(x, lengths, reverse, w_ih, bias, gates, state0, y, saved, step), saved
 
 
 def gru_backward(variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate_n, blocks):
     gates, h_prev_seq, aux_seq = buffers
     hidden = w_hh.shape[1]
     w_rz, w_n = w_hh[: 2 * hidden], w_hh[2 * hidden :]
-    steps = _Steps(lengths, x.shape[0], reverse)
-    dh = dstate_n[0].copy()
+
+    def step(index, dh, dstate):
+        g, h_prev, aux = gates[index], h_prev_seq[index], aux_seq[index]
+        r, z, n = g[:, :hidden], g[:, hidden : 2 * hidden], g[:, 2 * hidden :]
+        d_a_n, d_z, dh_prev = gru_candidate_update_backward(dh, z, n, h_prev)
+        if variant:
+            d_r, d_aux = gru_candidate_reset_after_backward(d_a_n, r, aux)  # d_aux: the h side of the n rows
+            d_a_r, d_a_z = gru_gates_backward(d_r, d_z, r, z)
+            dh_prev = dh_prev + np.concatenate((d_a_r, d_a_z, d_aux), axis=1) @ w_hh
+            writes = ((aux_seq, d_aux),)  # aux_seq holds the n rows' h-side dA from here on
+        else:
+            d_r, dh_reset = gru_reset_hidden_backward(d_a_n @ w_n, r, h_prev)
+            d_a_r, d_a_z = gru_gates_backward(d_r, d_z, r, z)
+            dh_prev = dh_prev + dh_reset + np.concatenate((d_a_r, d_a_z), axis=1) @ w_rz
+            writes = ()
+        return (dh_prev,), writes + ((gates, np.concatenate((d_a_r, d_a_z, d_a_n), axis=1)),)  # dA, x side
+
+    dstate0 = _backward_driver(x, lengths, reverse, dy, dstate_n, step)
     with _quiet():
-        for s in reversed(range(steps.count)):
-            index, active = steps.at(s)
-            g, h_prev, aux = gates[index], h_prev_seq[index], aux_seq[index]
-            r, z, n = g[:, :hidden], g[:, hidden : 2 * hidden], g[:, 2 * hidden :]
-            d_a_n, d_z, dh_prev = gru_candidate_update_backward(dh + dy[index], z, n, h_prev)
-            if variant:
-                d_r, d_aux = gru_candidate_reset_after_backward(d_a_n, r, aux)  # d_aux: the h side of the n rows
-                d_a_r, d_a_z = gru_gates_backward(d_r, d_z, r, z)
-                dh_prev = dh_prev + np.concatenate((d_a_r, d_a_z, d_aux), axis=1) @ w_hh
-                steps.write(aux_seq, index, active, d_aux)  # aux_seq holds the n rows' h-side dA from here on
-            else:
-                d_r, dh_reset = gru_reset_hidden_backward(d_a_n @ w_n, r, h_prev)
-                d_a_r, d_a_z = gru_gates_backward(d_r, d_z, r, z)
-                dh_prev = dh_prev + dh_reset + np.concatenate((d_a_r, d_a_z), axis=1) @ w_rz
-            steps.write(gates, index, active, np.concatenate((d_a_r, d_a_z, d_a_n), axis=1))  # dA of the x side
-            dh = steps.keep(dh_prev, dh, active)
         dx, d_w_ih, d_b_ih = _input_and_weight_gradients(x, gates, w_ih)
         d_rows, h_rows, aux_rows = _rows(gates), _rows(h_prev_seq), _rows(aux_seq)
         d_w_hh = np.empty_like(w_hh)
@@ -297,11 +341,7 @@ def gru_backward(variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate_n
             d_b_hh[2 * hidden :] = aux_rows.sum(axis=0)
         else:  # the n rows multiply r * h_prev
             d_w_hh[2 * hidden :] = d_rows[:, 2 * hidden :].T @ aux_rows
-    return dx, (dh,), (d_w_ih, d_w_hh, d_b_ih, d_b_hh)
-
-
-def gru_step(variant, x, weights, state0):
-    return _one_step(gru_forward, variant, x, weights, state0)
+    return dx, dstate0, (d_w_ih, d_w_hh, d_b_ih, d_b_hh)
 
 
 # ------------------------------------------------------------------ vanilla RNN
@@ -313,43 +353,33 @@ def rnn_forward(variant, x, lengths, reverse, weights, state0, y, buffer, blocks
     hidden = w_hh.shape[1]
     pre, h_seq, h_prev_seq = buffer("pre", hidden), buffer("h_seq", hidden), buffer("h_prev", hidden)
     activate = rnn_pointwise[bool(variant)]
-    steps = _Steps(lengths, x.shape[0], reverse)
-    h = state0[0].copy()
-    with _quiet():
-        _project(x, w_ih, b_ih, pre)
-        for s in range(steps.count):
-            index, active = steps.at(s)
-            h_new = activate(pre[index] + (h @ w_hh.T + b_hh))
-            for array, values in ((h_seq, h_new), (h_prev_seq, h), (y, h_new)):
-                steps.write(array, index, active, values)
-            h = steps.keep(h_new, h, active)
-    steps.clear_padding(pre, h_seq, h_prev_seq)
-    return (h,), (pre, h_seq, h_prev_seq)
+
+    def step(a, state):
+        h_new = activate(a + (state[0] @ w_hh.T + b_hh))
+        return (h_new,), ((h_seq, h_new), (h_prev_seq, state[0]))
+
+    saved = (pre, h_seq, h_prev_seq)
+    return _forward_driver(x, lengths, reverse, w_ih, b_ih, pre, state0, y, saved, step), saved
 
 
 def rnn_backward(variant, x, lengths, reverse, w_ih, w_hh, buffers, dy, dstate_n, blocks):
     pre, h_seq, h_prev_seq = buffers
     gradient = rnn_pointwise_backward[bool(variant)]
-    steps = _Steps(lengths, x.shape[0], reverse)
-    dh = dstate_n[0].copy()
+
+    def step(index, dh, dstate):
+        d_pre = gradient(dh, h_seq[index])
+        return (d_pre @ w_hh,), ((pre, d_pre),)  # pre holds dA from here on
+
+    dstate0 = _backward_driver(x, lengths, reverse, dy, dstate_n, step)
     with _quiet():
-        for s in reversed(range(steps.count)):
-            index, active = steps.at(s)
-            d_pre = gradient(dh + dy[index], h_seq[index])
-            steps.write(pre, index, active, d_pre)  # pre holds dA from here on
-            dh = steps.keep(d_pre @ w_hh, dh, active)
         dx, d_w_ih, d_b = _input_and_weight_gradients(x, pre, w_ih)
         d_w_hh = _rows(pre).T @ _rows(h_prev_seq)
-    return dx, (dh,), (d_w_ih, d_w_hh, d_b, d_b.copy())
-
-
-def rnn_step(variant, x, weights, state0):
-    return _one_step(rnn_forward, variant, x, weights, state0)
+    return dx, dstate0, (d_w_ih, d_w_hh, d_b, d_b.copy())
 
 
 #: ``CellFamily.kernel`` -> that kernel family's NumPy calls.
 KERNELS = {
-    "rnn": FamilyKernels(rnn_forward, rnn_backward, rnn_step),
-    "lstm": FamilyKernels(lstm_forward, lstm_backward, lstm_step),
-    "gru": FamilyKernels(gru_forward, gru_backward, gru_step),
+    "rnn": _family_kernels(rnn_forward, rnn_backward),
+    "lstm": _family_kernels(lstm_forward, lstm_backward),
+    "gru": _family_kernels(gru_forward, gru_backward),
 }

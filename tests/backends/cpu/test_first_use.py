@@ -121,7 +121,7 @@ def test_the_first_use_line_is_logged_once_per_pair(monkeypatch, tmp_path, caplo
     assert len(lines) == 1 and lines[0].startswith("numrnn: GRU float32 kernels are not compiled yet: NumPy kernels")
     assert str(tmp_path) in lines[0]
     (command, env), = started
-    assert command[1:] == ["-m", "numrnn.backends.cpu.first_use", "gru", "float32"]
+    assert command[1:] == ["-m", "numrnn", "warmup", "--cells", "gru", "--dtypes", "float32", "--background"]
     assert env["NUMRNN_FIRST_USE"] == "compile" and env["NUMBA_NUM_THREADS"] == "1"
     first_use._launched[("gru", "float32")].wait(timeout=60)
     assert os.path.exists(tmp_path / "numrnn-compile-gru-float32.log")
