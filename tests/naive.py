@@ -171,19 +171,21 @@ def central_difference(fn, arrays, eps=1e-6):
     list of ndarray
         ``d fn / d arrays[k]``, same shapes, computed as ``(f(a+eps) - f(a-eps)) / (2 eps)``.
     """
-    grads = []
-    for array in arrays:
-        assert array.dtype == np.float64
-        grad = np.zeros_like(array)
-        flat = array.reshape(-1)  # a view (asserted below), so writes reach fn
-        assert np.shares_memory(flat, array)
-        for index in range(flat.size):
-            saved = flat[index]
-            flat[index] = saved + eps
-            plus = float(fn())
-            flat[index] = saved - eps
-            minus = float(fn())
-            flat[index] = saved
-            grad.reshape(-1)[index] = (plus - minus) / (2.0 * eps)
-        grads.append(grad)
-    return grads
+    return [central_difference_at(fn, array, range(array.size), eps).reshape(array.shape) for array in arrays]
+
+
+def central_difference_at(fn, array, entries, eps=1e-6):
+    """Central differences of the scalar ``fn()`` at some flat ``entries`` of ``array``
+    (float64, perturbed in place and restored exactly): an array of ``len(entries)``."""
+    flat = array.reshape(-1)
+    assert array.dtype == np.float64 and np.shares_memory(flat, array)
+    out = np.empty(len(entries))
+    for k, index in enumerate(entries):
+        saved = flat[index]
+        flat[index] = saved + eps
+        plus = float(fn())
+        flat[index] = saved - eps
+        minus = float(fn())
+        flat[index] = saved
+        out[k] = (plus - minus) / (2.0 * eps)
+    return out
