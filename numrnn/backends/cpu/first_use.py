@@ -1,6 +1,6 @@
 r"""First use of the CPU backend: NumPy kernels answer while the compiled ones compile.
 
-Numba compiles a cell family's kernels the first time they meet a dtype: about 16 CPU
+Numba compiles a cell family's kernels the first time they meet a dtype: about 20 CPU
 seconds for a float32 LSTM forward and backward on a 2-core machine, after which they
 load from Numba's on-disk cache in well under a second.  So that a fresh install
 answers at once, the CPU backend has two tiers:
@@ -15,8 +15,8 @@ Modes (the environment variable ``NUMRNN_FIRST_USE``, or :func:`set_mode`):
 ``"background"`` (the default)
     A cell family and dtype whose kernels are not known to be compiled run on the
     NumPy kernels, and numrnn starts one background process (one thread) that compiles
-    them into the cache: ``python -m numrnn.backends.cpu.first_use CELL
-    DTYPE``, which runs :func:`numrnn.warmup.warmup` for that pair.  When it is done,
+    them into the cache: ``python -m numrnn warmup --cells CELL --dtypes DTYPE
+    --background`` (:func:`numrnn.warmup.background_compile`).  When it is done,
     the next call (of this process and of any later one on the same cache) uses the
     compiled kernels.  One line through the ``"numrnn"`` logger says so, once per cell
     family and dtype.  Processes that share a cache (Dask workers) compile one pair
