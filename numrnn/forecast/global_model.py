@@ -588,7 +588,8 @@ class GlobalForecaster:
         client : distributed.Client, optional
             Forecast on its workers (:func:`numrnn.integrations.dask_training.predict_on_dask`):
             ``data`` a pandas DataFrame (a pandas DataFrame back) or a dask DataFrame whose
-            partitions hold whole series (a dask DataFrame back, computing on the workers).
+            partitions hold whole series (a dask DataFrame back, computing on the workers);
+            ``X_df`` (pandas) as without a client.
 
         Returns
         -------
@@ -605,7 +606,8 @@ class GlobalForecaster:
             For bad input or a level outside (0, 100); for a model fitted with exogenous
             regressors, a missing ``X_df``, a regressor column missing from it or from ``data``,
             missing future dates of a series, NaN/inf (each naming the column or series); an
-            ``X_df`` for a model without regressors, or with ``client``.
+            ``X_df`` for a model without regressors.  With a dask DataFrame, the errors found in
+            a partition's series are raised when the result is computed.
         """
         fitted = self._require_fitted("predict()")
         levels = check.check_levels(level)
@@ -614,12 +616,9 @@ class GlobalForecaster:
             raise ValueError("X_df holds future exogenous regressors, but this model was fitted without any: pass "
                              "X_df=None (or fit on a DataFrame with the regressor columns)")
         if client is not None:
-            if names:
-                raise ValueError(f"predict(client=...) does not support exogenous regressors yet (this model was "
-                                 f"fitted with {names}): predict without a client")
             from numrnn.integrations.dask_training import predict_on_dask
 
-            return predict_on_dask(self, fitted, data, levels, client)
+            return predict_on_dask(self, fitted, data, levels, client, X_df=X_df)
         if data is None and fitted["panel"] is None:
             raise ValueError("this forecaster was fitted on a dask DataFrame and keeps no training series: "
                              "pass data (and client) to predict()")

@@ -60,7 +60,7 @@ import time
 import numpy as np
 
 from numrnn import _validation as check
-from numrnn.forecast.panel import Panel, as_panel, is_frame
+from numrnn.forecast.panel import Panel, as_panel, future_exog, is_frame
 
 __all__ = ["DaskTrainer", "ShardTrainer", "fit_on_dask", "predict_on_dask"]
 
@@ -694,15 +694,19 @@ def _payload(gf, fitted):
     forecaster._fitted = None
     return {"forecaster": forecaster, "specs": fitted["specs"], "lookback": fitted["lookback"],
             "season_length": fitted["season_length"], "calendar": fitted["calendar"],
-            "calibration": fitted.get("calibration"), "states": [net.state_dict() for net in fitted["members"]]}
+            "calibration": fitted.get("calibration"), "exog": list(fitted.get("exog", ())),
+            "states": [net.state_dict() for net in fitted["members"]]}
 
 
-def _forecast_panel(panel, payload, levels):
-    """Forecasts of a Panel (or a pandas partition) from a :func:`_payload`, as ``predict`` formats them."""
+def _forecast_panel(panel, payload, levels, future=None, x_df=None):
+    """Forecasts of a Panel (or a pandas partition) from a :func:`_payload`, as ``predict`` formats
+    them.  For a model with regressors: ``future``, their values at the forecast steps of the
+    Panel's series (:func:`~numrnn.forecast.panel.future_exog`), or ``x_df`` to read them from."""
     from numrnn.forecast.network import PaddedNet
 
+    names = payload["exog"]
     if not isinstance(panel, Panel):
-        panel = _load_partition(panel)
+        panel = _load_partition(panel, exog=names)
         if panel is None:
             return _empty(payload, levels)
     gf = payload["forecaster"]
@@ -712,8 +716,11 @@ def _forecast_panel(panel, payload, levels):
         net.load_state_dict(state)
         members.append(net)
     fitted = {"members": members, "lookback": payload["lookback"], "season_length": payload["season_length"],
-              "calendar": payload["calendar"], "calibration": payload["calibration"]}
-    return gf._forecast(fitted, panel, levels)
+              "calendar": payload["calendar"], "calibration": payload["calibration"], "exog": names}
+    if names and future is None and x_df is not None:
+        gf._check_exog_panel(fitted, panel)
+        future = future_exog(x_df, panel, names, gf.horizon)
+    return gf._forecast(fitted, panel, levels, future)
 
 
 def _empty(payload, levels, ds_dtype="datetime64[ns]"):
@@ -730,7 +737,7 @@ def _empty(payload, levels, ds_dtype="datetime64[ns]"):
     return pd.DataFrame(cols)
 
 
-def predict_on_dask(gf, fitted, data, levels, client):
+def predict_on_dask(gf, fitted, data, levels, client, X_df=None):
     """Forecast every series of ``data`` on ``client``'s workers (``gf.predict(data, client=...)``).
 
     Parameters
@@ -744,6 +751,11 @@ def predict_on_dask(gf, fitted, data, levels, client):
     levels : list of float
         Checked interval levels.
     client : distributed.Client
+    X_df : pandas.DataFrame, optional
+        The regressors' future values, as :meth:`GlobalForecaster.predict` takes them (a model
+        fitted with regressors needs it; ``data`` then holds their history).  With a pandas
+        ``data`` it is read and checked here, and each block of series gets its rows; with a dask
+        DataFrame every partition reads its series' rows from it.
 
     Returns
     -------
@@ -754,18 +766,28 @@ def predict_on_dask(gf, fitted, data, levels, client):
     """
     _check_client(client)
     payload = _payload(gf, fitted)
+    names = payload["exog"]
+    if names and X_df is None:
+        raise ValueError(f"this model was fitted with the exogenous regressors {names}: pass their future values "
+                         f"as X_df (columns unique_id, ds, {', '.join(map(repr, names))})")
     if data is None or is_frame(data):
         import pandas as pd
 
         if data is None and fitted["panel"] is None:
             raise ValueError("this forecaster was fitted on a dask DataFrame and keeps no training series: "
                              "pass data to predict()")
-        panel = fitted["panel"] if data is None else as_panel(data)
+        panel = fitted["panel"] if data is None else as_panel(data, exog=names)
         if panel.source != "frame":
             raise TypeError("predict(client=...) takes a DataFrame (the fit's series were arrays: pass no client)")
+        future = None
+        if names:  # read and checked here, before anything is sent
+            gf._check_exog_panel(fitted, panel)
+            future = future_exog(X_df, panel, names, gf.horizon)
         workers = max(1, len(client.scheduler_info()["workers"]))
         blocks = _blocks(panel, min(2 * workers, len(panel.keys)))
-        futures = [client.submit(_forecast_panel, b, payload, levels, pure=False) for b in blocks]
+        starts = np.cumsum([0] + [len(b.keys) for b in blocks])
+        futures = [client.submit(_forecast_panel, b, payload, levels, None if future is None else future[a:z],
+                                 pure=False) for b, a, z in zip(blocks, starts[:-1], starts[1:])]
         return pd.concat(client.gather(futures), ignore_index=True)
     import dask.dataframe as dd
 
@@ -773,6 +795,6 @@ def predict_on_dask(gf, fitted, data, levels, client):
         raise TypeError(f"data must be a pandas or dask DataFrame to predict with a client, got {type(data).__name__}")
     ds = data["ds"].dtype
     meta = _empty(payload, levels, ds if np.issubdtype(ds, np.integer) else "datetime64[ns]")
-    out = data.map_partitions(_forecast_panel, payload, levels, meta=meta, enforce_metadata=False,
-                              align_dataframes=False)
+    out = data.map_partitions(_forecast_panel, payload, levels, None, X_df if names else None, meta=meta,
+                              enforce_metadata=False, align_dataframes=False)
     return client.persist(out)

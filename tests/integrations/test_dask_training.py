@@ -136,8 +136,18 @@ def test_exogenous_regressors_on_dask_equal_the_single_process_fit(cluster):
     none = GlobalForecaster(horizon=HORIZON, **TINY).fit(df, client=client, shards=3, progress=False, exog=[])
     assert none.exog_names_ == []
     future = df.groupby("unique_id").tail(HORIZON).assign(ds=lambda f: f["ds"] + pd.DateOffset(months=HORIZON))
-    np.testing.assert_allclose(two.predict(X_df=future)["yhat"].to_numpy(), local.predict(X_df=future)["yhat"].to_numpy(),
-                               rtol=1e-4)
+    expected = local.predict(X_df=future, level=[80])
+    np.testing.assert_allclose(two.predict(X_df=future)["yhat"].to_numpy(), expected["yhat"].to_numpy(), rtol=1e-4)
+    # forecasts on the workers, with the regressors' future values: a pandas and a dask history
+    on_pandas = local.predict(df, X_df=future, level=[80], client=client)
+    pd.testing.assert_frame_equal(on_pandas, expected)
+    on_dask = local.predict(ddf, X_df=future, level=[80], client=client).compute()
+    on_dask = on_dask.sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(on_dask, expected.sort_values(["unique_id", "ds"]).reset_index(drop=True))
+    with pytest.raises(ValueError, match=r"fitted with the exogenous regressors \['promo'\]: pass their future values"):
+        local.predict(df, client=client)
+    with pytest.raises(ValueError, match="s0"):  # a series' future rows missing: named, on the driver
+        local.predict(df, X_df=future[future["unique_id"] != "s0"], client=client)
 
 
 def test_local_steps(cluster):
