@@ -752,10 +752,8 @@ def predict_on_dask(gf, fitted, data, levels, client, X_df=None):
         Checked interval levels.
     client : distributed.Client
     X_df : pandas.DataFrame, optional
-        The regressors' future values, as :meth:`GlobalForecaster.predict` takes them (a model
-        fitted with regressors needs it; ``data`` then holds their history).  With a pandas
-        ``data`` it is read and checked here, and each block of series gets its rows; with a dask
-        DataFrame every partition reads its series' rows from it.
+        The regressors' future values, as :meth:`GlobalForecaster.predict` takes them: read and
+        checked here for a pandas ``data``, read by each partition for a dask one.
 
     Returns
     -------
