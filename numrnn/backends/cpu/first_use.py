@@ -107,10 +107,11 @@ def set_mode(value: str) -> str:
 
 
 def cache_dir():
-    """Where Numba keeps numrnn's compiled CPU kernels, or None with caching off."""
+    """Where Numba keeps numrnn's compiled CPU kernels, or None with caching off (or with
+    ``NUMBA_DISABLE_JIT=1``, where the kernels are plain Python functions)."""
     from numrnn.backends.cpu.lstm import lstm_forward
 
-    return lstm_forward.stats.cache_path
+    return getattr(getattr(lstm_forward, "stats", None), "cache_path", None)
 
 
 def _source_stamp():

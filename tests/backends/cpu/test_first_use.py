@@ -146,3 +146,14 @@ def test_markers_are_named_for_cell_dtype_and_sources():
     assert name.startswith("numrnn-compiled-lstm-float32-") and len(name.rsplit("-", 1)[1]) == 16
     step = os.path.basename(first_use.marker_path("lstm", np.float32, "step"))
     assert step == name.replace("numrnn-compiled-", "numrnn-compiled-step-")
+
+
+def test_without_a_jit_there_is_no_cache_and_no_tier(monkeypatch):
+    """NUMBA_DISABLE_JIT=1 makes the kernels plain functions: no cache, the "compiled" ones run."""
+    from numrnn.backends.cpu import lstm
+
+    monkeypatch.setattr(lstm, "lstm_forward", lstm.lstm_forward.py_func)
+    monkeypatch.setattr(first_use, "_mode", "background")
+    monkeypatch.setattr(first_use, "_ready", set())
+    assert first_use.cache_dir() is None
+    assert first_use.ready("lstm", np.float32) and first_use.step_ready(np.float32)
