@@ -109,7 +109,8 @@ class _Steps:
     touch the active rows only.  In the forward direction, rows past their length compute
     on at their padded positions, which the drivers zero afterwards
     (:meth:`clear_padding`); their state is held (:meth:`keep`).  Slices made the first
-    fit of a ``GlobalForecaster`` on 50 ragged series 2x faster than gathers.
+    fit of a ``GlobalForecaster`` on 50 ragged series 1.5x faster than gathers (17.9
+    against 26.4 CPU s).
     """
 
     def __init__(self, lengths, steps, reverse):
