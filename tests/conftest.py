@@ -58,19 +58,25 @@ class _PendingCompile:
 @pytest.fixture
 def first_use_tier(monkeypatch, tmp_path):
     """``first_use_tier(name)`` switches the CPU backend and the cells to "numpy" (a first
-    use: nothing compiled, no process started) or "compiled"; returns the pairs that
-    asked for a background compile, so tests can check that the NumPy kernels ran."""
+    use: nothing compiled, no process started; markers ``tmp_path/marker-PART-CELL-DTYPE``)
+    or "compiled"; returns the list of the pairs that asked for a background compile, so
+    tests can check that the NumPy kernels ran."""
     from numrnn.backends.cpu import first_use
 
-    launched = {}
-    monkeypatch.setattr(first_use, "_launched", launched)
-    monkeypatch.setattr(first_use, "_launch", lambda key, marker: launched.__setitem__(key, _PendingCompile()))
+    asked = []
+
+    def launch(key, marker):
+        asked.append(key)
+        first_use._launched[key] = _PendingCompile()
+
+    monkeypatch.setattr(first_use, "_launched", {})
+    monkeypatch.setattr(first_use, "_launch", launch)
     monkeypatch.setattr(first_use, "marker_path",
-                        lambda kernel, dtype, part="layers": str(tmp_path / f"{part}-{kernel}-{np.dtype(dtype).name}"))
+                        lambda kernel, dtype, part="layers": str(tmp_path / f"marker-{part}-{kernel}-{np.dtype(dtype).name}"))
 
     def switch(name):
         monkeypatch.setattr(first_use, "_mode", "background" if name == "numpy" else "compile")
         monkeypatch.setattr(first_use, "_ready", set())
-        return launched
+        return asked
 
     return switch

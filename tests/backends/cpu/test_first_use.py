@@ -25,22 +25,10 @@ class _Process:
 
 
 @pytest.fixture
-def fresh(monkeypatch, tmp_path):
-    """First use in "background" mode with markers under ``tmp_path``; returns the list
-    of the background compiles asked for (nothing starts)."""
-    asked = []
-
-    def launch(key, marker):
-        asked.append(key)
-        first_use._launched[key] = _Process()
-
-    monkeypatch.setattr(first_use, "_mode", "background")
-    monkeypatch.setattr(first_use, "_ready", set())
-    monkeypatch.setattr(first_use, "_launched", {})
-    monkeypatch.setattr(first_use, "_launch", launch)
-    monkeypatch.setattr(first_use, "marker_path",
-                        lambda kernel, dtype, part="layers": str(tmp_path / f"marker-{part}-{kernel}-{np.dtype(dtype).name}"))
-    return asked
+def fresh(first_use_tier):
+    """First use in "background" mode (``tests/conftest.py``); the list of the background
+    compiles asked for (nothing starts)."""
+    return first_use_tier("numpy")
 
 
 def test_a_pair_not_compiled_runs_on_numpy_and_asks_once(fresh):
