@@ -143,9 +143,17 @@ def matmul_tn(a, b):
     return sum_partials(partial)
 
 
-@cpu_kernel
+# project_inputs and input_gradient are Python, not kernels: a cached kernel that calls
+# a parallel kernel (matmul_rows) segfaults when loaded from the cache if, where it was
+# compiled, the parallel kernel had itself been loaded from the cache, not compiled
+# (the names of the parallel loop's functions then differ between the two; measured
+# here: matmul_rows run once in one process, an LSTM forward in a second, a third
+# process crashed on its first forward).  Numba issues 8578 and 10128.
+
+
 def project_inputs(x, w_ih, bias, out):
-    """``out = x @ w_ih.T + bias`` for all timesteps at once: (T, B, I) -> (T, B, G*H)."""
+    """``out = x @ w_ih.T + bias`` for all timesteps at once: (T, B, I) -> (T, B, G*H)
+    (``x`` and ``out`` C-contiguous)."""
     steps, batch, features = x.shape
     rows = out.reshape(steps * batch, w_ih.shape[0])
     matmul_rows(x.reshape(steps * batch, features), np.ascontiguousarray(w_ih.T), rows, bias)
@@ -234,9 +242,9 @@ def weight_gradients(x, h_prev_seq, d_pre):
     return d_w_ih, sum_partials(partial_hh), d_b, d_b.copy()
 
 
-@cpu_kernel
 def input_gradient(d_pre_x, w_ih):
-    """``dx = dA_x @ W_ih``: (T, B, G*H) -> (T, B, I)."""
+    """``dx = dA_x @ W_ih``: (T, B, G*H) -> (T, B, I) (``d_pre_x`` C-contiguous; Python,
+    as :func:`project_inputs`)."""
     steps, batch, gates = d_pre_x.shape
     out = np.empty((steps * batch, w_ih.shape[1]), dtype=d_pre_x.dtype)
     matmul_rows(d_pre_x.reshape(steps * batch, gates), w_ih, out, None)
