@@ -80,3 +80,21 @@ def first_use_tier(monkeypatch, tmp_path):
         return asked
 
     return switch
+
+
+_early_modules = []
+
+
+def pytest_collection_finish(session):
+    """Start the CUDA simulator's child run as soon as its test is collected, so that it
+    runs beside the rest of the suite (``tests/backends/test_cuda_simulator.py``)."""
+    for item in session.items:
+        if item.name == "test_cuda_backend_under_simulator":
+            item.module.start_early()
+            _early_modules.append(item.module)
+            break
+
+
+def pytest_sessionfinish(session):
+    for module in _early_modules:
+        module.stop_early()

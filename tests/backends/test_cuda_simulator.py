@@ -4,7 +4,13 @@
 process has long done, so the tests run in a child ``python -m pytest tests/backends/cuda``.
 Skipped without numba-cuda, and where ``tests/backends/cuda`` already runs in this process
 (on a GPU, or when this whole run is under the simulator).  The child shrinks the
-launch sizes itself (``tests/backends/cuda/conftest.py``) and takes about a minute.
+launch sizes itself (``tests/backends/cuda/conftest.py``).
+
+The child takes about 200 CPU s on one core (the simulator runs every GPU thread in
+Python) while the rest of the suite keeps about one core busy, so it starts as soon as
+the session has collected this test (:func:`start_early`, called by ``tests/conftest.py``)
+and runs beside the others; the test then waits for its result.  Run on its own, the test
+starts the child itself.
 """
 
 from __future__ import annotations
@@ -13,10 +19,21 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COMMAND = [sys.executable, "-m", "pytest", os.path.join("tests", "backends", "cuda"), "-q", "-p", "no:cacheprovider",
+           "-W", "error"]
+TIMEOUT_S = 900
+
+#: The child started by :func:`start_early`: ``(process, output file)``, or None.
+_early = None
+
+
+def _installed():
+    return importlib.util.find_spec("numba_cuda") is not None
 
 
 def _runs_in_process():
@@ -29,16 +46,50 @@ def _runs_in_process():
     return cuda.is_available()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
-                    reason='numba-cuda is not installed (pip install "numrnn[cuda]")')
+def _start():
+    """The child, its stdout and stderr going to a temporary file: ``(process, file)``."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONDONTWRITEBYTECODE="1")
+    output = tempfile.TemporaryFile(mode="w+")
+    process = subprocess.Popen(COMMAND, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+    return process, output
+
+
+def start_early():
+    """Start the child now, where this test will run it (called once the session is collected)."""
+    global _early
+    if _early is None and _installed() and not _runs_in_process():
+        _early = _start()
+
+
+def stop_early():
+    """Kill a child still running when the session ends (an interrupted or ``-x`` run)."""
+    global _early
+    if _early is not None:
+        process, output = _early
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        output.close()
+        _early = None
+
+
+@pytest.mark.skipif(not _installed(), reason='numba-cuda is not installed (pip install "numrnn[cuda]")')
 def test_cuda_backend_under_simulator():
+    global _early
     if _runs_in_process():
         pytest.skip("tests/backends/cuda runs in this process (GPU present or simulator on)")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONDONTWRITEBYTECODE="1")
-    command = [sys.executable, "-m", "pytest", os.path.join("tests", "backends", "cuda"), "-q", "-p", "no:cacheprovider",
-               "-W", "error"]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{output[-6000:]}"
-    summary = output.strip().splitlines()[-1]
-    assert " passed" in summary and "failed" not in summary and "error" not in summary, output[-3000:]
+    process, output = _early if _early is not None else _start()
+    _early = None
+    try:
+        returncode = process.wait(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        output.seek(0)
+        text = output.read()
+        output.close()
+    assert returncode == 0, f"{' '.join(COMMAND)} failed:\n{text[-6000:]}"
+    summary = text.strip().splitlines()[-1]
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, text[-3000:]
