@@ -69,9 +69,12 @@ class HostArrays:
     def zeros(self, shape, dtype):
         return np.zeros(shape, dtype=dtype)
 
-    def direction_outputs(self, steps, batch, hidden, directions, dtype):
-        """Zeroed (T, B, H) buffers, one per direction; :meth:`concat_features` joins two."""
-        outs = [np.zeros((steps, batch, hidden), dtype=dtype) for _ in range(directions)]
+    def direction_outputs(self, steps, batch, hidden, directions, dtype, padded=True):
+        """(T, B, H) buffers, one per direction, zeroed where ``padded`` (the kernels write
+        every valid position: without padding that is all of them, and a zero fill of a
+        (50, 128, 512) float32 output is 13 MB of stores); :meth:`concat_features` joins two."""
+        allocate = np.zeros if padded else np.empty
+        outs = [allocate((steps, batch, hidden), dtype=dtype) for _ in range(directions)]
         return (outs[0] if directions == 1 else None), outs
 
     def concat_features(self, parts):

@@ -96,10 +96,11 @@ class Backend(Protocol):
     def zeros(self, shape, dtype) -> Any:
         """A zero-filled backend array."""
 
-    def direction_outputs(self, steps, batch, hidden, directions, dtype) -> tuple:
+    def direction_outputs(self, steps, batch, hidden, directions, dtype, padded=True) -> tuple:
         """``(y, outs)``: the per-direction output buffers (T, B, H) one layer writes, and
         ``y`` (T, B, D*H) holding them side by side, or None where :meth:`concat_features`
-        must join them."""
+        must join them.  ``padded``: some sequences are shorter than T, and the kernels
+        leave their padded positions as they find them (so a host backend zeroes them)."""
 
     def concat_features(self, parts) -> Any:
         """The arrays ``parts`` (T, B, F_k) side by side along the last axis."""
@@ -139,7 +140,8 @@ class FamilyKernels(NamedTuple):
     ``forward(variant, x, lengths, reverse, weights, state0, y, buffer, blocks)`` ->
     ``(state_n, buffers)``: ``x`` (T, B, I); ``weights`` ``(weight_ih (G*H, I), weight_hh
     (G*H, H), bias_ih (G*H,), bias_hh (G*H,))``; ``state0`` a tuple of (B, H); ``y`` the
-    zero-filled (T, B, H) output; ``buffer(name, features)`` a reusable (T, B, features)
+    (T, B, H) output, zero-filled where some sequence is shorter than T (every valid
+    position must be written); ``buffer(name, features)`` a reusable (T, B, features)
     array; ``blocks`` the batch blocks to run in parallel.  Padded steps (``t >=
     lengths[b]``) leave the state and the zeros of ``y`` alone.
 

@@ -23,6 +23,7 @@ import operator
 import numpy as np
 
 from numrnn import _validation as check
+from numrnn.nn.module import is_grad_enabled
 
 __all__ = ["forward", "backward", "step", "plan_step", "check_input", "check_state", "check_step_input"]
 
@@ -31,7 +32,9 @@ __all__ = ["forward", "backward", "step", "plan_step", "check_input", "check_sta
 
 
 def check_input(layer, x):
-    """``(x time-major C-contiguous (T, B, I) NumPy array owned by the call, batched)``."""
+    """``(x time-major C-contiguous (T, B, I) NumPy array, batched)``: owned by the call
+    (a copy where it would share the caller's memory, since backward reads it), except
+    under :class:`numrnn.nn.no_grad`, where no backward follows and nothing is copied."""
     original = x
     x = check.as_float_array(x, "x", layer.dtype)
     if x.ndim not in (2, 3):
@@ -43,7 +46,7 @@ def check_input(layer, x):
         x = x.transpose(1, 0, 2)
     _check_sizes(layer, x.shape[2], x.shape[0], x.shape[1])
     x = np.ascontiguousarray(x)
-    if np.shares_memory(x, original):
+    if is_grad_enabled() and np.shares_memory(x, original):
         x = x.copy()  # backward uses x: the caller may change their array in between
     return x, batched
 
@@ -246,10 +249,11 @@ def _run(layer, backend, x, lengths, state0, dropout):
     lengths_b = backend.to_backend(lengths)
     state_n = tuple(backend.empty(s.shape, dtype) for s in state0)
     workspaces = layer._workspaces if backend.uses_workspace else None
+    padded = bool(lengths.min() < steps)
     layer_input = x
     saved_layers, masks = [], []
     for index_layer in range(layer.num_layers):
-        y, outs = backend.direction_outputs(steps, batch, hidden, directions, dtype)
+        y, outs = backend.direction_outputs(steps, batch, hidden, directions, dtype, padded)
         saved_dirs = []
         for direction in range(directions):
             index = index_layer * directions + direction

@@ -81,8 +81,9 @@ class DeviceArrays:
     def zeros(self, shape, dtype):
         return _kernels().zeros(shape, dtype)
 
-    def direction_outputs(self, steps, batch, hidden, directions, dtype):
-        """One (T, B, D*H) array; each direction writes its strided slice of it."""
+    def direction_outputs(self, steps, batch, hidden, directions, dtype, padded=True):
+        """One (T, B, D*H) array; each direction writes its strided slice of it, padding
+        included (so ``padded`` changes nothing here)."""
         y = _kernels().empty((steps, batch, directions * hidden), dtype)
         if directions == 1:
             return y, [y]
