@@ -25,7 +25,8 @@ Arithmetic on lanes
 
 :func:`matmul_into` builds ``out = a @ b (+ bias)`` from micro-tiles of 8 rows by 2
 vectors (16 accumulators; AVX-512 only, :data:`EIGHT_ROW_TILES`) and of 4 rows by 2
-vectors (8 accumulators), with vector then scalar tails.  For weights reused across
+vectors (8 accumulators), with vector then scalar tails; every tile shape is made by
+one intrinsic, :func:`register_tile`.  For weights reused across
 many products (every timestep), :func:`pack_panels` lays ``b`` out once as
 contiguous panels of two vectors' worth of columns and :func:`matmul_packed_into`
 runs the same tiles on them (measured in the README's Performance section).  Summation runs over ``k`` in
@@ -71,7 +72,7 @@ def _has_avx512():
 #: Whether the products run tiles of 8 rows (16 accumulators) before tiles of 4: with
 #: AVX-512's 32 registers they hold, and the per-step products of the recurrence ran
 #: 16 % faster than in tiles of 4 alone (one thread, float32, (64, 512) @ (512, 2048):
-#: 226 against 195 GFLOPS; README, Performance).  Without AVX-512 a vector of lanes
+#: 226 against 195 GFLOPS; 6, 12 or 14 rows, or 4 vectors wide, did no better).  Without AVX-512 a vector of lanes
 #: takes two registers and 16 accumulators would not fit, so only tiles of 4 run.
 EIGHT_ROW_TILES = _has_avx512()
 
@@ -310,7 +311,9 @@ def _lanes_neg(x):
 # Numba compiles a callee for every argument type it sees while typing the caller,
 # and a loop counter is first typed ``Literal[int](0)`` (its value before the loop),
 # then ``int64``, so a literal start compiled each tile twice (measured: 10
-# specialisations of _tile_4x2 for 3 argument layouts, about 2 s of a cold start).
+# specialisations of the 4-row tile, then a function of its own, for 3 argument
+# layouts, about 2 s of a cold start).  The tiles themselves are one intrinsic,
+# :func:`register_tile`, generated for each shape at compile time.
 # ``bias`` is passed explicitly (None) for the same reason: an omitted argument is
 # another type than an explicit None.
 
@@ -336,141 +339,103 @@ def matmul_into(a, b, out, bias=None):
         i = np.intp(0)
         if EIGHT_ROW_TILES:
             while i + 8 <= rows:
-                _tile_8x2(a, b, j, out, bias, i, j, width)
+                register_tile(a, b, j, out, bias, i, j, 8, 2)
                 i += 8
         while i + 4 <= rows:
-            _tile_4x2(a, b, j, out, bias, i, j, width)
+            register_tile(a, b, j, out, bias, i, j, 4, 2)
             i += 4
         while i < rows:
-            _tile_1x1(a, b, j, out, bias, i, j)
-            _tile_1x1(a, b, j + width, out, bias, i, j + width)
+            register_tile(a, b, j, out, bias, i, j, 1, 2)
             i += 1
         j += 2 * width
     while j + width <= cols:
         i = np.intp(0)
         while i + 4 <= rows:
-            _tile_4x1(a, b, out, bias, i, j)
+            register_tile(a, b, j, out, bias, i, j, 4, 1)
             i += 4
         while i < rows:
-            _tile_1x1(a, b, j, out, bias, i, j)
+            register_tile(a, b, j, out, bias, i, j, 1, 1)
             i += 1
         j += width
     if j < cols:
         _column_tail(a, b, out, bias, j)
 
 
-@cpu_function
-def _start(bias, row, j):
-    """Initial accumulator for columns ``j:j+width``: ``bias[j:j+width]``, or zeros."""
-    if bias is None:
-        return zero_lanes(row)
-    return load_lanes(bias, j)
+@intrinsic
+def register_tile(typingctx, a, b, column, out, bias, i, j, rows, vectors):
+    """``out[i:i+rows, j:j+vectors*n] = a[i:i+rows] @ b[:, column:column+vectors*n]
+    (+ bias[j:...])`` in ``rows * vectors`` vector registers (``n`` lanes; no bounds
+    checks).  ``rows`` and ``vectors`` are integer literals: the tile is generated at
+    compile time, so one piece of code makes every tile shape.
 
+    ``a`` (M, K) of any layout; ``b`` (K, N) (a packed panel, ``column`` 0, or ``b``
+    itself, ``column`` = ``j``), ``out`` and ``bias`` (N,) C-contiguous, one float dtype.
+    Each accumulator starts from the bias (or zero) and takes one fused multiply-add
+    per ``k``, in order: every output is the same chain of operations whatever tile
+    it falls in.  Each step of ``k`` loads ``vectors`` vectors of ``b[k]`` and ``rows``
+    scalars of ``a``.
+    """
+    if not (isinstance(rows, types.IntegerLiteral) and isinstance(vectors, types.IntegerLiteral)):
+        raise TypingError(f"register_tile needs literal rows and vectors, got {rows}, {vectors}")
+    lanes = Lanes(out.dtype)
+    count_rows, count_vectors = rows.literal_value, vectors.literal_value
 
-@cpu_function
-def _tile_8x2(a, b, column, out, bias, i, j, width):
-    """:func:`_tile_4x2` for 8 rows, in 16 registers (:data:`EIGHT_ROW_TILES`): each
-    step of ``k`` loads two vectors of ``b[k]`` for 16 fused multiply-adds."""
-    c00 = c10 = c20 = c30 = c40 = c50 = c60 = c70 = _start(bias, out[i], j)
-    c01 = c11 = c21 = c31 = c41 = c51 = c61 = c71 = _start(bias, out[i], j + width)
-    for k in range(a.shape[1]):
-        b_row = b[k]
-        v0 = load_lanes(b_row, column)
-        v1 = load_lanes(b_row, column + width)
-        s = a[i, k]
-        c00 = fma_lanes(c00, s, v0)
-        c01 = fma_lanes(c01, s, v1)
-        s = a[i + 1, k]
-        c10 = fma_lanes(c10, s, v0)
-        c11 = fma_lanes(c11, s, v1)
-        s = a[i + 2, k]
-        c20 = fma_lanes(c20, s, v0)
-        c21 = fma_lanes(c21, s, v1)
-        s = a[i + 3, k]
-        c30 = fma_lanes(c30, s, v0)
-        c31 = fma_lanes(c31, s, v1)
-        s = a[i + 4, k]
-        c40 = fma_lanes(c40, s, v0)
-        c41 = fma_lanes(c41, s, v1)
-        s = a[i + 5, k]
-        c50 = fma_lanes(c50, s, v0)
-        c51 = fma_lanes(c51, s, v1)
-        s = a[i + 6, k]
-        c60 = fma_lanes(c60, s, v0)
-        c61 = fma_lanes(c61, s, v1)
-        s = a[i + 7, k]
-        c70 = fma_lanes(c70, s, v0)
-        c71 = fma_lanes(c71, s, v1)
-    _store_pair(out[i], j, width, c00, c01)
-    _store_pair(out[i + 1], j, width, c10, c11)
-    _store_pair(out[i + 2], j, width, c20, c21)
-    _store_pair(out[i + 3], j, width, c30, c31)
-    _store_pair(out[i + 4], j, width, c40, c41)
-    _store_pair(out[i + 5], j, width, c50, c51)
-    _store_pair(out[i + 6], j, width, c60, c61)
-    _store_pair(out[i + 7], j, width, c70, c71)
+    def codegen(context, builder, signature, args):
+        a_type, b_type, out_type, bias_type = signature.args[0], signature.args[1], signature.args[3], signature.args[4]
+        index_type = context.get_value_type(types.intp)
+        vector_type = context.get_value_type(lanes)
+        element_type = context.get_value_type(lanes.dtype)
+        itemsize = ir.Constant(index_type, lanes.dtype.bitwidth // 8)
+        align = lanes.dtype.bitwidth // 8
 
+        def index(position):
+            return context.cast(builder, args[position], signature.args[position], types.intp)
 
-@cpu_function
-def _store_pair(row, j, width, first, second):
-    """``row[j:j + 2*width] = first, second``."""
-    store_lanes(row, j, first)
-    store_lanes(row, j + width, second)
+        column, first_row, first_col = index(2), index(5), index(6)
+        a_array = context.make_array(a_type)(context, builder, args[0])
+        b_array = context.make_array(b_type)(context, builder, args[1])
+        out_array = context.make_array(out_type)(context, builder, args[3])
+        a_bytes = builder.bitcast(a_array.data, ir.IntType(8).as_pointer())
+        a_row_stride, a_col_stride = (builder.extract_value(a_array.strides, d) for d in (0, 1))
+        b_row_length = builder.sdiv(builder.extract_value(b_array.strides, 0), itemsize)
+        out_row_length = builder.sdiv(builder.extract_value(out_array.strides, 0), itemsize)
+        width = ir.Constant(index_type, lanes.count)
+        offsets = [builder.mul(ir.Constant(index_type, v), width) for v in range(count_vectors)]
+        fused = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vector_type, [vector_type] * 3), f"llvm.fma.v{lanes.count}f{lanes.dtype.bitwidth}")
 
+        def vector_at(data, offset):
+            return builder.bitcast(builder.gep(data, [offset]), vector_type.as_pointer())
 
-@cpu_function
-def _tile_4x2(a, b, column, out, bias, i, j, width):
-    """``out[i:i+4, j:j+2*width] = a[i:i+4] @ b[:, column:column+2*width]`` in 8
-    registers (``column`` is ``j`` for a plain ``b``, 0 for a packed panel)."""
-    o0 = out[i]
-    c00 = c10 = c20 = c30 = _start(bias, o0, j)
-    c01 = c11 = c21 = c31 = _start(bias, o0, j + width)
-    for k in range(a.shape[1]):
-        b_row = b[k]
-        v0 = load_lanes(b_row, column)
-        v1 = load_lanes(b_row, column + width)
-        s = a[i, k]
-        c00 = fma_lanes(c00, s, v0)
-        c01 = fma_lanes(c01, s, v1)
-        s = a[i + 1, k]
-        c10 = fma_lanes(c10, s, v0)
-        c11 = fma_lanes(c11, s, v1)
-        s = a[i + 2, k]
-        c20 = fma_lanes(c20, s, v0)
-        c21 = fma_lanes(c21, s, v1)
-        s = a[i + 3, k]
-        c30 = fma_lanes(c30, s, v0)
-        c31 = fma_lanes(c31, s, v1)
-    _store_pair(o0, j, width, c00, c01)
-    _store_pair(out[i + 1], j, width, c10, c11)
-    _store_pair(out[i + 2], j, width, c20, c21)
-    _store_pair(out[i + 3], j, width, c30, c31)
+        starts = []
+        for v in range(count_vectors):
+            if isinstance(bias_type, types.NoneType):
+                starts.append(ir.Constant(vector_type, None))
+            else:
+                bias_data = context.make_array(bias_type)(context, builder, args[4]).data
+                starts.append(builder.load(vector_at(bias_data, builder.add(first_col, offsets[v])), align=align))
+        sums = [[cgutils.alloca_once_value(builder, starts[v]) for v in range(count_vectors)] for _ in range(count_rows)]
+        a_rows = [builder.mul(builder.add(first_row, ir.Constant(index_type, r)), a_row_stride) for r in range(count_rows)]
+        inner = builder.extract_value(a_array.shape, 1)
+        with cgutils.for_range(builder, inner) as loop:
+            k = loop.index
+            b_row = builder.gep(b_array.data, [builder.add(builder.mul(k, b_row_length), column)])
+            columns = [builder.load(vector_at(b_row, offsets[v]), align=align) for v in range(count_vectors)]
+            a_col = builder.mul(k, a_col_stride)
+            for r in range(count_rows):
+                pointer = builder.bitcast(builder.gep(a_bytes, [builder.add(a_rows[r], a_col)]), element_type.as_pointer())
+                scalar = builder.load(pointer, align=align)
+                single = builder.insert_element(ir.Constant(vector_type, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+                broadcast = builder.shuffle_vector(single, single, ir.Constant(ir.VectorType(ir.IntType(32), lanes.count), None))
+                for v in range(count_vectors):
+                    builder.store(builder.call(fused, [broadcast, columns[v], builder.load(sums[r][v])]), sums[r][v])
+        for r in range(count_rows):
+            row = builder.gep(out_array.data, [builder.mul(builder.add(first_row, ir.Constant(index_type, r)), out_row_length)])
+            for v in range(count_vectors):
+                builder.store(builder.load(sums[r][v]), vector_at(row, builder.add(first_col, offsets[v])), align=align)
+        return context.get_dummy_value()
 
-
-@cpu_function
-def _tile_4x1(a, b, out, bias, i, j):
-    """``out[i:i+4, j:j+width] = a[i:i+4] @ b[:, j:j+width]`` in 4 registers."""
-    c0 = c1 = c2 = c3 = _start(bias, out[i], j)
-    for k in range(a.shape[1]):
-        v = load_lanes(b[k], j)
-        c0 = fma_lanes(c0, a[i, k], v)
-        c1 = fma_lanes(c1, a[i + 1, k], v)
-        c2 = fma_lanes(c2, a[i + 2, k], v)
-        c3 = fma_lanes(c3, a[i + 3, k], v)
-    store_lanes(out[i], j, c0)
-    store_lanes(out[i + 1], j, c1)
-    store_lanes(out[i + 2], j, c2)
-    store_lanes(out[i + 3], j, c3)
-
-
-@cpu_function
-def _tile_1x1(a, b, column, out, bias, i, j):
-    """``out[i, j:j+width] = a[i] @ b[:, column:column+width]`` in one register."""
-    o = out[i]
-    c = _start(bias, o, j)
-    for k in range(a.shape[1]):
-        c = fma_lanes(c, a[i, k], load_lanes(b[k], column))
-    store_lanes(o, j, c)
+    return types.none(a, b, column, out, bias, i, j, rows, vectors), codegen
 
 
 @cpu_function
@@ -521,7 +486,7 @@ def matmul_packed_into(a, panels, out, bias=None):
 
     For weights too big for the caches (where :func:`matmul_into` would stride
     through ``b`` row by row): each panel is contiguous and is reused by every tile
-    of 4 rows while it sits in cache.  Same tiles and summation order as
+    of rows while it sits in cache.  Same tiles and summation order as
     :func:`matmul_into`.
     """
     rows = a.shape[0]
@@ -533,14 +498,13 @@ def matmul_packed_into(a, panels, out, bias=None):
         i = np.intp(0)
         if EIGHT_ROW_TILES:
             while i + 8 <= rows:
-                _tile_8x2(a, panel, column, out, bias, i, j, width)
+                register_tile(a, panel, column, out, bias, i, j, 8, 2)
                 i += 8
         while i + 4 <= rows:
-            _tile_4x2(a, panel, column, out, bias, i, j, width)
+            register_tile(a, panel, column, out, bias, i, j, 4, 2)
             i += 4
         while i < rows:
-            _tile_1x1(a, panel, column, out, bias, i, j)
-            _tile_1x1(a, panel, width, out, bias, i, j + width)
+            register_tile(a, panel, column, out, bias, i, j, 1, 2)
             i += 1
 
 
