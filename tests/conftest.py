@@ -85,9 +85,19 @@ def first_use_tier(monkeypatch, tmp_path):
 _early_modules = []
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Run the CUDA simulator's test last: its child runs beside the whole suite, and the
+    test only waits for it (``tests/backends/test_cuda_simulator.py``)."""
+    waiting = [item for item in items if item.name == "test_cuda_backend_under_simulator"]
+    if waiting:
+        items[:] = [item for item in items if item not in waiting] + waiting
+
+
 def pytest_collection_finish(session):
     """Start the CUDA simulator's child run as soon as its test is collected, so that it
     runs beside the rest of the suite (``tests/backends/test_cuda_simulator.py``)."""
+    if session.config.option.collectonly:
+        return
     for item in session.items:
         if item.name == "test_cuda_backend_under_simulator":
             item.module.start_early()

@@ -9,7 +9,9 @@ launch sizes itself (``tests/backends/cuda/conftest.py``).
 The child takes about 200 CPU s on one core (the simulator runs every GPU thread in
 Python) while the rest of the suite keeps about one core busy, so it starts as soon as
 the session has collected this test (:func:`start_early`, called by ``tests/conftest.py``)
-and runs beside the others; the test then waits for its result.  Run on its own, the test
+and runs beside the others; ``tests/conftest.py`` also moves this test to the end of the
+run, where it collects the child's result (a run of 591 s waited 75 s for it here when
+the test ran in its place among the backend tests).  Run on its own, the test
 starts the child itself.
 """
 
