@@ -30,7 +30,7 @@ COMMAND = [sys.executable, "-m", "pytest", os.path.join("tests", "backends", "cu
            "-W", "error"]
 TIMEOUT_S = 900
 
-#: The child started by :func:`start_early`: ``(process, output file)``, or None.
+#: The child started by :func:`start_early`: ``(process, output file, cache directory)``, or None.
 _early = None
 
 
@@ -49,11 +49,18 @@ def _runs_in_process():
 
 
 def _start():
-    """The child, its stdout and stderr going to a temporary file: ``(process, file)``."""
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONDONTWRITEBYTECODE="1")
+    """The child, its stdout and stderr going to a temporary file: ``(process, file, cache)``.
+
+    The child gets a Numba cache of its own (``cache``, a temporary directory): it
+    compiles the CPU kernels it compares against while the suite compiles the same ones,
+    and two processes writing one cache at once can leave a kernel's entry and its
+    parallel loop's entry from different compiles (Numba issue 10128: a segfault on load).
+    """
+    cache = tempfile.TemporaryDirectory(prefix="numrnn-cudasim-cache-")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONDONTWRITEBYTECODE="1", NUMBA_CACHE_DIR=cache.name)
     output = tempfile.TemporaryFile(mode="w+")
     process = subprocess.Popen(COMMAND, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
-    return process, output
+    return process, output, cache
 
 
 def start_early():
@@ -67,11 +74,12 @@ def stop_early():
     """Kill a child still running when the session ends (an interrupted or ``-x`` run)."""
     global _early
     if _early is not None:
-        process, output = _early
+        process, output, cache = _early
         if process.poll() is None:
             process.kill()
             process.wait()
         output.close()
+        cache.cleanup()
         _early = None
 
 
@@ -80,7 +88,7 @@ def test_cuda_backend_under_simulator():
     global _early
     if _runs_in_process():
         pytest.skip("tests/backends/cuda runs in this process (GPU present or simulator on)")
-    process, output = _early if _early is not None else _start()
+    process, output, cache = _early if _early is not None else _start()
     _early = None
     try:
         returncode = process.wait(timeout=TIMEOUT_S)
@@ -92,6 +100,7 @@ def test_cuda_backend_under_simulator():
         output.seek(0)
         text = output.read()
         output.close()
+        cache.cleanup()
     assert returncode == 0, f"{' '.join(COMMAND)} failed:\n{text[-6000:]}"
     summary = text.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, text[-3000:]
