@@ -12,9 +12,11 @@ small vector type:
 ``Lanes``
     One LLVM vector of ``VECTOR_BYTES // itemsize`` floats (16 float32 or 8 float64:
     one AVX-512 register; LLVM splits it on narrower machines).
-:func:`load_lanes`, :func:`store_lanes`, :func:`zero_lanes`, :func:`fma_lanes`
-    ``row[j:j + n]`` as lanes, its store, zeros, and ``acc + s * v`` (a fused
-    multiply-add with ``s`` broadcast).
+:func:`load_lanes`, :func:`store_lanes`, :func:`lane_count`
+    ``row[j:j + n]`` as lanes, its store, and the number of lanes.
+:func:`register_tile`
+    A tile of a matrix product held in registers, of any shape given as literals
+    (below).
 Arithmetic on lanes
     ``+ - * /``, unary ``-``, ``min`` and ``max`` between lanes, or lanes and a
     scalar (broadcast), lane by lane in IEEE arithmetic.  The scalar cell
@@ -29,8 +31,8 @@ one intrinsic, :func:`register_tile`.  For weights reused across
 many products (every timestep), :func:`pack_panels` lays ``b`` out once as
 contiguous panels of two vectors' worth of columns and :func:`matmul_packed_into`
 runs the same tiles on them, led by tiles of 8 rows by 2 vectors (16 accumulators;
-AVX-512 only, :data:`EIGHT_ROW_TILES`; measured in the README's Performance section).  Summation runs over ``k`` in
-order, so results do not depend on the tile a row falls in.
+AVX-512 only, :data:`EIGHT_ROW_TILES`; measured in the README's Performance section).
+Summation runs over ``k`` in order, so results do not depend on the tile a row falls in.
 
 The streaming step multiplies one state row by the weights as stored, ``(G*H, H)``
 row-major, where a packed transposed copy could go stale under an in-place update
@@ -75,8 +77,9 @@ def _has_avx512():
 #: to a cold float32 LSTM + GRU forward + backward; the packed ones alone add none): with
 #: AVX-512's 32 registers they hold, and the per-step products of the recurrence ran
 #: 16 % faster than in tiles of 4 alone (one thread, float32, (64, 512) @ (512, 2048):
-#: 226 against 195 GFLOPS; 6, 12 or 14 rows, or 4 vectors wide, did no better).  Without AVX-512 a vector of lanes
-#: takes two registers and 16 accumulators would not fit, so only tiles of 4 run.
+#: 226 against 195 GFLOPS; 6, 12 or 14 rows, or 4 vectors wide, did no better).
+#: Without AVX-512 a vector of lanes takes two registers and 16 accumulators would
+#: not fit, so only tiles of 4 run.
 EIGHT_ROW_TILES = _has_avx512()
 
 
@@ -138,17 +141,6 @@ def store_lanes(typingctx, row, start, value):
 
 
 @intrinsic
-def zero_lanes(typingctx, row):
-    """Zero :class:`Lanes` of ``row``'s dtype."""
-    lanes = _float_row(row, "zero_lanes")
-
-    def codegen(context, builder, signature, args):
-        return ir.Constant(context.get_value_type(lanes), None)
-
-    return lanes(row), codegen
-
-
-@intrinsic
 def lane_count(typingctx, row):
     """Number of lanes for ``row``'s dtype (a compile-time constant)."""
     lanes = _float_row(row, "lane_count")
@@ -159,22 +151,11 @@ def lane_count(typingctx, row):
     return types.intp(row), codegen
 
 
-@intrinsic
-def fma_lanes(typingctx, acc, scale, value):
-    """``acc + scale * value`` lane by lane, ``scale`` a scalar broadcast to every lane."""
-    if not (isinstance(acc, Lanes) and acc == value and isinstance(scale, (types.Float, types.Integer))):
-        raise TypingError(f"fma_lanes needs (Lanes, scalar, Lanes), got ({acc}, {scale}, {value})")
-
-    def codegen(context, builder, signature, args):
-        vector_type = context.get_value_type(acc)
-        element = context.cast(builder, args[1], signature.args[1], acc.dtype)
-        single = builder.insert_element(ir.Constant(vector_type, ir.Undefined), element, ir.Constant(ir.IntType(32), 0))
-        broadcast = builder.shuffle_vector(single, single, ir.Constant(ir.VectorType(ir.IntType(32), acc.count), None))
-        name = f"llvm.fma.v{acc.count}f{acc.dtype.bitwidth}"
-        fused = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector_type, [vector_type] * 3), name)
-        return builder.call(fused, [broadcast, args[2], args[0]])
-
-    return acc(acc, scale, value), codegen
+def _fused_multiply_add(builder, vector_type, lanes):
+    """LLVM's ``fma`` intrinsic for :class:`Lanes` ``lanes`` (of LLVM type ``vector_type``):
+    ``fma(x, y, acc) = x * y + acc``, rounded once."""
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector_type, [vector_type] * 3),
+                                          f"llvm.fma.v{lanes.count}f{lanes.dtype.bitwidth}")
 
 
 def _fold(builder, a, b, count, half):
@@ -219,8 +200,7 @@ def dot_lanes(typingctx, v, m, row, inner):
         matrix = context.make_array(signature.args[1])(context, builder, args[1])
         row_length = builder.sdiv(builder.extract_value(matrix.strides, 0), ir.Constant(index_type, lanes.dtype.bitwidth // 8))
         rows = [builder.gep(matrix.data, [builder.mul(builder.add(row_index, ir.Constant(index_type, r)), row_length)]) for r in range(count)]
-        name = f"llvm.fma.v{count}f{lanes.dtype.bitwidth}"
-        fused = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector_type, [vector_type] * 3), name)
+        fused = _fused_multiply_add(builder, vector_type, lanes)
         align = lanes.dtype.bitwidth // 8
         sums = [cgutils.alloca_once_value(builder, ir.Constant(vector_type, None)) for _ in range(count)]
         step = ir.Constant(index_type, count)
@@ -314,9 +294,8 @@ def _lanes_neg(x):
 # Numba compiles a callee for every argument type it sees while typing the caller,
 # and a loop counter is first typed ``Literal[int](0)`` (its value before the loop),
 # then ``int64``, so a literal start compiled each tile twice (measured: 10
-# specialisations of the 4-row tile, then a function of its own, for 3 argument
-# layouts, about 2 s of a cold start).  The tiles themselves are one intrinsic,
-# :func:`register_tile`, generated for each shape at compile time.
+# specialisations of the 4-row tile for 3 argument layouts, about 2 s of a cold start,
+# when each tile was a function of its own; they are one intrinsic now).
 # ``bias`` is passed explicitly (None) for the same reason: an omitted argument is
 # another type than an explicit None.
 
@@ -330,9 +309,8 @@ def matmul_into(a, b, out, bias=None):
     For each panel of two vectors' worth of columns of ``b`` (kept in cache while it
     is reused), tiles of 4 rows keep 8 accumulators in registers over all of ``k``:
     each step of ``k`` loads two vectors of ``b[k]`` and one scalar of ``a`` per row
-    for two fused multiply-adds per row.
-    Leftover columns (fewer than one vector) accumulate row by
-    row in memory.
+    for two fused multiply-adds per row.  Leftover columns (fewer than one vector)
+    accumulate row by row in memory.
     """
     rows, inner = a.shape
     cols = b.shape[1]
@@ -401,19 +379,16 @@ def register_tile(typingctx, a, b, column, out, bias, i, j, rows, vectors):
         out_row_length = builder.sdiv(builder.extract_value(out_array.strides, 0), itemsize)
         width = ir.Constant(index_type, lanes.count)
         offsets = [builder.mul(ir.Constant(index_type, v), width) for v in range(count_vectors)]
-        fused = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vector_type, [vector_type] * 3), f"llvm.fma.v{lanes.count}f{lanes.dtype.bitwidth}")
+        fused = _fused_multiply_add(builder, vector_type, lanes)
 
         def vector_at(data, offset):
             return builder.bitcast(builder.gep(data, [offset]), vector_type.as_pointer())
 
-        starts = []
-        for v in range(count_vectors):
-            if isinstance(bias_type, types.NoneType):
-                starts.append(ir.Constant(vector_type, None))
-            else:
-                bias_data = context.make_array(bias_type)(context, builder, args[4]).data
-                starts.append(builder.load(vector_at(bias_data, builder.add(first_col, offsets[v])), align=align))
+        if isinstance(bias_type, types.NoneType):
+            starts = [ir.Constant(vector_type, None)] * count_vectors
+        else:
+            bias_data = context.make_array(bias_type)(context, builder, args[4]).data
+            starts = [builder.load(vector_at(bias_data, builder.add(first_col, offset)), align=align) for offset in offsets]
         sums = [[cgutils.alloca_once_value(builder, starts[v]) for v in range(count_vectors)] for _ in range(count_rows)]
         a_rows = [builder.mul(builder.add(first_row, ir.Constant(index_type, r)), a_row_stride) for r in range(count_rows)]
         inner = builder.extract_value(a_array.shape, 1)
@@ -424,9 +399,7 @@ def register_tile(typingctx, a, b, column, out, bias, i, j, rows, vectors):
             a_col = builder.mul(k, a_col_stride)
             for r in range(count_rows):
                 pointer = builder.bitcast(builder.gep(a_bytes, [builder.add(a_rows[r], a_col)]), element_type.as_pointer())
-                scalar = builder.load(pointer, align=align)
-                single = builder.insert_element(ir.Constant(vector_type, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
-                broadcast = builder.shuffle_vector(single, single, ir.Constant(ir.VectorType(ir.IntType(32), lanes.count), None))
+                broadcast = _as_vector(context, builder, builder.load(pointer, align=align), lanes.dtype, lanes)
                 for v in range(count_vectors):
                     builder.store(builder.call(fused, [broadcast, columns[v], builder.load(sums[r][v])]), sums[r][v])
         for r in range(count_rows):
