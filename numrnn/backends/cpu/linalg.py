@@ -213,7 +213,15 @@ def weight_gradients(x, h_prev_seq, d_pre):
     rows, as partial sums over fixed row chunks in one parallel pass (then summed in
     chunk order).  (The GRU's candidate rows of the h side differ and are redone by
     its driver.)  With ``h_prev_seq`` None (the RNN, which sums ``dW_hh`` during its
-    time loop) the ``weight_hh`` gradient is None."""
+    time loop) the ``weight_hh`` gradient is None.
+
+    Each chunk forms the transposed products ``x_c^T dA_c`` (I, G*H) and ``h_c^T dA_c``
+    (H, G*H): their right operand is the gate gradients as stored, so with few inputs
+    or hidden units (the forecasters' windows: I = 1, H = 32) they run on register
+    tiles over whole vectors of gates rather than on BLAS with G*H rows (0.41 against
+    0.62 ms at T*B = 4608, G*H = 128, I = 1, H = 32, float32, one thread).  The sums
+    are transposed once.
+    """
     steps, batch, features = x.shape
     hidden = 0
     if h_prev_seq is not None:
@@ -225,21 +233,21 @@ def weight_gradients(x, h_prev_seq, d_pre):
     chunks = 1
     if rows * gates * (features + hidden) >= PARALLEL_PRODUCT_MIN_WORK:
         chunks = partial_chunks(rows, gates * (features + hidden + 1), d_pre.itemsize)
-    partial_ih = np.empty((chunks, gates, features), dtype=d_pre.dtype)
-    partial_hh = np.empty((chunks, gates, hidden), dtype=d_pre.dtype)
+    partial_ih = np.empty((chunks, features, gates), dtype=d_pre.dtype)
+    partial_hh = np.empty((chunks, hidden, gates), dtype=d_pre.dtype)
     partial_b = np.empty((chunks, gates), dtype=d_pre.dtype)
     for chunk in numba.prange(chunks):
         lo, hi = block_bounds(chunk, chunks, rows)
         d_chunk = d_rows[lo:hi]
-        product_into(d_chunk.T, x_rows[lo:hi], partial_ih[chunk], None)
+        product_into(x_rows[lo:hi].T, d_chunk, partial_ih[chunk], None)
         if h_prev_seq is not None:
-            product_into(d_chunk.T, h_prev_seq.reshape(rows, hidden)[lo:hi], partial_hh[chunk], None)
+            product_into(h_prev_seq.reshape(rows, hidden)[lo:hi].T, d_chunk, partial_hh[chunk], None)
         copy_into(column_sums(d_chunk), partial_b[chunk])
     d_b = sum_partials(partial_b)
-    d_w_ih = sum_partials(partial_ih)
+    d_w_ih = np.ascontiguousarray(sum_partials(partial_ih).T)
     if h_prev_seq is None:
         return d_w_ih, None, d_b, d_b.copy()
-    return d_w_ih, sum_partials(partial_hh), d_b, d_b.copy()
+    return d_w_ih, np.ascontiguousarray(sum_partials(partial_hh).T), d_b, d_b.copy()
 
 
 def input_gradient(d_pre_x, w_ih):
