@@ -21,6 +21,7 @@ from numrnn.forecast.calibration import CALIBRATION_RANGE
 from numrnn.forecast.network import PaddedNet
 from numrnn.forecast.panel import Panel, pandas
 from numrnn.forecast.preprocessing import ColumnScaler
+from numrnn.forecast.windows import LEGACY_ANCHOR_SEASONS
 from numrnn.optim import OPTIMIZERS, serialization
 
 __all__ = ["FORECASTER_KIND", "GLOBAL_KIND", "load_forecaster", "load_global_forecaster", "save_forecaster",
@@ -262,6 +263,7 @@ def save_global_forecaster(gf, fitted, path):
         "params": params, "keys": keys, "source": panel.source, "dates": dates,
         "season_length": fitted["season_length"], "lookback": fitted["lookback"], "calendar": fitted["calendar"],
         "seed_used": int(fitted["seed"]), "calibrated": calibration is not None, "exog": names,
+        "anchor_seasons": int(fitted["anchor_seasons"]),
         "history": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in h.items()}
                     for h in fitted["history"]],
         "unvalidated": [keys[panel.keys.index(k)] for k in fitted["unvalidated_ids"]],
@@ -337,6 +339,8 @@ def _from_saved(cls, config, arrays):
     season = check.check_int(config["season_length"], "config['season_length']", 1)
     lookback = check.check_int(config["lookback"], "config['lookback']", 1)
     calendar = check.check_bool(config["calendar"], "config['calendar']")
+    # files written before the anchor read every whole season of the window averaged at most three
+    anchor_seasons = check.check_int(config.get("anchor_seasons", LEGACY_ANCHOR_SEASONS), "config['anchor_seasons']", 0)
     keys = config["keys"]
     if not isinstance(keys, list) or not keys:
         raise ValueError("config['keys'] must be a non-empty list")
@@ -400,5 +404,6 @@ def _from_saved(cls, config, arrays):
                   None if exog is None else np.split(exog, np.cumsum(lengths)[:-1]), names)
     fitted = {"members": members, "specs": specs, "panel": panel, "season_length": season, "lookback": lookback,
               "calendar": calendar, "seed": seed, "history": history, "calibration": calibration, "exog": names,
-              "unvalidated_ids": list(config["unvalidated"]), "untrained_ids": list(config["untrained"])}
+              "anchor_seasons": anchor_seasons, "unvalidated_ids": list(config["unvalidated"]),
+              "untrained_ids": list(config["untrained"])}
     return gf, fitted

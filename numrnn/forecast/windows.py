@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Packed", "batch"]
+__all__ = ["LEGACY_ANCHOR_SEASONS", "Packed", "batch"]
 
 
 class Packed:
@@ -40,13 +40,21 @@ class Packed:
         return 0 if self.xn is None else self.xn.shape[1]
 
 
-def batch(packed, series, origin, lookback, horizon, season, calendar, dtype, with_target=True):
+#: The seasonal anchor's most seasons in a model fitted before the anchor read every whole season
+#: of the window (files saved then carry no ``anchor_seasons``).
+LEGACY_ANCHOR_SEASONS = 3
+
+
+def batch(packed, series, origin, lookback, horizon, season, calendar, dtype, with_target=True, anchor_seasons=None):
     """Windows for (series, origin) pairs.
 
     Parameters
     ----------
     series, origin : ndarray of int, shape (B,)
         Series index and forecast origin ``t`` (index of the first forecast step), ``t >= 1``.
+    anchor_seasons : int or None, default None
+        The most whole seasons the seasonal anchor averages, :math:`J_{max}`; None: every whole
+        season a full window holds, ``lookback // season``.
 
     Returns
     -------
@@ -90,16 +98,17 @@ def batch(packed, series, origin, lookback, horizon, season, calendar, dtype, wi
         ahead = packed.xn[xoff[:, None] + origin[:, None] + k[None, :]]  # (B, h, m)
         future = np.concatenate([future, ahead.transpose(0, 2, 1).reshape(b, m * horizon)], axis=1)
     # the seasonal anchor (ES-RNN style): the mean of the last season relative to the level plus the
-    # seasonal profile averaged over the last J <= 3 whole seasons in the window, each taken
-    # relative to its own mean,  a_k = (zbar_1 - level) + mean_j (z[t - j m + (k mod m)] - zbar_j);
+    # seasonal profile averaged over the last J <= anchor_seasons whole seasons in the window, each
+    # taken relative to its own mean,  a_k = (zbar_1 - level) + mean_j (z[t - j m + (k mod m)] - zbar_j);
     # 0 (the naive level) for m = 1 or windows shorter than a season.  The network models u_k - a_k.
     anchor = np.zeros((b, horizon))
     if season > 1:
-        n_seasons = np.minimum(length // season, 3)
+        most = lookback // season if anchor_seasons is None else anchor_seasons
+        n_seasons = np.minimum(length // season, most)
         profile = np.zeros((b, horizon))
         last_mean = np.zeros(b)
         i_m = np.arange(season)
-        for jj in range(1, 4):
+        for jj in range(1, most + 1):
             use = n_seasons >= jj
             if not use.any():
                 break

@@ -695,7 +695,7 @@ def _payload(gf, fitted):
     return {"forecaster": forecaster, "specs": fitted["specs"], "lookback": fitted["lookback"],
             "season_length": fitted["season_length"], "calendar": fitted["calendar"],
             "calibration": fitted.get("calibration"), "exog": list(fitted.get("exog", ())),
-            "states": [net.state_dict() for net in fitted["members"]]}
+            "anchor_seasons": fitted["anchor_seasons"], "states": [net.state_dict() for net in fitted["members"]]}
 
 
 def _forecast_panel(panel, payload, levels, future=None, x_df=None):
@@ -716,7 +716,8 @@ def _forecast_panel(panel, payload, levels, future=None, x_df=None):
         net.load_state_dict(state)
         members.append(net)
     fitted = {"members": members, "lookback": payload["lookback"], "season_length": payload["season_length"],
-              "calendar": payload["calendar"], "calibration": payload["calibration"], "exog": names}
+              "calendar": payload["calendar"], "calibration": payload["calibration"], "exog": names,
+              "anchor_seasons": payload["anchor_seasons"]}
     if names and future is None and x_df is not None:
         gf._check_exog_panel(fitted, panel)
         future = future_exog(x_df, panel, names, gf.horizon)

@@ -255,6 +255,30 @@ def test_load_file_without_calibration_and_bad_calibration(fitted, tmp_path):
         GlobalForecaster.load(tmp_path / "extra.npz")
 
 
+def test_file_without_anchor_seasons_forecasts_as_it_was_fitted(fitted, tmp_path):
+    """Files written before the anchor read every whole season of a window averaged at most three:
+    they load with anchor_seasons = 3, and forecast as a model with that cap."""
+    from numrnn import io as nio
+
+    gf, data = fitted
+    assert gf._fitted["anchor_seasons"] == gf.lookback_ // gf.season_length_ == 4
+    gf.save(tmp_path / "model.npz")
+    config, arrays = nio.load_npz(tmp_path / "model.npz", kind="global_forecaster")
+    assert config["anchor_seasons"] == 4
+    nio.save_npz(tmp_path / "old.npz", "global_forecaster",
+                 {k: v for k, v in config.items() if k != "anchor_seasons"}, arrays)
+    old = GlobalForecaster.load(tmp_path / "old.npz")
+    assert old._fitted["anchor_seasons"] == 3
+    capped = GlobalForecaster(**gf.get_params())
+    capped._fitted = {**gf._fitted, "anchor_seasons": 3}
+    a, b, now = old.predict(level=[80]), capped.predict(level=[80]), gf.predict(level=[80])
+    assert all(a[k][c].tobytes() == b[k][c].tobytes() for k in a for c in a[k])
+    assert not np.array_equal(a["s0"]["yhat"], now["s0"]["yhat"])  # s0 has more than 3 whole seasons
+    nio.save_npz(tmp_path / "bad.npz", "global_forecaster", {**config, "anchor_seasons": -1}, arrays)
+    with pytest.raises(ValueError, match="anchor_seasons"):
+        GlobalForecaster.load(tmp_path / "bad.npz")
+
+
 def test_cross_validation_arrays(fitted):
     gf, _ = fitted
     data = panel(4, seed=2, low=30, high=40)
