@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ASV_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "asv_benchmarks")
@@ -91,3 +92,27 @@ def test_forecaster_benchmark_matches_api():
     # Building the model with the benchmark's arguments checks them; fitting is left to asv.
     forecast.ForecasterSuite().make("lstm", "cpu")
     assert hasattr(forecast_module.Forecaster, "fit")
+
+
+def test_many_series_leaves_out_series_seasonal_naive_forecasts_exactly():
+    """many_series.evaluate: a series whose held-out values seasonal naive matches exactly has an
+    undefined MASE ratio; it is left out of every method's geometric mean (and said so)."""
+    spec = importlib.util.spec_from_file_location("many_series_script", os.path.join(ASV_DIR, "many_series.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    t = np.arange(60)
+    panel = {"flat end": np.r_[np.linspace(5, 2, 36), np.ones(24)], "seasonal": 10 + np.sin(2 * np.pi * t / 12) + 0.01 * t}
+
+    def off_by(delta):
+        def run(train, horizon, season):
+            from numrnn import metrics
+
+            return {k: {"yhat": metrics.seasonal_naive(y, horizon, m=season) + delta} for k, y in train.items()}
+
+        return run
+
+    rows = script.evaluate(panel, 6, 12, {"naive": off_by(0.0), "shifted": off_by(1e-7)})
+    (name0, ratio0, *_, note0), (name1, ratio1, *_, note1) = rows
+    assert (name0, name1) == ("naive", "shifted")
+    assert note0 == note1 == "1 series with seasonal naive exact left out"
+    assert ratio0 == pytest.approx(1.0) and ratio1 == pytest.approx(1.0, rel=1e-5)  # not 1e5
