@@ -50,9 +50,9 @@ For series :math:`i` with values :math:`y_{i,1..n_i}`:
    whole seasons there, at most ``lookback // m`` (four with the default lookback; models saved
    before this rule averaged at most three, and load so).  *Why every whole season:* with the
    default lookback, averaging all four rather than the last three gave gmean MASE ratios of
-   0.699 vs 0.718 on the benchmark's 15 real monthly series, 0.821 vs 0.833 and 0.705 vs 0.709
+   0.699 vs 0.718 on the benchmark's 15 real monthly series, 0.706 vs 0.718 and 0.705 vs 0.709
    on two 150-series synthetic monthly panels and 0.848 vs 0.864 on a quarterly one (means over
-   seeds 0-3), at no cost.  :math:`a_k = 0` (the naive level) for :math:`m = 1` or windows
+   seeds 0-3; series that seasonal naive forecasts exactly left out), at no cost.  :math:`a_k = 0` (the naive level) for :math:`m = 1` or windows
    shorter than a season.
 5. **Likelihood.**  :math:`u_k - a_k \sim \mathcal N(\mu_k, \sigma_k^2)`, trained by
    :class:`numrnn.losses.GaussianNLLLoss`.  *Why Gaussian:* on the log-and-level-normalised
@@ -222,9 +222,9 @@ class GlobalForecaster:
         Most past values a window reads; None means ``max(2 * horizon, 4 * season_length, 8)``
         (four seasons: 0.833 vs 0.858 gmean MASE ratio to seasonal naive on the 150-series synthetic
         panel and 0.703 vs 0.754 on 15 real monthly series, means over seeds 0-2, against three).
-        Six seasons (72 for monthly data), where the series are long enough, gave 0.801 vs 0.821
-        and 0.666 vs 0.705 on two synthetic panels but 0.726 vs 0.699 on the real one (seeds
-        0-3), at about 1.4x the CPU time: not the default.
+        Six seasons (72 for monthly data) gave 0.674 vs 0.706 and 0.666 vs 0.705 on two
+        synthetic panels but 0.726 vs 0.699 on the real one (seeds 0-3), at about 1.4x the CPU
+        time: not the default; worth trying on long series.
         Series (and early windows) with fewer values are right-padded (``lengths``).
     cell : {"lstm", "gru", "rnn"}, default "lstm"
     hidden_size : int, default 32
