@@ -42,7 +42,10 @@ For series :math:`i` with values :math:`y_{i,1..n_i}`:
    window's last valid step), then one :class:`numrnn.nn.Linear` head
    :math:`[\mu_{1..h}, \log\sigma^2_{1..h}] = W [h_n; c_{1..h}; \tilde x_{1..h}] + b` (direct
    multi-step; :math:`c` the calendar features and :math:`\tilde x` the regressors of the forecast
-   steps, each present when used).
+   steps, each present when used), plus, with ``series_embedding``, a learned row
+   :math:`E_i` (2h values, zero at the start) of series :math:`i` added to those outputs: a
+   per-series offset of the means and log-variances (series unseen in training take the
+   rows' mean :math:`\bar E`).
    The means are residuals to a seasonal anchor (ES-RNN style), so an untrained network already
    forecasts a smoothed seasonal naive:
    :math:`a_k = (\bar z_1 - \ell)/s_i + \frac1J \sum_{j=1}^{J} (z_{i,t-jm+(k \bmod m)} - \bar z_j)/s_i`,
@@ -73,7 +76,7 @@ For series :math:`i` with values :math:`y_{i,1..n_i}`:
    client=...)`` the same steps run data-parallel on Dask workers: each worker holds shards of
    whole series and returns the gradient of its part of every mini-batch, summed on the driver
    in shard order (:mod:`numrnn.integrations.dask_training`; the same parameters on any number
-   of workers, those of this process's fit to rounding).
+   of workers, those of this process's fit without the per-series table to rounding).
 
 7. **Interval calibration.**  After training, the mixture's predictive CDF :math:`F_{i,k}` is
    evaluated at every validation window's held-out values (the last ``horizon`` values of the
@@ -202,6 +205,14 @@ def _mixture_quantiles(mu, sigma, probs, iters=80):
 
 
 
+def _series_ids(fitted, keys):
+    """Rows of the fitted per-series table for ``keys``: a training key's own, -1 for the others
+    (the table's mean row: :class:`~numrnn.forecast.network.PaddedNet`)."""
+    train_keys = fitted["train_keys"] if "train_keys" in fitted else fitted["panel"].keys
+    row = {k: i for i, k in enumerate(train_keys)}
+    return np.array([row.get(k, -1) for k in keys], dtype=np.int64)
+
+
 # ---------------------------------------------------------------------------------- the forecaster
 
 
@@ -249,6 +260,14 @@ class GlobalForecaster:
     calendar : bool, default True
         Season-position features (sin/cos) from ``ds`` when a DataFrame is given and
         ``season_length > 1``; arrays carry no dates and get none.
+    series_embedding : bool, default True
+        A learned row per training series added to the head's outputs (an embedding of the
+        series id: an offset of each forecast step's mean and log-variance; module docstring,
+        step 4), starting at zero.  Series unseen in training (``predict`` on new keys) take
+        the rows' mean; a key of ``predict``'s data that was a training key is that series.
+        gmean MASE ratio with against without, seeds 0-3: 0.645 vs 0.699 on the benchmark's 15
+        real monthly series, 0.687 vs 0.706 and 0.675 vs 0.705 on two 150-series synthetic
+        panels.  Fits on Dask workers (``fit(client=...)``) do not use it yet.
     transform : {"auto", "none"}, default "auto"
         "auto": model the log of every strictly positive series.
     dtype : {np.float32, np.float64}, default np.float32
@@ -297,6 +316,7 @@ class GlobalForecaster:
         clip_norm=1.0,
         patience=10,
         calendar=True,
+        series_embedding=True,
         transform="auto",
         dtype=np.float32,
     ):
@@ -315,6 +335,7 @@ class GlobalForecaster:
         self.clip_norm = check.check_positive_float(clip_norm, "clip_norm", allow_none=True)
         self.patience = check.check_int(patience, "patience", 1)
         self.calendar = check.check_bool(calendar, "calendar")
+        self.series_embedding = check.check_bool(series_embedding, "series_embedding")
         self.transform = check.check_choice(transform, "transform", SERIES_TRANSFORMS)
         self.dtype = check.check_dtype(dtype)
         self._fitted = None
@@ -382,12 +403,13 @@ class GlobalForecaster:
             val_idx = val_idx[np.sort(pick)]
         return train_n, validated, trainable, val_idx
 
-    def _specs(self, calendar, n_exog=0):
+    def _specs(self, calendar, n_exog=0, n_series=0):
         """The network's specs: inputs value + calendar (2) + ``n_exog`` regressors per step; the
-        head reads the calendar and regressor features of the ``horizon`` forecast steps."""
+        head reads the calendar and regressor features of the ``horizon`` forecast steps; with
+        ``n_series``, a per-series table of head offsets (``series_embedding``)."""
         h = self.horizon
         return encoder_head_specs(self.cell, 1 + 2 * calendar + n_exog, self.hidden_size, self.num_layers,
-                                  (2 * calendar + n_exog) * h, 2 * h, self.dtype)
+                                  (2 * calendar + n_exog) * h, 2 * h, self.dtype, n_series=n_series)
 
     def _record(self, members, history, specs, panel, keys, train_n, validated, settings, seed, calibration=None,
                 exog=()):
@@ -430,7 +452,8 @@ class GlobalForecaster:
             (:func:`numrnn.integrations.dask_training.fit_on_dask`): the series stay on the
             workers, each computes the gradient of its shards' part of every mini-batch, and the
             driver sums them in shard order and takes the step.  The result does not depend on
-            the number of workers; it equals this process's fit to rounding (see that function).
+            the number of workers; it equals this process's fit with ``series_embedding=False``
+            to rounding (see that function): fits on workers have no per-series table yet.
         shards : int, optional
             With ``client`` and a pandas DataFrame: the number of shards the series are split
             into (default 8); a dask DataFrame's partitions are its shards.
@@ -489,9 +512,9 @@ class GlobalForecaster:
         validation = None
         if val_idx.size:
             validation = batch(packed, val_idx, packed.n[val_idx] - h, lookback, h, season, calendar, self.dtype)
-        specs = self._specs(calendar, len(names))
+        specs = self._specs(calendar, len(names), len(n) if self.series_embedding else 0)
         trainer = LocalTrainer(packed, trainable, train_n, validation, lookback, h, season, calendar, self.dtype,
-                               self.clip_norm)
+                               self.clip_norm, validation_ids=val_idx)
         members, history = train_members(self, trainer, specs, seed, progress)
         calibration = self._calibration(trainer, members)
         self._fitted = self._record(members, history, specs, panel, panel.keys, train_n, validated, settings, seed,
@@ -535,6 +558,7 @@ class GlobalForecaster:
         series = np.arange(len(packs))
         x, lengths, future, _, level = batch(packed, series, packed.n, lookback, h, season, calendar, self.dtype,
                                               with_target=False, anchor_seasons=fitted.get("anchor_seasons"))
+        ids = _series_ids(fitted, panel.keys)
         mus, sigmas = [], []
         with limit_threads(1), np.errstate(**_QUIET):
             for net in fitted["members"]:
@@ -542,7 +566,7 @@ class GlobalForecaster:
                 outs = []
                 for a in range(0, len(series), 1024):
                     sl = slice(a, a + 1024)
-                    outs.append(np.asarray(net(x[:, sl], lengths[sl], future[sl]), dtype=np.float64))
+                    outs.append(np.asarray(net(x[:, sl], lengths[sl], future[sl], ids[sl]), dtype=np.float64))
                 mu, sigma = _gaussians(np.concatenate(outs), h)
                 mus.append(mu)
                 sigmas.append(sigma)

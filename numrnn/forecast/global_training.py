@@ -55,11 +55,15 @@ class LocalTrainer:
     calendar : bool
     dtype : numpy dtype
     clip_norm : float or None
+    validation_ids : ndarray of int, optional
+        The validation windows' series (indices into ``packed``), for a network with a
+        per-series table (:class:`~numrnn.forecast.network.PaddedNet`); training windows pass
+        the series they were drawn from.
     """
 
     def __init__(self, packed, trainable, train_n, validation, lookback, horizon, season, calendar, dtype,
-                 clip_norm):
-        self.packed, self.validation = packed, validation
+                 clip_norm, validation_ids=None):
+        self.packed, self.validation, self.validation_ids = packed, validation, validation_ids
         self.trainable = trainable
         self.n_origins = train_n[trainable] - horizon  # origins t in [1, train_n - h]
         self.window = (lookback, horizon, season, calendar, dtype)
@@ -71,17 +75,17 @@ class LocalTrainer:
         return self.validation is not None
 
     def validation_loss(self, net):
-        return validation_loss(net, self.loss, self.validation)
+        return validation_loss(net, self.loss, self.validation, ids=self.validation_ids)
 
     def validation_outputs(self, net):
-        return validation_outputs(net, self.validation)
+        return validation_outputs(net, self.validation, ids=self.validation_ids)
 
     def run_steps(self, net, opt, draws, check_loss):
         values = []
         for series, origin in draws:
             x, lengths, future, target, _ = batch(self.packed, series, origin, *self.window)
             net.zero_grad()
-            value, grad = self.loss(net(x, lengths, future), target)
+            value, grad = self.loss(net(x, lengths, future, series), target)
             check_loss(value)
             net.backward(grad)
             if self.clip_norm is not None:
@@ -200,27 +204,30 @@ def _train_one(gf, trainer, specs, child, j, bar):
     return net, hist
 
 
-def validation_loss(net, loss, validation, chunk=1024):
-    """The mean loss of ``net`` over the validation windows, in chunks of ``chunk`` windows."""
+def validation_loss(net, loss, validation, chunk=1024, ids=None):
+    """The mean loss of ``net`` over the validation windows, in chunks of ``chunk`` windows
+    (``ids``: the windows' series, for a network with a per-series table)."""
     x, lengths, future, target, _ = validation
     total, count = 0.0, 0
     for a in range(0, len(lengths), chunk):
         sl = slice(a, a + chunk)
-        value, _ = loss(net(x[:, sl], lengths[sl], future[sl]), target[sl])
+        value, _ = loss(net(x[:, sl], lengths[sl], future[sl], None if ids is None else ids[sl]), target[sl])
         total += value * (min(a + chunk, len(lengths)) - a)
         count += min(a + chunk, len(lengths)) - a
     return total / count
 
 
-def validation_outputs(net, validation, chunk=1024):
+def validation_outputs(net, validation, chunk=1024, ids=None):
     """``net``'s outputs (V, 2h) on the validation windows and their targets (V, h), float64.
 
-    The outputs are computed in chunks of ``chunk`` windows, with one thread.
+    The outputs are computed in chunks of ``chunk`` windows, with one thread (``ids``: the
+    windows' series, for a network with a per-series table).
     """
     x, lengths, future, target, _ = validation
     outs = []
     with limit_threads(1), np.errstate(**_QUIET):
         for a in range(0, len(lengths), chunk):
             sl = slice(a, a + chunk)
-            outs.append(np.asarray(net(x[:, sl], lengths[sl], future[sl]), dtype=np.float64))
+            outs.append(np.asarray(net(x[:, sl], lengths[sl], future[sl], None if ids is None else ids[sl]),
+                                   dtype=np.float64))
     return np.concatenate(outs), np.asarray(target, dtype=np.float64)

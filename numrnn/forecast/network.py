@@ -19,7 +19,7 @@ __all__ = ["CELLS", "EncoderHead", "PaddedNet", "WindowNet", "encoder_head_specs
 CELLS = ("lstm", "gru", "rnn")
 
 
-def encoder_head_specs(cell, input_size, hidden_size, num_layers, head_inputs, head_outputs, dtype):
+def encoder_head_specs(cell, input_size, hidden_size, num_layers, head_inputs, head_outputs, dtype, n_series=0):
     """The :func:`numrnn.nn.module_spec` descriptions (less backend and seed) of an encoder and head.
 
     Parameters
@@ -33,15 +33,20 @@ def encoder_head_specs(cell, input_size, hidden_size, num_layers, head_inputs, h
     head_outputs : int
         Outputs of the head.
     dtype : dtype-like
+    n_series : int, default 0
+        With ``n_series > 0``, also a per-series table ``series``: an
+        :class:`numrnn.nn.Embedding` (n_series, head_outputs) whose row of each window's series
+        is added to the head's outputs (:class:`PaddedNet`).
 
     Returns
     -------
     dict
-        ``{"rnn": spec, "head": spec}``; networks are built from it and loaders check a file's
-        arrays against it (``numrnn.io._check_module``) before building anything.
+        ``{"rnn": spec, "head": spec}`` (and ``"series": spec``); networks are built from it and
+        loaders check a file's arrays against it (``numrnn.io._check_module``) before building
+        anything.
     """
     dtype = np.dtype(dtype).name
-    return {
+    specs = {
         "rnn": {
             "type": cell.upper(),
             "config": {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers,
@@ -53,6 +58,11 @@ def encoder_head_specs(cell, input_size, hidden_size, num_layers, head_inputs, h
                        "bias": True, "dtype": dtype},
         },
     }
+    if n_series:
+        specs["series"] = {"type": "Embedding",
+                           "config": {"num_embeddings": n_series, "embedding_dim": head_outputs, "padding_idx": None,
+                                      "dtype": dtype}}
+    return specs
 
 
 class EncoderHead(nn.Module):
@@ -75,6 +85,9 @@ class EncoderHead(nn.Module):
         # the names "rnn.<name>" and "head.<name>" (the keys saved files hold)
         self.rnn = nn.module_from_spec({**rnn, "config": {**rnn["config"], "backend": backend, "seed": seeds[0]}})
         self.head = nn.module_from_spec({**head, "config": {**head["config"], "seed": seeds[1]}})
+        if "series" in specs:  # starts at zero: an untrained table adds nothing to the shared model
+            self.series = nn.module_from_spec({**specs["series"], "config": {**specs["series"]["config"], "seed": 0}})
+            self.series.params["weight"][...] = 0
 
 
 class WindowNet(EncoderHead):
@@ -109,27 +122,48 @@ class WindowNet(EncoderHead):
 
 
 class PaddedNet(EncoderHead):
-    """Encoder over right-padded windows (``lengths``) + linear Gaussian head (:class:`GlobalForecaster`).
+    r"""Encoder over right-padded windows (``lengths``) + linear Gaussian head (:class:`GlobalForecaster`).
 
-    ``forward(x, lengths, future)``: x (lookback, B, F), lengths (B,), future (B, P) ->
-    (B, 2 * horizon): the horizon means followed by the horizon log-variances.  The kernels run
-    on the CPU.
+    ``forward(x, lengths, future, ids=None)``: x (lookback, B, F), lengths (B,), future (B, P) ->
+    (B, 2 * horizon): the horizon means followed by the horizon log-variances.  With a
+    ``series`` table (specs from :func:`encoder_head_specs` with ``n_series``), ``ids`` (B,) are
+    the windows' series (rows of the table) and the output is
+
+    .. math::  W [h_n; f] + b + E_{\text{id}},
+
+    a learned offset of every mean and log-variance per series; ``id = -1`` (a series the table
+    has no row for) takes the mean row :math:`\bar E` (the offset of an average training series;
+    such windows give the table no gradient: they are an inference rule, never trained on).
+    The kernels run on the CPU.
     """
 
     def __init__(self, specs, seeds):
         super().__init__(specs, "cpu", seeds)
         self.n_states = cell_family(self.rnn.cell).state_size
+        self.has_series = "series" in specs
 
-    def forward(self, x, lengths, future):
+    def forward(self, x, lengths, future, ids=None):
         y, state = self.rnn(x, lengths=lengths)
         h_n = state[0] if self.n_states > 1 else state  # (L, B, H)
         last = h_n[-1]
         self._shape = (y.shape, h_n.shape)
         if future.shape[1]:
             last = np.concatenate([last, future], axis=1)
-        return self.head(last)
+        out = self.head(last)
+        if self.has_series:
+            if ids is None:
+                raise ValueError("this network has a per-series table: pass ids, the windows' series")
+            ids = np.asarray(ids, dtype=np.int64)
+            self._known = ids >= 0
+            offset = self.series(np.where(self._known, ids, 0))
+            if not self._known.all():
+                offset[~self._known] = self.series.params["weight"].mean(axis=0)
+            out = out + offset
+        return out
 
     def backward(self, dy):
+        if self.has_series:
+            self.series.backward(np.where(self._known[:, None], dy, 0).astype(dy.dtype, copy=False))
         d_last = self.head.backward(dy)
         y_shape, h_shape = self._shape
         dh = np.zeros(h_shape, dtype=d_last.dtype)

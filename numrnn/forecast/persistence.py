@@ -263,7 +263,7 @@ def save_global_forecaster(gf, fitted, path):
         "params": params, "keys": keys, "source": panel.source, "dates": dates,
         "season_length": fitted["season_length"], "lookback": fitted["lookback"], "calendar": fitted["calendar"],
         "seed_used": int(fitted["seed"]), "calibrated": calibration is not None, "exog": names,
-        "anchor_seasons": int(fitted["anchor_seasons"]),
+        "anchor_seasons": int(fitted["anchor_seasons"]), "series_table": "series" in fitted["specs"],
         "history": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in h.items()}
                     for h in fitted["history"]],
         "unvalidated": [keys[panel.keys.index(k)] for k in fitted["unvalidated_ids"]],
@@ -330,6 +330,8 @@ def _from_saved(cls, config, arrays):
     if not isinstance(config, dict):
         raise ValueError("the config must be a dict")
     params = dict(config["params"])
+    if isinstance(config["params"], dict) and "series_embedding" not in params:
+        params["series_embedding"] = False  # files written before the per-series table
     if set(params) != set(inspect.signature(cls).parameters):
         raise ValueError("config['params'] does not hold the constructor's arguments")
     if params["dtype"] not in ("float32", "float64"):
@@ -376,7 +378,9 @@ def _from_saved(cls, config, arrays):
     names, exog = _check_exog(config, arrays, values.size)
     if names and (source != "frame" or dates is None):
         raise ValueError("config['exog'] names regressors, which only a DataFrame's series have")
-    specs = gf._specs(calendar, len(names))
+    # files written before the per-series table (series_embedding) have none
+    series_table = check.check_bool(config.get("series_table", False), "config['series_table']")
+    specs = gf._specs(calendar, len(names), len(keys) if series_table else 0)
     calibration = _check_calibration(config, arrays)
     members, expected = [], {"data/values", "data/lengths"} | ({_CALIBRATION} if calibration is not None else set())
     if names:

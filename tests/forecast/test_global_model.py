@@ -63,7 +63,11 @@ def test_array_path_shapes_and_attributes(fitted):
     # a list in, a list out; no levels: only yhat
     listed = gf.predict(list(data.values()))
     assert isinstance(listed, list) and len(listed) == len(data) and set(listed[0]) == {"yhat"}
-    np.testing.assert_array_equal(listed[0]["yhat"], out["s0"]["yhat"])
+    # list keys (0, 1, ...) were not training keys: those series take the per-series table's mean row,
+    # as any unseen key does; the training keys take their own rows
+    renamed = gf.predict({f"new{i}": y for i, y in enumerate(data.values())})
+    np.testing.assert_array_equal(listed[0]["yhat"], renamed["new0"]["yhat"])
+    np.testing.assert_array_equal(gf.predict(dict(data))["s0"]["yhat"], out["s0"]["yhat"])
 
 
 def test_new_series_forecast_without_refit(fitted):
@@ -276,6 +280,55 @@ def test_file_without_anchor_seasons_forecasts_as_it_was_fitted(fitted, tmp_path
     assert not np.array_equal(a["s0"]["yhat"], now["s0"]["yhat"])  # s0 has more than 3 whole seasons
     nio.save_npz(tmp_path / "bad.npz", "global_forecaster", {**config, "anchor_seasons": -1}, arrays)
     with pytest.raises(ValueError, match="anchor_seasons"):
+        GlobalForecaster.load(tmp_path / "bad.npz")
+
+
+def test_series_table_rows_unseen_keys_and_without_it(fitted, tmp_path):
+    """One learned row per training series (series_embedding, the default); an unseen key takes the
+    rows' mean, so with every row set to the mean a training series forecasts as a new key with its
+    history does; series_embedding=False has no table, and a file without one loads as such."""
+    from numrnn import io as nio
+
+    gf, data = fitted
+    assert gf.series_embedding is True
+    for net in gf._fitted["members"]:
+        table = net.params["series.weight"]
+        assert table.shape == (len(data), 2 * gf.horizon) and np.isfinite(table).all() and table.any()
+    new = gf.predict({"unseen": data["s0"]}, level=[80])["unseen"]
+    flat = GlobalForecaster(**gf.get_params())
+    members = []
+    for net in gf._fitted["members"]:
+        copy = type(net)(gf._fitted["specs"], (0, 0))
+        copy.load_state_dict(net.state_dict())
+        copy.eval()
+        copy.params["series.weight"][...] = net.params["series.weight"].mean(axis=0)
+        members.append(copy)
+    flat._fitted = {**gf._fitted, "members": members}
+    own = flat.predict(level=[80])["s0"]
+    for col in new:
+        np.testing.assert_allclose(new[col], own[col], rtol=1e-6)
+    assert not np.allclose(gf.predict()["s0"]["yhat"], new["yhat"], rtol=1e-6)  # its own row differs from the mean
+    plain = GlobalForecaster(horizon=4, season_length=4, seed=0, series_embedding=False, **TINY).fit(data,
+                                                                                                  progress=False)
+    assert not any(k.startswith("series.") for k in plain._fitted["members"][0].params)
+    assert repr(plain).count("series_embedding=False") == 1
+    # a file written before the table: no series_table, no series_embedding parameter, no table arrays
+    plain.save(tmp_path / "plain.npz")
+    config, arrays = nio.load_npz(tmp_path / "plain.npz", kind="global_forecaster")
+    assert config["series_table"] is False
+    old_config = {k: v for k, v in config.items() if k != "series_table"}
+    old_config["params"] = {k: v for k, v in config["params"].items() if k != "series_embedding"}
+    nio.save_npz(tmp_path / "old.npz", "global_forecaster", old_config, arrays)
+    old = GlobalForecaster.load(tmp_path / "old.npz")
+    assert old.series_embedding is False
+    a, b = old.predict(level=[80]), plain.predict(level=[80])
+    assert all(a[k][c].tobytes() == b[k][c].tobytes() for k in a for c in a[k])
+    # and a file whose config claims a table its arrays lack is refused
+    gf.save(tmp_path / "table.npz")
+    config, arrays = nio.load_npz(tmp_path / "table.npz", kind="global_forecaster")
+    nio.save_npz(tmp_path / "bad.npz", "global_forecaster", config,
+                 {k: v for k, v in arrays.items() if "series." not in k})
+    with pytest.raises(ValueError, match="series"):
         GlobalForecaster.load(tmp_path / "bad.npz")
 
 

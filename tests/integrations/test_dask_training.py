@@ -70,7 +70,7 @@ def test_import_does_not_import_dask():
 def test_one_and_two_workers_bitwise_and_equal_to_one_process(cluster, dtype, rtol, tmp_path):
     _, client = cluster
     df = _frame()
-    local = GlobalForecaster(horizon=HORIZON, dtype=dtype, **TINY).fit(df, progress=False)
+    local = GlobalForecaster(horizon=HORIZON, dtype=dtype, series_embedding=False, **TINY).fit(df, progress=False)
     two = GlobalForecaster(horizon=HORIZON, dtype=dtype, **TINY).fit(df, client=client, shards=3, progress=False)
     one_worker = sorted(client.scheduler_info()["workers"])[:1]
     gf = GlobalForecaster(horizon=HORIZON, dtype=dtype, **TINY)
@@ -125,7 +125,7 @@ def test_exogenous_regressors_on_dask_equal_the_single_process_fit(cluster):
     _, client = cluster
     df = _frame().sort_values(["unique_id", "ds"]).reset_index(drop=True)
     df["promo"] = (np.random.default_rng(4).random(len(df)) < 0.3).astype(np.float64)
-    local = GlobalForecaster(horizon=HORIZON, **TINY).fit(df, progress=False)
+    local = GlobalForecaster(horizon=HORIZON, series_embedding=False, **TINY).fit(df, progress=False)
     two = GlobalForecaster(horizon=HORIZON, **TINY).fit(df, client=client, shards=3, progress=False)
     assert two.exog_names_ == local.exog_names_ == ["promo"]
     _assert_close(local, two, 1e-6)  # each shard standardised its series' regressors as one process does
