@@ -206,10 +206,12 @@ def _mixture_quantiles(mu, sigma, probs, iters=80):
 
 
 def _series_ids(fitted, keys):
-    """Rows of the fitted per-series table for ``keys``: a training key's own, -1 for the others
-    (the table's mean row: :class:`~numrnn.forecast.network.PaddedNet`)."""
+    """Rows of the fitted per-series table for ``keys``: a trained series' own, -1 for the others
+    (the table's mean row: :class:`~numrnn.forecast.network.PaddedNet`), among them the series
+    too short to train on, whose rows never left zero."""
     train_keys = fitted["train_keys"] if "train_keys" in fitted else fitted["panel"].keys
-    row = {k: i for i, k in enumerate(train_keys)}
+    untrained = set(fitted.get("untrained_ids", ()))
+    row = {k: i for i, k in enumerate(train_keys) if k not in untrained}
     return np.array([row.get(k, -1) for k in keys], dtype=np.int64)
 
 

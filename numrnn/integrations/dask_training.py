@@ -695,7 +695,8 @@ def _payload(gf, fitted):
     return {"forecaster": forecaster, "specs": fitted["specs"], "lookback": fitted["lookback"],
             "season_length": fitted["season_length"], "calendar": fitted["calendar"],
             "calibration": fitted.get("calibration"), "exog": list(fitted.get("exog", ())),
-            "anchor_seasons": fitted["anchor_seasons"], "train_keys": list(fitted["panel"].keys), "states": [net.state_dict() for net in fitted["members"]]}
+            "anchor_seasons": fitted["anchor_seasons"], "train_keys": list(fitted["panel"].keys),
+            "untrained_ids": list(fitted["untrained_ids"]), "states": [net.state_dict() for net in fitted["members"]]}
 
 
 def _forecast_panel(panel, payload, levels, future=None, x_df=None):
@@ -717,7 +718,8 @@ def _forecast_panel(panel, payload, levels, future=None, x_df=None):
         members.append(net)
     fitted = {"members": members, "lookback": payload["lookback"], "season_length": payload["season_length"],
               "calendar": payload["calendar"], "calibration": payload["calibration"], "exog": names,
-              "anchor_seasons": payload["anchor_seasons"], "train_keys": payload["train_keys"]}
+              "anchor_seasons": payload["anchor_seasons"], "train_keys": payload["train_keys"],
+              "untrained_ids": payload["untrained_ids"]}
     if names and future is None and x_df is not None:
         gf._check_exog_panel(fitted, panel)
         future = future_exog(x_df, panel, names, gf.horizon)

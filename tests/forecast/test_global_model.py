@@ -308,6 +308,11 @@ def test_series_table_rows_unseen_keys_and_without_it(fitted, tmp_path):
     for col in new:
         np.testing.assert_allclose(new[col], own[col], rtol=1e-6)
     assert not np.allclose(gf.predict()["s0"]["yhat"], new["yhat"], rtol=1e-6)  # its own row differs from the mean
+    # a series too short to train on ("tiny") kept a zero row: it forecasts from the mean row, as a new key
+    tiny = gf.predict(level=[80])["tiny"]
+    renamed = {("tiny (new)" if k == "tiny" else k): y for k, y in data.items()}  # the same batch, in order
+    as_new = gf.predict(renamed, level=[80])["tiny (new)"]
+    assert all(tiny[c].tobytes() == as_new[c].tobytes() for c in tiny)
     plain = GlobalForecaster(horizon=4, season_length=4, seed=0, series_embedding=False, **TINY).fit(data,
                                                                                                   progress=False)
     assert not any(k.startswith("series.") for k in plain._fitted["members"][0].params)
