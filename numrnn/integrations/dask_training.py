@@ -686,17 +686,17 @@ def fit_on_dask(gf, data, client, shards=None, local_steps=1, timeout=300.0, pro
 
 # ---------------------------------------------------------------------- predict
 
+#: The fitted state a worker's forecast reads besides the members and the training keys.
+_FORECAST_STATE = ("lookback", "season_length", "calendar", "calibration", "exog", "anchor_seasons", "untrained_ids")
+
 
 def _payload(gf, fitted):
-    """What a worker needs to forecast: settings, the interval calibration and the members'
-    weights (no training series)."""
+    """What a worker needs to forecast: settings, calibration, training keys and weights (no series)."""
     forecaster = copy.copy(gf)  # the settings only: the weights travel as state dicts
     forecaster._fitted = None
-    return {"forecaster": forecaster, "specs": fitted["specs"], "lookback": fitted["lookback"],
-            "season_length": fitted["season_length"], "calendar": fitted["calendar"],
-            "calibration": fitted.get("calibration"), "exog": list(fitted.get("exog", ())),
-            "anchor_seasons": fitted["anchor_seasons"], "train_keys": list(fitted["panel"].keys),
-            "untrained_ids": list(fitted["untrained_ids"]), "states": [net.state_dict() for net in fitted["members"]]}
+    state = {**{key: fitted.get(key) for key in _FORECAST_STATE}, "exog": list(fitted.get("exog", ()))}
+    return {"forecaster": forecaster, "specs": fitted["specs"], "train_keys": list(fitted["panel"].keys), **state,
+            "states": [net.state_dict() for net in fitted["members"]]}
 
 
 def _forecast_panel(panel, payload, levels, future=None, x_df=None):
@@ -716,10 +716,7 @@ def _forecast_panel(panel, payload, levels, future=None, x_df=None):
         net = PaddedNet(payload["specs"], (0, 0))
         net.load_state_dict(state)
         members.append(net)
-    fitted = {"members": members, "lookback": payload["lookback"], "season_length": payload["season_length"],
-              "calendar": payload["calendar"], "calibration": payload["calibration"], "exog": names,
-              "anchor_seasons": payload["anchor_seasons"], "train_keys": payload["train_keys"],
-              "untrained_ids": payload["untrained_ids"]}
+    fitted = {"members": members, "train_keys": payload["train_keys"], **{k: payload[k] for k in _FORECAST_STATE}}
     if names and future is None and x_df is not None:
         gf._check_exog_panel(fitted, panel)
         future = future_exog(x_df, panel, names, gf.horizon)
