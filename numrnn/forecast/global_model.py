@@ -55,8 +55,8 @@ For series :math:`i` with values :math:`y_{i,1..n_i}`:
    default lookback, averaging all four rather than the last three gave gmean MASE ratios of
    0.699 vs 0.718 on the benchmark's 15 real monthly series, 0.706 vs 0.718 and 0.705 vs 0.709
    on two 150-series synthetic monthly panels and 0.848 vs 0.864 on a quarterly one (means over
-   seeds 0-3; series that seasonal naive forecasts exactly left out), at no cost.  :math:`a_k = 0` (the naive level) for :math:`m = 1` or windows
-   shorter than a season.
+   seeds 0-3; series that seasonal naive forecasts exactly left out), at no cost.
+   :math:`a_k = 0` (the naive level) for :math:`m = 1` or windows shorter than a season.
 5. **Likelihood.**  :math:`u_k - a_k \sim \mathcal N(\mu_k, \sigma_k^2)`, trained by
    :class:`numrnn.losses.GaussianNLLLoss`.  *Why Gaussian:* on the log-and-level-normalised
    scale the one-step changes of most business and physical series are close to symmetric, so a
@@ -209,7 +209,7 @@ def _series_ids(fitted, keys):
     """Rows of the fitted per-series table for ``keys``: a trained series' own, -1 for the others
     (the table's mean row: :class:`~numrnn.forecast.network.PaddedNet`), among them the series
     too short to train on, whose rows never left zero."""
-    train_keys = fitted["train_keys"] if "train_keys" in fitted else fitted["panel"].keys
+    train_keys = fitted["train_keys"]  # also for a dask DataFrame's fit, which keeps no panel
     untrained = set(fitted.get("untrained_ids", ()))
     row = {k: i for i, k in enumerate(train_keys) if k not in untrained}
     return np.array([row.get(k, -1) for k in keys], dtype=np.int64)
@@ -425,7 +425,7 @@ class GlobalForecaster:
         return {
             "members": members, "specs": specs, "panel": panel, "season_length": season, "lookback": lookback,
             "calendar": calendar, "seed": seed, "history": history, "calibration": calibration, "exog": list(exog),
-            "anchor_seasons": lookback // season,
+            "anchor_seasons": lookback // season, "train_keys": list(keys),
             "unvalidated_ids": [keys[i] for i in range(len(keys)) if not validated[i] and train_n[i] >= h + 1],
             "untrained_ids": [keys[i] for i in range(len(keys)) if train_n[i] < h + 1],
         }

@@ -408,6 +408,7 @@ def _from_saved(cls, config, arrays):
                   None if exog is None else np.split(exog, np.cumsum(lengths)[:-1]), names)
     fitted = {"members": members, "specs": specs, "panel": panel, "season_length": season, "lookback": lookback,
               "calendar": calendar, "seed": seed, "history": history, "calibration": calibration, "exog": names,
-              "anchor_seasons": anchor_seasons, "unvalidated_ids": list(config["unvalidated"]),
+              "anchor_seasons": anchor_seasons, "train_keys": list(keys),
+              "unvalidated_ids": list(config["unvalidated"]),
               "untrained_ids": list(config["untrained"])}
     return gf, fitted

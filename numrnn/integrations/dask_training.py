@@ -695,7 +695,7 @@ def _payload(gf, fitted):
     forecaster = copy.copy(gf)  # the settings only: the weights travel as state dicts
     forecaster._fitted = None
     state = {**{key: fitted.get(key) for key in _FORECAST_STATE}, "exog": list(fitted.get("exog", ()))}
-    return {"forecaster": forecaster, "specs": fitted["specs"], "train_keys": list(fitted["panel"].keys), **state,
+    return {"forecaster": forecaster, "specs": fitted["specs"], "train_keys": list(fitted["train_keys"]), **state,
             "states": [net.state_dict() for net in fitted["members"]]}
 
 

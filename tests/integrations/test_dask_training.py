@@ -114,6 +114,9 @@ def test_dask_frame_in_and_out(cluster):
     local = GlobalForecaster(horizon=HORIZON, **TINY).fit(df, progress=False)
     on_workers = local.predict(df, level=[80], client=client)  # an in-process fit's intervals, on the workers
     np.testing.assert_array_equal(on_workers["yhat-lo-80"].to_numpy(), local.predict(df, level=[80])["yhat-lo-80"].to_numpy())
+    # a dask DataFrame's fit keeps no series on the driver, but forecasts given a history, here and on the workers
+    for fc in (from_dask.predict(df, level=[80]), from_dask.predict(ddf, level=[80], client=client).compute()):
+        np.testing.assert_array_equal(fc["yhat"].to_numpy(), expected["yhat"].to_numpy())
     with pytest.raises(ValueError, match="keeps no training series"):
         from_dask.predict()
     with pytest.raises(ValueError, match="keeps none on the driver"):
