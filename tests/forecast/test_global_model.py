@@ -485,6 +485,8 @@ def test_bad_arrays_and_arguments(fitted):
         GlobalForecaster(horizon=3, cell="transformer")
     with pytest.raises(TypeError, match="seed"):
         GlobalForecaster(horizon=3, seed=1.5)
+    with pytest.raises(TypeError, match="series_embedding"):
+        GlobalForecaster(horizon=3, series_embedding="yes")
 
 
 # ---------------------------------------------------------------------------------- quality
