@@ -134,7 +134,7 @@ def evaluate(panel, horizon, season, methods):
     test = {k: panel[k][-horizon:] for k in train}
     naive_mase = {k: metrics.mase(test[k], metrics.seasonal_naive(train[k], horizon, m=season), train[k], m=season)
                   for k in train}
-    scored = [k for k in train if naive_mase[k] > 0]
+    scored = {k for k in train if naive_mase[k] > 0}
     left_out = f"{len(train) - len(scored)} series with seasonal naive exact left out" if len(scored) < len(train) else ""
     rows = []
     for name, run in methods.items():
